@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * THE shared header of Balancing: every map key and value, the event
+ * record, every reason code and constant. The eBPF programs, the C core and
+ * Lua (ffi.cdef of this very text, see lua/balancing/abi.lua) all use it, so
+ * no layout is written twice.
+ *
+ * Rules that keep one text readable by all three:
+ *  - constants are enums, never #define: LuaJIT's ffi.cdef drops
+ *    preprocessor lines (abi.lua strips every line starting with '#');
+ *  - no preprocessor line may change the meaning of the body;
+ *  - structs have natural alignment with explicit padding, so BPF (clang
+ *    -target bpf), gcc and LuaJIT agree byte for byte;
+ *  - addresses and ports are in network byte order, as the kernel hands
+ *    them to cgroup sock_addr programs (ctx->user_ip4, ctx->user_port).
+ *
+ * IPv6: this version programs IPv4. The IPv4 maps keep compact 4-byte
+ * address keys; IPv6 will get maps of its own (map_service6, ...) that reuse
+ * the value structs below. The event record already carries 16-byte
+ * addresses and an is_ipv4 flag, so consumers will not change.
+ */
+#ifndef BALANCING_H
+#define BALANCING_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Bumped whenever a layout below changes: a pinned map set from another ABI
+ * version is recreated rather than reused (core/loader.c). */
+enum balancing_abi {
+	BALANCING_ABI_VERSION = 1,
+};
+
+/* Which kind of object programmed a frontend. The order is the lookup
+ * priority for one address:port:protocol (LocalRedirect first). */
+enum nat_type {
+	NAT_TYPE_SERVICE = 0,
+	NAT_TYPE_LOCAL_REDIRECT = 1,
+	NAT_TYPE_BALANCING = 2,
+};
+
+/* How the frontend was derived; shown as "mode" in the frontend view. */
+enum nat_mode {
+	NAT_MODE_NONE = 0,
+	NAT_MODE_CLUSTER_IP = 1,
+	NAT_MODE_NODE_PORT = 2,
+	NAT_MODE_LOAD_BALANCER = 3,
+	NAT_MODE_EXTERNAL_IP = 4,
+	NAT_MODE_REDIRECT_SERVICE = 5,
+	NAT_MODE_REDIRECT_ADDRESS = 6,
+	NAT_MODE_BALANCING_POD = 7,
+	NAT_MODE_BALANCING_HOST_PORT = 8,
+	NAT_MODE_BALANCING_NODE_PROXY = 9,
+	NAT_MODE_BALANCING_ADDRESS = 10,
+};
+
+/* Protocols as IPPROTO_* values (the same numbers as in <netinet/in.h>). */
+enum balancing_protocol {
+	BALANCING_PROTO_TCP = 6,
+	BALANCING_PROTO_UDP = 17,
+};
+
+/* Why a translation failed (or 0 when it succeeded). */
+enum balancing_reason {
+	REASON_OK = 0,
+	REASON_NO_BACKEND = 1,        /* the frontend has zero backends */
+	REASON_NO_LOCAL_BACKEND = 2,  /* traffic policy Local, none on this node */
+	REASON_BACKEND_MISSING = 3,   /* a slot below the count is absent */
+	REASON_NAT_RECORD_FAILED = 4, /* translated, reverse record not stored */
+};
+
+/* The hook that produced an event. */
+enum balancing_hook {
+	HOOK_CONNECT4 = 1,
+	HOOK_SENDMSG4 = 2,
+};
+
+/* service_value.flags */
+enum service_flags {
+	SERVICE_FLAG_LOCAL_ONLY = 1, /* use only slots 0..local_count-1 */
+};
+
+/* backend_value.flags */
+enum backend_flags {
+	BACKEND_FLAG_LOCAL = 1, /* the backend runs on this node */
+};
+
+/* balancing_event.flags */
+enum event_flags {
+	EVENT_FLAG_SUCCESS = 1,
+	EVENT_FLAG_REDIRECT_HIT_LIMIT = 2, /* LocalRedirect QoS limit reached,
+					      the lookup fell through */
+	EVENT_FLAG_AFFINITY_HIT = 4,       /* backend taken from affinity */
+	EVENT_FLAG_LOOP_SKIPPED = 8,       /* LocalRedirect skipped: the client
+					      is one of the policy's backends */
+};
+
+/* map_configure.bpf_log_level: a line is printed when its level is at most
+ * the configured one. */
+enum bpf_log_level {
+	BPF_LOG_OFF = 0,
+	BPF_LOG_ERROR = 1,
+	BPF_LOG_INFO = 2,
+	BPF_LOG_VERBOSE = 3,
+};
+
+/* Default map sizes, for 10,000 Services / 100,000 endpoints. The agent
+ * overrides them from its configuration before the maps are created. */
+enum balancing_map_defaults {
+	DEFAULT_MAX_SERVICES = 65536,    /* frontends: svc ports x kinds */
+	DEFAULT_MAX_BACKENDS = 262144,   /* backend slots over all frontends */
+	DEFAULT_MAX_AFFINITY = 65536,    /* LRU */
+	DEFAULT_MAX_NAT_RECORDS = 262144, /* LRU */
+	DEFAULT_MAX_NODE_IPS = 16384,
+	DEFAULT_MAX_NODE_PROXY_IPS = 4096,
+	DEFAULT_MAX_REDIRECT_QOS = 4096,
+	DEFAULT_MAX_REDIRECT_LOOP = 16384,
+	DEFAULT_EVENT_RING_BYTES = 4194304,
+	/* slots a datapath lookup may scan: bounds every loop for the verifier */
+	MAX_BACKENDS_PER_FRONTEND = 65535,
+};
+
+/* map_service: one entry per frontend. A NodePort entry has address 0 and
+ * matches any destination found in map_node_ip. */
+struct service_key {
+	__u32 address;  /* IPv4, network order; 0 = NodePort on any node IP */
+	__u16 port;     /* network order */
+	__u8 protocol;  /* enum balancing_protocol */
+	__u8 nat_type;  /* enum nat_type */
+};
+
+struct service_value {
+	__u32 service_id;       /* Service ID, or the policy's serviceId */
+	__u16 total_count;      /* backend slots 0..total_count-1 */
+	__u16 local_count;      /* the first local_count slots are local */
+	__u32 affinity_seconds; /* 0 = no session affinity */
+	__u8 nat_mode;          /* enum nat_mode */
+	__u8 flags;             /* enum service_flags */
+	__u16 pad;
+};
+
+/* map_backend: the dense slots of one frontend, local backends first. */
+struct backend_key {
+	struct service_key frontend;
+	__u32 slot;
+};
+
+struct backend_value {
+	__u32 address; /* IPv4, network order */
+	__u16 port;    /* network order */
+	__u8 flags;    /* enum backend_flags */
+	__u8 pad;
+};
+
+/* map_affinity (LRU): the backend one client network namespace got for one
+ * frontend. Used only while the slot still holds that same backend. */
+struct affinity_key {
+	__u64 netns_cookie;
+	struct service_key frontend;
+};
+
+struct affinity_value {
+	__u64 expires_ns; /* bpf_ktime_get_ns() clock */
+	__u32 address;    /* the backend, network order */
+	__u16 port;
+	__u16 slot;
+};
+
+/* map_nat_record (LRU): reverse translation for recvmsg4/getpeername4. */
+struct nat_record_key {
+	__u64 socket_cookie;
+	__u32 address; /* backend, network order */
+	__u16 port;
+	__u16 pad;
+};
+
+struct nat_record_value {
+	struct service_key frontend; /* to check the frontend still exists */
+	__u32 dialed_address;        /* what the client asked for (NodePort:
+					the node IP it dialed) */
+	__u32 service_id;            /* to check it is still the same owner */
+};
+
+/* map_node_ip: every IPv4 address of every node. */
+struct node_ip_key {
+	__u32 address; /* network order */
+};
+
+struct node_ip_value {
+	__u32 node_id;
+};
+
+/* map_node_proxy_ip: nodeId -> the node's proxy IP. */
+struct node_proxy_ip_key {
+	__u32 node_id;
+};
+
+struct node_proxy_ip_value {
+	__u32 address; /* network order */
+};
+
+/* map_configure: an array of one entry. */
+struct configure_key {
+	__u32 index; /* always 0 */
+};
+
+struct configure_value {
+	__u32 abi_version;        /* BALANCING_ABI_VERSION of the writer */
+	__u32 bpf_log_level;      /* enum bpf_log_level */
+	__u32 redirect_qos_limit; /* LocalRedirect per frontend per second, 0 = none */
+	__u32 node_id;            /* this node's ID, 0 when unknown */
+};
+
+/* map_redirect_qos: the LocalRedirect counter of one frontend in one second. */
+struct redirect_qos_value {
+	__u64 second; /* bpf_ktime_get_ns() / 1e9 */
+	__u32 count;
+	__u32 pad;
+};
+
+/* map_redirect_loop: (client netns, LocalRedirect frontend) pairs for which
+ * the redirect is skipped, because the client is one of the policy's own
+ * backend pods (node-local DNS forwarding to the cluster DNS Service). */
+struct redirect_loop_key {
+	__u64 netns_cookie;
+	struct service_key frontend;
+};
+
+struct redirect_loop_value {
+	__u32 service_id; /* the policy that asked for it */
+};
+
+/* map_event (ring buffer): one record per translation, success or failure. */
+struct balancing_event {
+	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 netns_cookie;
+	__u64 cgroup_id;
+	__u32 pid;          /* thread group id of the client */
+	__u32 service_id;
+	__u32 original_address[4]; /* [0] holds IPv4, network order */
+	__u32 nat_address[4];      /* translated destination, 0 on failure */
+	__u16 original_port;       /* network order */
+	__u16 nat_port;            /* network order */
+	__u8 protocol;             /* enum balancing_protocol */
+	__u8 nat_type;             /* enum nat_type */
+	__u8 nat_mode;             /* enum nat_mode */
+	__u8 reason;               /* enum balancing_reason */
+	__u8 is_ipv4;
+	__u8 hook;                 /* enum balancing_hook */
+	__u8 flags;                /* enum event_flags */
+	__u8 pad;
+};
+
+#endif /* BALANCING_H */

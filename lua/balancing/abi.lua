@@ -1,0 +1,179 @@
+-- The shared header bpf/balancing.h, declared to LuaJIT's FFI, and the
+-- conversions between its network-order fields and the text users read.
+--
+-- The header is read at run time (the same text the BPF programs and the C
+-- core compile), with its preprocessor lines dropped: the header keeps every
+-- constant an enum so that nothing is lost. Where the header lives:
+--   1. $BALANCING_HEADER, when set;
+--   2. ../../bpf/balancing.h next to this file (the source tree);
+--   3. /usr/local/share/balancing/balancing.h, /usr/share/balancing/balancing.h.
+local ffi = require("ffi")
+local bit = require("bit")
+
+local M = {}
+
+local function this_dir()
+  local source = debug.getinfo(1, "S").source
+  return (source:sub(1, 1) == "@" and source:sub(2) or source):match("^(.*)/[^/]*$") or "."
+end
+
+local function candidate_paths()
+  local paths = {}
+  if os.getenv("BALANCING_HEADER") then
+    paths[#paths + 1] = os.getenv("BALANCING_HEADER")
+  end
+  paths[#paths + 1] = this_dir() .. "/../../bpf/balancing.h"
+  paths[#paths + 1] = "/usr/local/share/balancing/balancing.h"
+  paths[#paths + 1] = "/usr/share/balancing/balancing.h"
+  return paths
+end
+
+local function read_header()
+  for _, path in ipairs(candidate_paths()) do
+    local file = io.open(path, "r")
+    if file then
+      local text = file:read("*a")
+      file:close()
+      return text, path
+    end
+  end
+  error("balancing.abi: cannot find bpf/balancing.h (tried " .. table.concat(candidate_paths(), ", ")
+    .. "); set BALANCING_HEADER")
+end
+
+-- The header text as ffi.cdef accepts it: kernel integer types declared,
+-- preprocessor lines dropped.
+function M.cdef_text(header_text)
+  local lines = {
+    "typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32; typedef uint64_t __u64;",
+  }
+  for line in (header_text .. "\n"):gmatch("([^\n]*)\n") do
+    if not line:match("^%s*#") then
+      lines[#lines + 1] = line
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+-- ffi.cdef may run only once per VM for a given struct; keep the result in a
+-- field of the ffi module table so that a reloaded abi.lua does not redeclare.
+if not ffi.balancing_abi_header_path then
+  local text, path = read_header()
+  ffi.cdef(M.cdef_text(text))
+  ffi.balancing_abi_header_path = path
+end
+M.header_path = ffi.balancing_abi_header_path
+
+M.C = ffi.C -- enum constants: abi.C.NAT_TYPE_SERVICE, ...
+
+-- Byte order. x86_64 and arm64 are little-endian; the FFI tells us.
+local little_endian = ffi.abi("le")
+
+function M.htons(port)
+  if little_endian then
+    return bit.band(bit.bor(bit.lshift(bit.band(port, 0xff), 8), bit.rshift(port, 8)), 0xffff)
+  end
+  return port
+end
+M.ntohs = M.htons
+
+-- "10.96.0.10" -> the u32 whose memory holds the bytes 10,96,0,10 (network
+-- order), as a Lua number; nil, err for anything that is not dotted IPv4.
+function M.ipv4_to_u32(text)
+  if type(text) ~= "string" then
+    return nil, "not an IPv4 address: " .. tostring(text)
+  end
+  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then
+    return nil, "not an IPv4 address: " .. text
+  end
+  local octets = { tonumber(a), tonumber(b), tonumber(c), tonumber(d) }
+  for i = 1, 4 do
+    if octets[i] > 255 or (#({ a, b, c, d })[i] > 1 and ({ a, b, c, d })[i]:sub(1, 1) == "0") then
+      return nil, "not an IPv4 address: " .. text
+    end
+  end
+  local value
+  if little_endian then
+    value = octets[1] + octets[2] * 0x100 + octets[3] * 0x10000 + octets[4] * 0x1000000
+  else
+    value = octets[4] + octets[3] * 0x100 + octets[2] * 0x10000 + octets[1] * 0x1000000
+  end
+  return value
+end
+
+function M.u32_to_ipv4(value)
+  value = tonumber(value)
+  local b0 = value % 0x100
+  local b1 = math.floor(value / 0x100) % 0x100
+  local b2 = math.floor(value / 0x10000) % 0x100
+  local b3 = math.floor(value / 0x1000000) % 0x100
+  if little_endian then
+    return string.format("%d.%d.%d.%d", b0, b1, b2, b3)
+  end
+  return string.format("%d.%d.%d.%d", b3, b2, b1, b0)
+end
+
+local protocol_numbers = { TCP = 6, UDP = 17 }
+local protocol_names = { [6] = "TCP", [17] = "UDP" }
+
+function M.protocol_number(name)
+  return protocol_numbers[name]
+end
+
+function M.protocol_name(number)
+  return protocol_names[tonumber(number)] or tostring(number)
+end
+
+-- enum nat_type <-> the frontend view's "type"
+M.nat_type_names = { [0] = "service", [1] = "localRedirect", [2] = "balancing" }
+M.nat_types = { service = 0, localRedirect = 1, balancing = 2 }
+
+-- enum nat_mode <-> the frontend view's "mode" (names are per type)
+M.nat_mode_names = {
+  [0] = "none",
+  [1] = "ClusterIP",
+  [2] = "NodePort",
+  [3] = "LoadBalancer",
+  [4] = "ExternalIP",
+  [5] = "service",
+  [6] = "address",
+  [7] = "podEndpoint",
+  [8] = "hostPort",
+  [9] = "nodeProxy",
+  [10] = "address",
+}
+
+M.nat_modes = {
+  service = { ClusterIP = 1, NodePort = 2, LoadBalancer = 3, ExternalIP = 4 },
+  localRedirect = { service = 5, address = 6 },
+  balancing = { podEndpoint = 7, hostPort = 8, nodeProxy = 9, address = 10 },
+}
+
+M.reason_names = {
+  [0] = "",
+  [1] = "no backend",
+  [2] = "no local backend",
+  [3] = "backend slot missing",
+  [4] = "nat record not stored",
+}
+
+-- Constructors for the map structs from readable fields.
+function M.service_key(address, port, protocol, nat_type)
+  local key = ffi.new("struct service_key")
+  key.address = address == "*" and 0 or assert(M.ipv4_to_u32(address))
+  key.port = M.htons(port)
+  key.protocol = type(protocol) == "string" and protocol_numbers[protocol] or protocol
+  key.nat_type = type(nat_type) == "string" and M.nat_types[nat_type] or nat_type
+  return key
+end
+
+function M.backend_value(address, port, is_local)
+  local value = ffi.new("struct backend_value")
+  value.address = assert(M.ipv4_to_u32(address))
+  value.port = M.htons(port)
+  value.flags = is_local and ffi.C.BACKEND_FLAG_LOCAL or 0
+  return value
+end
+
+return M

@@ -1,0 +1,2 @@
+/* connect benchmark client (placeholder) */
+int main(void) { return 0; }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what Balancing needs to build, test and demo on Debian 12, as root.
+# Installs only what is missing; safe to run again.
+set -euo pipefail
+
+packages=(
+  cmake make gcc pkg-config clang llvm
+  libbpf-dev bpftool libelf-dev zlib1g-dev
+  luajit libluajit-5.1-dev lua-cjson lua-yaml lua-busted lua-check
+  libcurl4-openssl-dev libev-dev
+  iproute2 iptables nftables dnsmasq-base dnsutils python3 curl jq
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages (${missing[*]}) and not root: install them first" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

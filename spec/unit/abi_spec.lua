@@ -1,0 +1,32 @@
+local abi = require("balancing.abi")
+local ffi = require("ffi")
+
+describe("the shared header through the FFI", function()
+  it("declares the map structs with the sizes the C compiler gives them", function()
+    assert.equals(8, ffi.sizeof("struct service_key"))
+    assert.equals(16, ffi.sizeof("struct service_value"))
+    assert.equals(12, ffi.sizeof("struct backend_key"))
+    assert.equals(80, ffi.sizeof("struct balancing_event"))
+  end)
+
+  it("stores addresses and ports in network byte order", function()
+    local key = abi.service_key("10.96.0.10", 53, "UDP", "service")
+    local bytes = ffi.cast("uint8_t *", key)
+    assert.same({ 10, 96, 0, 10, 0, 53, 17, 0 },
+      { bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7] })
+    assert.equals("10.96.0.10", abi.u32_to_ipv4(key.address))
+    assert.equals(53, abi.ntohs(key.port))
+  end)
+
+  it("refuses text that is not a dotted IPv4 address", function()
+    for _, text in ipairs({ "10.96.0", "256.1.1.1", "01.2.3.4", "fd00::1", "" }) do
+      local value, err = abi.ipv4_to_u32(text)
+      assert.is_nil(value)
+      assert.matches("not an IPv4 address", err)
+    end
+  end)
+
+  it("gives a NodePort frontend the wildcard address 0", function()
+    assert.equals(0, abi.service_key("*", 30080, "TCP", "service").address)
+  end)
+end)
