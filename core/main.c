@@ -1,3 +1,68 @@
-/* balancing-agent (placeholder) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * balancing-agent: the node agent, and "balancing-agent plan", which prints
+ * what the agent would program. Option parsing of the run mode is C; plan is
+ * Lua (balancing.plan) and parses its own options.
+ */
+#include <errno.h>
 #include <stdio.h>
-int main(void) { fputs("balancing-agent: not built yet\n", stderr); return 2; }
+#include <string.h>
+
+#include "log.h"
+#include "lua_host.h"
+#include "options.h"
+
+#define PROGRAM "balancing-agent"
+
+/* balancing-agent plan [options]: everything after "plan" goes to Lua. */
+static int run_plan(int argc, char **argv)
+{
+	struct lua_host host;
+	int status, err;
+
+	err = lua_host_open(&host, PROGRAM " plan", lua_host_override_from_argv(argc, argv));
+	if (err) {
+		status = err == -EINVAL || err == -ENAMETOOLONG ? 2 : 1;
+		goto out;
+	}
+	status = lua_host_call_main(&host, "balancing.plan", argc, argv);
+out:
+	lua_host_close(&host);
+	return status;
+}
+
+static int run_agent(int argc, char **argv)
+{
+	struct agent_options opts;
+	char err[512];
+	int ret;
+
+	ret = options_parse(&opts, argc, argv, err, sizeof(err));
+	if (ret == OPTIONS_HELP) {
+		options_usage(stdout, PROGRAM);
+		return 0;
+	}
+	if (ret) {
+		fprintf(stderr, PROGRAM ": %s\n", err);
+		return 2;
+	}
+	if (options_check_sources(&opts, err, sizeof(err))) {
+		fprintf(stderr, PROGRAM ": %s\n", err);
+		return 2;
+	}
+	log_set_level(opts.log_level);
+
+	/* The run mode (watch the sources, apply entries to the kernel, log
+	 * events) is a later issue. Say so plainly rather than pretend. */
+	fprintf(stderr,
+		PROGRAM ": the run mode (watching sources, programming the kernel, events) is not "
+			"built yet; '" PROGRAM " plan' prints what it would program\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "plan") == 0)
+		return run_plan(argc - 2, argv + 2);
+	return run_agent(argc, argv);
+}
