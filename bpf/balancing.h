@@ -68,12 +68,42 @@ enum balancing_reason {
 	REASON_NO_LOCAL_BACKEND = 2,  /* traffic policy Local, none on this node */
 	REASON_BACKEND_MISSING = 3,   /* a slot below the count is absent */
 	REASON_NAT_RECORD_FAILED = 4, /* translated, reverse record not stored */
+	REASON_REDIRECT_LIMIT = 5,    /* LocalRedirect over its QoS limit and no
+					 Balancing/Service entry behind it: the
+					 connection proceeds untranslated */
 };
 
 /* The hook that produced an event. */
 enum balancing_hook {
 	HOOK_CONNECT4 = 1,
 	HOOK_SENDMSG4 = 2,
+};
+
+/* What a cgroup sock_addr program returns. A reject with no retval set
+ * reaches the caller as EPERM, so every reject sets one first. */
+enum balancing_verdict {
+	VERDICT_REJECT = 0,
+	VERDICT_PROCEED = 1,
+};
+
+/* A NodePort frontend's service_key.address: it matches any node IP. */
+enum balancing_node_port {
+	NODE_PORT_ANY_ADDRESS = 0,
+};
+
+/* Units and widths the datapath computes with. */
+enum balancing_units {
+	NS_PER_SEC = 1000000000, /* bpf_ktime_get_ns() to seconds */
+	BITS_PER_U32 = 32,       /* high half of a u64 (tgid, cookie folding) */
+};
+
+/* murmur3's 32-bit finalizer (fmix32), which spreads the sequential socket
+ * cookies over the UDP backend slots. */
+enum balancing_hash {
+	HASH_FMIX32_SHIFT_1 = 16,
+	HASH_FMIX32_SHIFT_2 = 13,
+	HASH_FMIX32_MUL_1 = 0x85ebca6b,
+	HASH_FMIX32_MUL_2 = 0xc2b2ae35,
 };
 
 /* service_value.flags */
@@ -202,7 +232,11 @@ struct node_proxy_ip_value {
 
 /* map_configure: an array of one entry. */
 struct configure_key {
-	__u32 index; /* always 0 */
+	__u32 index; /* always CONFIGURE_INDEX */
+};
+
+enum configure_index {
+	CONFIGURE_INDEX = 0,
 };
 
 struct configure_value {

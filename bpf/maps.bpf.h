@@ -57,10 +57,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } map_node_proxy_ip SEC(".maps");
 
+/* An array's BTF key must be a plain 4-byte integer (the kernel refuses a
+ * struct); struct configure_key has the same layout. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, struct configure_key);
+	__type(key, __u32);
 	__type(value, struct configure_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } map_configure SEC(".maps");

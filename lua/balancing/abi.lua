@@ -156,6 +156,7 @@ M.reason_names = {
   [2] = "no local backend",
   [3] = "backend slot missing",
   [4] = "nat record not stored",
+  [5] = "redirect limit reached, sent untranslated",
 }
 
 -- Constructors for the map structs from readable fields.

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One event per translation, success or failure, into the ring buffer
+ * map_event. When the ring is full the event is dropped: the datapath never
+ * waits for, nor fails because of, its reader.
+ */
+#ifndef BALANCING_EVENTS_BPF_H
+#define BALANCING_EVENTS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "balancing.h"
+#include "maps.bpf.h"
+#include "xlate.bpf.h"
+
+static __always_inline void event_submit(const struct sock4_xlate *x)
+{
+	struct balancing_event *e;
+
+	e = bpf_ringbuf_reserve(&map_event, sizeof(*e), 0);
+	if (!e)
+		return;
+	/* ring memory is not zeroed: clear padding and the unused IPv6 words */
+	__builtin_memset(e, 0, sizeof(*e));
+	e->timestamp_ns = bpf_ktime_get_ns();
+	e->netns_cookie = x->netns_cookie;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->pid = (__u32)(bpf_get_current_pid_tgid() >> BITS_PER_U32);
+	e->service_id = x->service.service_id;
+	e->original_address[0] = x->dialed_address;
+	e->original_port = x->dialed_port;
+	if (x->flags & EVENT_FLAG_SUCCESS) {
+		e->nat_address[0] = x->backend.address;
+		e->nat_port = x->backend.port;
+	}
+	e->protocol = x->protocol;
+	e->nat_type = x->frontend.nat_type;
+	e->nat_mode = x->service.nat_mode;
+	e->reason = x->reason;
+	e->is_ipv4 = 1;
+	e->hook = x->hook;
+	e->flags = x->flags;
+	bpf_ringbuf_submit(e, 0);
+}
+
+#endif /* BALANCING_EVENTS_BPF_H */
