@@ -1,0 +1,383 @@
+-- The frontend view of CONTRACTS.md ("The frontend view (JSON)"), shared by
+-- `balancing-agent plan` and `inspect`: desired (or dumped) map entries turned
+-- into what a user reads — dotted addresses, host-order ports, protocol, type
+-- and mode names, the owner's name — in one stable order.
+--
+--   local view = frontends.from_entries({ entries_a, entries_b }, store.ids)
+--   io.write(frontends.encode(frontends.document(view, rejected)), "\n")
+--   io.write(frontends.render_table(view))
+--
+-- Output is byte-stable for the same input (expected outputs are checked in):
+-- elements are sorted, JSON keys come in a fixed order, and the encoder is
+-- our own rather than lua-cjson's, whose key order follows the hash table.
+local bit = require("bit")
+local cjson = require("cjson")
+local abi = require("balancing.abi")
+
+local M = {}
+
+-- Tables with this metatable encode as JSON arrays even when empty (lua-cjson
+-- 2.1.0 as packaged has no empty_array): `"rejected": []`, never `{}`.
+M.array_mt = { __name = "balancing.frontends.array" }
+
+function M.array(t)
+  return setmetatable(t or {}, M.array_mt)
+end
+
+-- Lookup priority for one address:port:protocol (ARCHITECTURE.md), which is
+-- also the order in which the view lists entries on the same key.
+local TYPE_ORDER = { localRedirect = 1, balancing = 2, service = 3 }
+
+-- "10.96.0.10" → 0x0a60000a for sorting; the NodePort wildcard sorts first.
+local function address_order(text)
+  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then
+    return -1
+  end
+  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+end
+
+-- "service/default/web" → "default/web"; "localRedirect/node-dns" → "node-dns".
+local function owner_from_key(owner_key)
+  if type(owner_key) ~= "string" then
+    return ""
+  end
+  local rest = owner_key:match("^service/(.+)$")
+  if rest then
+    return rest
+  end
+  return owner_key:match("^[^/]+/(.+)$") or owner_key
+end
+
+-- The owner's name as CONTRACTS.md writes it: namespace/name for a Service,
+-- the name for a (cluster-scoped) policy. The ids registry is the authority
+-- (events and inspect use it too); the entries' owner key is the fallback
+-- for an ID the registry does not know.
+local function owner_name(ids, id, owner_key)
+  local found = ids and ids:lookup(id)
+  if found then
+    if found.kind == "Service" then
+      return (found.namespace or "") .. "/" .. found.name
+    end
+    return found.name
+  end
+  return owner_from_key(owner_key)
+end
+
+local function backend_view(backend)
+  return {
+    address = abi.u32_to_ipv4(backend.address),
+    port = abi.ntohs(backend.port),
+    ["local"] = bit.band(backend.flags, abi.C.BACKEND_FLAG_LOCAL) ~= 0,
+  }
+end
+
+-- One view element from one frontend of an owner's entries.
+local function frontend_view(frontend, ids, owner_key)
+  local key, value = frontend.key, frontend.value
+  local id = tonumber(value.service_id)
+  local local_only = bit.band(value.flags, abi.C.SERVICE_FLAG_LOCAL_ONLY) ~= 0
+
+  -- exactly what the datapath can pick: slots below total_count, and for a
+  -- Local frontend only the first local_count of them
+  local backends = frontend.backends or {}
+  local count = math.min(#backends, tonumber(value.total_count))
+  if local_only then
+    count = math.min(count, tonumber(value.local_count))
+  end
+  local list = M.array()
+  for slot = 1, count do
+    list[slot] = backend_view(backends[slot])
+  end
+
+  return {
+    address = key.address == 0 and "*" or abi.u32_to_ipv4(key.address),
+    port = abi.ntohs(key.port),
+    protocol = abi.protocol_name(key.protocol),
+    type = abi.nat_type_names[tonumber(key.nat_type)] or tostring(key.nat_type),
+    mode = abi.nat_mode_names[tonumber(value.nat_mode)] or tostring(value.nat_mode),
+    owner = owner_name(ids, id, owner_key),
+    id = id,
+    affinitySeconds = tonumber(value.affinity_seconds),
+    localOnly = local_only,
+    backends = list,
+  }
+end
+
+local function view_less(a, b)
+  local oa, ob = address_order(a.address), address_order(b.address)
+  if oa ~= ob then
+    return oa < ob
+  end
+  if a.port ~= b.port then
+    return a.port < b.port
+  end
+  if a.protocol ~= b.protocol then
+    return a.protocol < b.protocol
+  end
+  local ta, tb = TYPE_ORDER[a.type] or 9, TYPE_ORDER[b.type] or 9
+  if ta ~= tb then
+    return ta < tb
+  end
+  -- the map has one entry per key; these only keep a malformed input (two
+  -- owners claiming one key) in a stable order
+  if a.owner ~= b.owner then
+    return a.owner < b.owner
+  end
+  if a.id ~= b.id then
+    return a.id < b.id
+  end
+  return a.mode < b.mode
+end
+
+-- list_of_entries: array of reconcile results ({ owner = ..., frontends = {...} });
+-- ids: the registry that maps IDs to owners (may be nil).
+function M.from_entries(list_of_entries, ids)
+  local view = M.array()
+  for _, entries in ipairs(list_of_entries or {}) do
+    for _, frontend in ipairs(entries.frontends or {}) do
+      view[#view + 1] = frontend_view(frontend, ids, entries.owner)
+    end
+  end
+  table.sort(view, view_less)
+  return view
+end
+
+local function rejected_less(a, b)
+  if a.kind ~= b.kind then
+    return a.kind < b.kind
+  end
+  if a.name ~= b.name then
+    return a.name < b.name
+  end
+  return a.reason < b.reason
+end
+
+-- Rejections as the document lists them: {kind, name, reason} strings, sorted,
+-- without duplicates (two owners may report the same loser of a conflict).
+function M.normalize_rejected(rejected)
+  local list, seen = M.array(), {}
+  for _, r in ipairs(rejected or {}) do
+    local item = { kind = tostring(r.kind or ""), name = tostring(r.name or ""), reason = tostring(r.reason or "") }
+    local id = item.kind .. "\0" .. item.name .. "\0" .. item.reason
+    if not seen[id] then
+      seen[id] = true
+      list[#list + 1] = item
+    end
+  end
+  table.sort(list, rejected_less)
+  return list
+end
+
+-- The JSON document: { frontends = [...], rejected = [...] } (both arrays,
+-- also when empty). Callers may add other keys (inspect's raw map data).
+function M.document(view, rejected)
+  return {
+    frontends = setmetatable(view or {}, M.array_mt),
+    rejected = M.normalize_rejected(rejected),
+  }
+end
+
+-- ---------------------------------------------------------------- encoding
+
+-- Keys in this order first (the order CONTRACTS.md shows), then any other
+-- key in byte order.
+local KEY_ORDER = {}
+for i, key in ipairs({
+  "frontends", "rejected",
+  "address", "port", "protocol", "type", "mode", "owner", "id", "affinitySeconds", "localOnly",
+  "backends", "local",
+  "kind", "name", "reason",
+}) do
+  KEY_ORDER[key] = i
+end
+
+local function key_less(a, b)
+  local ra, rb = KEY_ORDER[a], KEY_ORDER[b]
+  if ra and rb then
+    return ra < rb
+  end
+  if ra or rb then
+    return ra ~= nil
+  end
+  return a < b
+end
+
+local function encode_string(s)
+  -- lua-cjson escapes "/" as "\/": valid JSON, but noisy in namespace/name
+  -- (it escapes backslashes too, so every "\/" in its output is a slash)
+  return (cjson.encode(s):gsub("\\/", "/"))
+end
+
+local function encode_number(n)
+  if n ~= n or n == math.huge or n == -math.huge then
+    error("frontends.encode: cannot encode " .. tostring(n))
+  end
+  if n % 1 == 0 and n > -2 ^ 53 and n < 2 ^ 53 then
+    return string.format("%d", n)
+  end
+  return string.format("%.17g", n)
+end
+
+local function is_array(t)
+  if getmetatable(t) == M.array_mt then
+    return true
+  end
+  local n = #t
+  if n == 0 then
+    return false
+  end
+  local count = 0
+  for _ in pairs(t) do
+    count = count + 1
+  end
+  return count == n
+end
+
+-- depth: containers at depth 0 and 1 are written one member per line (the
+-- document, its arrays); deeper ones on one line, so that one frontend is one
+-- line and diffs of expected outputs stay readable.
+local function encode_value(value, depth, out)
+  local kind = type(value)
+  if kind == "string" then
+    out[#out + 1] = encode_string(value)
+  elseif kind == "number" then
+    out[#out + 1] = encode_number(value)
+  elseif kind == "boolean" then
+    out[#out + 1] = value and "true" or "false"
+  elseif value == nil or value == cjson.null then
+    out[#out + 1] = "null"
+  elseif kind == "cdata" then
+    out[#out + 1] = encode_number(tonumber(value))
+  elseif kind == "table" then
+    local multiline = depth < 2
+    local pad = string.rep("  ", depth + 1)
+    local open_sep = multiline and "\n" .. pad or ""
+    local sep = multiline and ",\n" .. pad or ", "
+    local close = multiline and "\n" .. string.rep("  ", depth) or ""
+    if is_array(value) then
+      if #value == 0 then
+        out[#out + 1] = "[]"
+        return
+      end
+      out[#out + 1] = "[" .. open_sep
+      for i = 1, #value do
+        if i > 1 then
+          out[#out + 1] = sep
+        end
+        encode_value(value[i], depth + 1, out)
+      end
+      out[#out + 1] = close .. "]"
+    else
+      local keys = {}
+      for key in pairs(value) do
+        if type(key) ~= "string" then
+          error("frontends.encode: object key " .. tostring(key) .. " is not a string")
+        end
+        keys[#keys + 1] = key
+      end
+      if #keys == 0 then
+        out[#out + 1] = "{}"
+        return
+      end
+      table.sort(keys, key_less)
+      out[#out + 1] = "{" .. open_sep
+      for i, key in ipairs(keys) do
+        if i > 1 then
+          out[#out + 1] = sep
+        end
+        out[#out + 1] = encode_string(key) .. ": "
+        encode_value(value[key], depth + 1, out)
+      end
+      out[#out + 1] = close .. "}"
+    end
+  else
+    error("frontends.encode: cannot encode a " .. kind)
+  end
+end
+
+-- The document (or any JSON-able table) as deterministic JSON text, without
+-- a trailing newline.
+function M.encode(document)
+  local out = {}
+  encode_value(document, 0, out)
+  return table.concat(out)
+end
+
+-- ------------------------------------------------------------------ tables
+
+-- Aligned columns; the last column is not padded.
+local function render_rows(header, rows)
+  local widths = {}
+  for i, cell in ipairs(header) do
+    widths[i] = #cell
+  end
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do
+      widths[i] = math.max(widths[i], #cell)
+    end
+  end
+  local lines = {}
+  local function add(row)
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cells[i] = i < #row and cell .. string.rep(" ", widths[i] - #cell) or cell
+    end
+    lines[#lines + 1] = table.concat(cells, "  ")
+  end
+  add(header)
+  for _, row in ipairs(rows) do
+    add(row)
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+M.TABLE_COLUMNS = { "TYPE", "MODE", "ADDRESS", "PORT", "PROTO", "OWNER", "ID", "AFFINITY", "LOCAL-ONLY", "BACKENDS" }
+
+-- "10.244.1.5:5353*,10.244.2.7:5353": slot order, "*" marks a backend on this
+-- node, "-" when there is none.
+function M.format_backends(backends)
+  if not backends or #backends == 0 then
+    return "-"
+  end
+  local parts = {}
+  for i, b in ipairs(backends) do
+    parts[i] = b.address .. ":" .. b.port .. (b["local"] and "*" or "")
+  end
+  return table.concat(parts, ",")
+end
+
+-- The view as an aligned table, one line per frontend (AFFINITY in seconds,
+-- "-" for none).
+function M.render_table(view)
+  local rows = {}
+  for i, f in ipairs(view or {}) do
+    rows[i] = {
+      f.type, f.mode, f.address, tostring(f.port), f.protocol, f.owner, tostring(f.id),
+      f.affinitySeconds > 0 and tostring(f.affinitySeconds) .. "s" or "-",
+      f.localOnly and "yes" or "no",
+      M.format_backends(f.backends),
+    }
+  end
+  local text = render_rows(M.TABLE_COLUMNS, rows)
+  if #rows == 0 then
+    text = text .. "(no frontends)\n"
+  end
+  return text
+end
+
+-- The rejected objects as a table under a "REJECTED" heading, or one line
+-- saying there are none.
+function M.render_rejected(rejected)
+  local list = M.normalize_rejected(rejected)
+  if #list == 0 then
+    return "rejected: none\n"
+  end
+  local rows = {}
+  for i, r in ipairs(list) do
+    rows[i] = { r.kind, r.name, r.reason }
+  end
+  return "rejected:\n" .. render_rows({ "KIND", "NAME", "REASON" }, rows)
+end
+
+return M
