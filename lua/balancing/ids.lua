@@ -1,0 +1,312 @@
+-- Service IDs: the number every frontend carries in its map value and every
+-- event reports, mapped back to its object by lookup().
+--
+-- Two ranges that never meet:
+--   1..0x7FFFFFFF            policies: the balancing.elf.io/serviceId annotation
+--                            (or, until an agent writes one, a provisional ID);
+--   0x80000000..0xFFFFFFFF   Services: the agent's own, derived from a hash of
+--                            the UID (namespace/name when there is none),
+--                            probed past collisions, kept for the Service's life.
+--
+-- The registry keeps its own tables: Services by namespace/name (with the UID
+-- they were given their ID for, so a Service deleted and created again under
+-- the same name while no DELETED was seen gets a fresh ID), policies by kind and
+-- name. The store calls service_id / release_service and register_policy /
+-- release_policy on every event, so IDs do not depend on reconcile order.
+local bit = require("bit")
+local cjson = require("cjson")
+
+local M = {}
+
+local Registry = {}
+Registry.__index = Registry
+
+M.SERVICE_ID_MIN = 0x80000000
+M.SERVICE_ID_MAX = 0xFFFFFFFF
+M.POLICY_ID_MIN = 1
+M.POLICY_ID_MAX = 0x7FFFFFFF
+M.ANNOTATION = "balancing.elf.io/serviceId"
+
+local function present(value)
+  if value == nil or value == cjson.null then
+    return nil
+  end
+  return value
+end
+
+local function metadata(obj)
+  return type(obj) == "table" and present(obj.metadata) or {}
+end
+
+-- FNV-1a, 32 bits. The multiply by 16777619 (2^24 + 403) is split so that
+-- no intermediate exceeds the 2^53 a double holds exactly.
+function M.hash(text)
+  local h = 2166136261
+  for i = 1, #text do
+    h = bit.bxor(h, text:byte(i)) % 0x100000000
+    h = (bit.lshift(h, 24) % 0x100000000 + h * 403) % 0x100000000
+  end
+  return h
+end
+
+-- older(a, b): whether policy a is older than policy b — creationTimestamp
+-- (RFC 3339 text compares in time order), then name, then kind. An object
+-- without a creationTimestamp (a manifest never seen by an API server) counts
+-- as newer than any object that has one.
+function M.older(a, b)
+  local ma, mb = metadata(a), metadata(b)
+  local ta, tb = present(ma.creationTimestamp), present(mb.creationTimestamp)
+  if ta ~= tb then
+    if ta == nil then
+      return false
+    end
+    if tb == nil then
+      return true
+    end
+    return tostring(ta) < tostring(tb)
+  end
+  local na, nb = tostring(present(ma.name) or ""), tostring(present(mb.name) or "")
+  if na ~= nb then
+    return na < nb
+  end
+  return tostring(present(a.kind) or "") < tostring(present(b.kind) or "")
+end
+
+function M.new()
+  return setmetatable({
+    services = {},          -- "ns/name" -> { id, uid, namespace, name }
+    service_by_id = {},     -- id -> the same record
+    policies = {},          -- "Kind/name" -> { kind, name, object, id | nil, invalid | nil, provisional | nil }
+    claims = {},            -- annotated id -> { ["Kind/name"] = record }
+    provisional_by_id = {}, -- provisional id -> record
+  }, Registry)
+end
+
+-- Services ------------------------------------------------------------------
+
+local function service_identity(service)
+  local meta = metadata(service)
+  local namespace, name = present(meta.namespace), present(meta.name)
+  if type(name) ~= "string" or type(namespace) ~= "string" then
+    return nil, "Service: metadata.namespace and metadata.name are needed for a service ID"
+  end
+  local uid = present(meta.uid)
+  return namespace .. "/" .. name, namespace, name, uid and tostring(uid) or nil
+end
+
+-- service_id(service) → id (or nil, err for an object without namespace/name).
+function Registry:service_id(service)
+  local key, namespace, name, uid = service_identity(service)
+  if not key then
+    return nil, namespace
+  end
+  local record = self.services[key]
+  if record and (uid == nil or record.uid == nil or record.uid == uid) then
+    record.uid = record.uid or uid
+    return record.id
+  end
+  if record then -- the same name, another UID: a new Service
+    self.service_by_id[record.id] = nil
+  end
+  local span = M.SERVICE_ID_MAX - M.SERVICE_ID_MIN + 1
+  local id = M.SERVICE_ID_MIN + M.hash(uid or key) % span
+  local tries = 0
+  while self.service_by_id[id] do
+    tries = tries + 1
+    if tries >= span then
+      return nil, "Service " .. key .. ": no free service ID"
+    end
+    id = id + 1
+    if id > M.SERVICE_ID_MAX then
+      id = M.SERVICE_ID_MIN
+    end
+  end
+  record = { id = id, uid = uid, namespace = namespace, name = name }
+  self.services[key] = record
+  self.service_by_id[id] = record
+  return id
+end
+
+-- release_service(service): its ID becomes free (only if it is still the
+-- one given to that UID).
+function Registry:release_service(service)
+  local key, _, _, uid = service_identity(service)
+  local record = key and self.services[key]
+  if not record or (uid and record.uid and record.uid ~= uid) then
+    return
+  end
+  self.services[key] = nil
+  self.service_by_id[record.id] = nil
+end
+
+-- Policies ------------------------------------------------------------------
+
+-- parse_annotation(text) → id, or nil, reason.
+function M.parse_policy_id(text)
+  if type(text) == "number" then
+    text = string.format("%.0f", text)
+  end
+  if type(text) ~= "string" or not text:match("^%d+$") or #text > 10 then
+    return nil, string.format("%q is not a decimal uint32", tostring(text))
+  end
+  local id = tonumber(text)
+  if id == 0 then
+    return nil, string.format("%q is zero", text)
+  end
+  if id > 0xFFFFFFFF then
+    return nil, string.format("%q is not a decimal uint32", text)
+  end
+  if id > M.POLICY_ID_MAX then
+    return nil, string.format("%q is in the range of Service IDs (must be below 2147483648)", text)
+  end
+  return id
+end
+
+local function policy_key(policy)
+  local kind, name = present(policy.kind), present(metadata(policy).name)
+  if type(kind) ~= "string" or type(name) ~= "string" then
+    return nil
+  end
+  return kind .. "/" .. name, kind, name
+end
+
+local function drop_claim(self, record)
+  if record.id then
+    local claimants = self.claims[record.id]
+    if claimants then
+      claimants[record.key] = nil
+      if next(claimants) == nil then
+        self.claims[record.id] = nil
+      end
+    end
+  end
+end
+
+local function drop_provisional(self, record)
+  if record.provisional then
+    if self.provisional_by_id[record.provisional] == record then
+      self.provisional_by_id[record.provisional] = nil
+    end
+    record.provisional = nil
+  end
+end
+
+-- register_policy(policy): record (the latest version of) a policy and the ID
+-- its annotation claims. policy_id calls it; the store calls it on every event.
+function Registry:register_policy(policy)
+  local key, kind, name = policy_key(type(policy) == "table" and policy or {})
+  if not key then
+    return nil, "policy: kind and metadata.name are needed for a policy ID"
+  end
+  local record = self.policies[key]
+  if not record then
+    record = { key = key, kind = kind, name = name }
+    self.policies[key] = record
+  end
+  drop_claim(self, record)
+  record.object, record.id, record.invalid = policy, nil, nil
+  local annotations = present(metadata(policy).annotations)
+  local text = type(annotations) == "table" and present(annotations[M.ANNOTATION]) or nil
+  if text ~= nil then
+    local id, reason = M.parse_policy_id(text)
+    if id then
+      record.id = id
+      self.claims[id] = self.claims[id] or {}
+      self.claims[id][key] = record
+      drop_provisional(self, record)
+    else
+      record.invalid = "annotation " .. M.ANNOTATION .. ": " .. reason
+      drop_provisional(self, record)
+    end
+  end
+  return record
+end
+
+function Registry:release_policy(policy)
+  local key = policy_key(type(policy) == "table" and policy or {})
+  local record = key and self.policies[key]
+  if not record then
+    return
+  end
+  drop_claim(self, record)
+  drop_provisional(self, record)
+  self.policies[key] = nil
+end
+
+-- The policy that holds an annotated ID: the oldest of those claiming it.
+local function holder(self, id)
+  local best
+  for _, record in pairs(self.claims[id] or {}) do
+    if not best or M.older(record.object, best.object) then
+      best = record
+    end
+  end
+  return best
+end
+
+local function provisional_id(self, record)
+  local span = M.POLICY_ID_MAX - M.POLICY_ID_MIN + 1
+  local id = M.POLICY_ID_MIN + M.hash(record.key) % span
+  local tries = 0
+  while self.claims[id] or (self.provisional_by_id[id] and self.provisional_by_id[id] ~= record) do
+    tries = tries + 1
+    if tries >= span then
+      return nil
+    end
+    id = id + 1
+    if id > M.POLICY_ID_MAX then
+      id = M.POLICY_ID_MIN
+    end
+  end
+  return id
+end
+
+-- policy_id(policy) → id, provisional | nil, err.
+function Registry:policy_id(policy)
+  local record, err = self:register_policy(policy)
+  if not record then
+    return nil, err
+  end
+  if record.invalid then
+    return nil, record.invalid
+  end
+  if record.id then
+    local winner = holder(self, record.id)
+    if winner ~= record then
+      return nil, string.format("annotation %s: %d is already used by %s %q, an older policy",
+        M.ANNOTATION, record.id, winner.kind, winner.name)
+    end
+    return record.id, false
+  end
+  -- Provisional: stable while nothing claims it by annotation (an annotated
+  -- ID always wins over a provisional one, which is only a stand-in).
+  if record.provisional and not self.claims[record.provisional] then
+    return record.provisional, true
+  end
+  drop_provisional(self, record)
+  local id = provisional_id(self, record)
+  if not id then
+    return nil, "no free provisional policy ID"
+  end
+  record.provisional = id
+  self.provisional_by_id[id] = record
+  return id, true
+end
+
+-- lookup(id) → { kind, namespace, name } or nil.
+function Registry:lookup(id)
+  id = tonumber(id)
+  if not id then
+    return nil
+  end
+  if id >= M.SERVICE_ID_MIN then
+    local record = self.service_by_id[id]
+    return record and { kind = "Service", namespace = record.namespace, name = record.name } or nil
+  end
+  local record = holder(self, id) or self.provisional_by_id[id]
+  return record and { kind = record.kind, namespace = "", name = record.name } or nil
+end
+
+M.Registry = Registry
+
+return M

@@ -1,0 +1,816 @@
+-- The object cache: the Kubernetes objects the agent reads, the indexes
+-- reconciliation needs, and the set of dirty owners an event can affect.
+--
+--   local store = require("balancing.store").new{ node_name = "node-1" }
+--   store:apply{ type = "MODIFIED", object = slice }
+--   for owner in pairs(store:take_dirty()) do ... end   -- "service/default/web"
+--
+-- Every index is maintained per event from what the object was indexed under
+-- before (kept per object, so a caller that changes a table in place and
+-- upserts it again still unindexes correctly) and what it is indexed under now:
+-- no event scans all objects, except a change of this agent's own Node, which
+-- can change what every owner programs.
+--
+-- Objects are kept as given (decoded JSON; cjson.null counts as absent) and
+-- must not be modified by readers. Arrays returned by the accessors are fresh.
+local cjson = require("cjson")
+local ids = require("balancing.ids")
+local selector = require("balancing.selector")
+
+local M = {}
+
+local Store = {}
+Store.__index = Store
+
+M.KINDS = { "Service", "EndpointSlice", "Node", "Pod", "LocalRedirectPolicy", "BalancingPolicy" }
+M.CLUSTER_SCOPED = { Node = true, LocalRedirectPolicy = true, BalancingPolicy = true }
+M.POLICY_KINDS = { "LocalRedirectPolicy", "BalancingPolicy" }
+M.SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+local KNOWN = {}
+for _, kind in ipairs(M.KINDS) do
+  KNOWN[kind] = true
+end
+
+local POLICY_PREFIX = { LocalRedirectPolicy = "localRedirect/", BalancingPolicy = "balancing/" }
+
+local function present(value)
+  if value == cjson.null then
+    return nil
+  end
+  return value
+end
+
+local function field(obj, ...)
+  local value = obj
+  for i = 1, select("#", ...) do
+    if type(value) ~= "table" then
+      return nil
+    end
+    value = present(value[select(i, ...)])
+  end
+  return value
+end
+
+local function array(value)
+  if type(value) == "table" then
+    return value
+  end
+  return {}
+end
+
+-- Owner keys ------------------------------------------------------------------
+
+function M.service_owner(namespace, name)
+  return "service/" .. namespace .. "/" .. name
+end
+
+function M.policy_owner(kind, name)
+  return POLICY_PREFIX[kind] .. name
+end
+
+M.NODE_OWNER = "node"
+
+-- "10.96.0.10:53/UDP". Ports are written as decimal integers whether they
+-- came as a number or as a string ("53"); a missing protocol is TCP, as in
+-- Kubernetes.
+function M.frontend_key(address, port, protocol)
+  local number = tonumber(port)
+  if number and number == math.floor(number) then
+    port = string.format("%d", number)
+  end
+  protocol = present(protocol)
+  return tostring(address) .. ":" .. tostring(port) .. "/" .. tostring(protocol or "TCP")
+end
+
+-- Buckets: a set of objects with a count, so that the smallest candidate set
+-- can be chosen without counting.
+local function bucket_add(index, bucket_key, object_key, obj)
+  local bucket = index[bucket_key]
+  if not bucket then
+    bucket = { n = 0, items = {} }
+    index[bucket_key] = bucket
+  end
+  if bucket.items[object_key] == nil then
+    bucket.n = bucket.n + 1
+  end
+  bucket.items[object_key] = obj
+end
+
+local function bucket_remove(index, bucket_key, object_key)
+  local bucket = index[bucket_key]
+  if not bucket or bucket.items[object_key] == nil then
+    return
+  end
+  bucket.items[object_key] = nil
+  bucket.n = bucket.n - 1
+  if bucket.n == 0 then
+    index[bucket_key] = nil
+  end
+end
+
+local function by_namespace_name(a, b)
+  local ma, mb = a.metadata, b.metadata
+  if ma.namespace ~= mb.namespace then
+    return (present(ma.namespace) or "") < (present(mb.namespace) or "")
+  end
+  return ma.name < mb.name
+end
+
+local function sorted_values(items, less)
+  local out = {}
+  for _, obj in pairs(items or {}) do
+    out[#out + 1] = obj
+  end
+  table.sort(out, less or by_namespace_name)
+  return out
+end
+
+-- Construction -------------------------------------------------------------------
+
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({
+    node_name = opts.node_name,
+    ids = opts.ids or ids.new(),
+    objects = {},    -- kind -> "ns/name" -> object
+    derived = {},    -- kind -> "ns/name" -> what the object is indexed under
+    counts = {},     -- kind -> number of objects
+    sorted = {},     -- kind -> sorted array (cache, dropped on change)
+    dirty = {},
+    slices_by_service = {},   -- "ns/service" -> bucket of EndpointSlices
+    services_by_ip = {},      -- ClusterIP -> bucket of Services
+    pods_by_node = {},        -- node name -> bucket of Pods
+    pods_by_label = {},       -- "key=value" -> bucket of Pods
+    pods_by_label_key = {},   -- key -> bucket of Pods
+    policies_by_frontend = {},    -- kind -> frontend key -> bucket of policies
+    policies_by_service = {},     -- "ns/service" -> { ["Kind/name"] = true } (serviceMatcher)
+    policies_by_selector = {},    -- kind -> "key=value" -> { [name] = true }
+    policies_any_selector = {},   -- kind -> { [name] = true } (no matchLabels to index)
+    node_mode_policies = {},      -- BalancingPolicy name -> true (hostPort, nodeProxy)
+    policies_by_id = {},          -- annotated serviceId text -> { ["Kind/name"] = true }
+  }, Store)
+  for _, kind in ipairs(M.KINDS) do
+    self.objects[kind] = {}
+    self.derived[kind] = {}
+    self.counts[kind] = 0
+  end
+  for _, kind in ipairs(M.POLICY_KINDS) do
+    self.policies_by_frontend[kind] = {}
+    self.policies_by_selector[kind] = {}
+    self.policies_any_selector[kind] = {}
+  end
+  return self
+end
+
+-- Identity ---------------------------------------------------------------------
+
+-- identity(obj) → kind, namespace, name, key | nil, err
+local function identity(obj)
+  if type(obj) ~= "table" then
+    return nil, "object: not a table but " .. type(obj)
+  end
+  local kind = present(obj.kind)
+  local name = field(obj, "metadata", "name")
+  local label = type(name) == "string" and string.format("%q", name) or "(no metadata.name)"
+  if kind == nil or kind == "" then
+    return nil, "object " .. label .. ": kind is missing"
+  end
+  if type(kind) ~= "string" or not KNOWN[kind] then
+    return nil, string.format("object %s: kind %q is not one of %s", label, tostring(kind),
+      table.concat(M.KINDS, ", "))
+  end
+  if type(name) ~= "string" or name == "" then
+    return nil, kind .. ": metadata.name is missing"
+  end
+  local namespace = ""
+  if not M.CLUSTER_SCOPED[kind] then
+    namespace = field(obj, "metadata", "namespace")
+    if type(namespace) ~= "string" or namespace == "" then
+      return nil, string.format("%s %q: metadata.namespace is missing", kind, name)
+    end
+  end
+  return kind, namespace, name, namespace .. "/" .. name
+end
+
+-- Dirty owners -------------------------------------------------------------------
+
+function Store:mark_dirty(owner)
+  self.dirty[owner] = true
+end
+
+function Store:take_dirty()
+  local dirty = self.dirty
+  self.dirty = {}
+  return dirty
+end
+
+local function mark_all(self)
+  self.dirty[M.NODE_OWNER] = true
+  for key in pairs(self.objects.Service) do
+    self.dirty["service/" .. key] = true
+  end
+  for _, kind in ipairs(M.POLICY_KINDS) do
+    for _, d in pairs(self.derived[kind]) do
+      self.dirty[M.policy_owner(kind, d.name)] = true
+    end
+  end
+end
+
+local function mark_claimants(self, kind, fkeys)
+  local index = self.policies_by_frontend[kind]
+  for fkey in pairs(fkeys) do
+    local bucket = index[fkey]
+    if bucket then
+      for name in pairs(bucket.items) do
+        self.dirty[M.policy_owner(kind, name)] = true
+      end
+    end
+  end
+end
+
+-- Services ----------------------------------------------------------------------
+
+local function cluster_ips(service)
+  local ips, seen = {}, {}
+  local list = field(service, "spec", "clusterIPs")
+  if type(list) ~= "table" or #list == 0 then
+    list = { field(service, "spec", "clusterIP") }
+  end
+  for _, ip in ipairs(list) do
+    ip = present(ip)
+    if type(ip) == "string" and ip ~= "" and ip ~= "None" and not seen[ip] then
+      seen[ip] = true
+      ips[#ips + 1] = ip
+    end
+  end
+  return ips
+end
+
+local function service_ports(service)
+  local ports = {}
+  for _, port in ipairs(array(field(service, "spec", "ports"))) do
+    if type(port) == "table" and present(port.port) ~= nil then
+      ports[#ports + 1] = { port = present(port.port), protocol = present(port.protocol) }
+    end
+  end
+  return ports
+end
+
+-- Policies' frontends -------------------------------------------------------------
+
+-- The frontend keys a policy claims: addressMatcher ip × toPorts; for a
+-- serviceMatcher the Service's ClusterIPs × the listed toPorts (every Service
+-- port when toPorts is empty). Invalid specs are indexed as they read (the
+-- reconcile rejects them); a missing Service gives no keys.
+local function policy_frontend_keys(self, policy)
+  local keys = {}
+  local frontend = field(policy, "spec", "frontend")
+  local address = field(frontend, "addressMatcher")
+  if type(address) == "table" then
+    local ip = present(address.ip)
+    if ip ~= nil then
+      for _, port in ipairs(array(present(address.toPorts))) do
+        if type(port) == "table" and present(port.port) ~= nil then
+          keys[M.frontend_key(ip, present(port.port), present(port.protocol))] = true
+        end
+      end
+    end
+  end
+  local ref
+  local matcher = field(frontend, "serviceMatcher")
+  if type(matcher) == "table" then
+    ref = tostring(present(matcher.namespace) or "") .. "/" .. tostring(present(matcher.serviceName) or "")
+    local service = self.objects.Service[ref]
+    if service then
+      local ports = {}
+      for _, port in ipairs(array(present(matcher.toPorts))) do
+        if type(port) == "table" and present(port.port) ~= nil then
+          ports[#ports + 1] = { port = present(port.port), protocol = present(port.protocol) }
+        end
+      end
+      if #ports == 0 then
+        ports = self.derived.Service[ref].ports
+      end
+      for _, ip in ipairs(self.derived.Service[ref].ips) do
+        for _, port in ipairs(ports) do
+          keys[M.frontend_key(ip, port.port, port.protocol)] = true
+        end
+      end
+    end
+  end
+  return keys, ref
+end
+
+local function backend_selector_spec(kind, policy)
+  if kind == "LocalRedirectPolicy" then
+    return field(policy, "spec", "backend", "endpointSelector")
+  end
+  return field(policy, "spec", "backend", "serviceEndpoint", "endpointSelector")
+end
+
+local function index_policy_frontends(self, kind, name, policy, fkeys)
+  local index = self.policies_by_frontend[kind]
+  for fkey in pairs(fkeys) do
+    bucket_add(index, fkey, name, policy)
+  end
+end
+
+local function unindex_policy_frontends(self, kind, name, fkeys)
+  local index = self.policies_by_frontend[kind]
+  for fkey in pairs(fkeys) do
+    bucket_remove(index, fkey, name)
+  end
+end
+
+-- A Service that a serviceMatcher names changed: the policy's frontends are
+-- computed again; the policies that claim a frontend it gained or lost may
+-- see a conflict's winner change.
+local function refresh_service_policies(self, service_key)
+  for policy_key in pairs(self.policies_by_service[service_key] or {}) do
+    local kind, name = policy_key:match("^([^/]+)/(.*)$")
+    local d = self.derived[kind]["/" .. name]
+    if d then
+      self.dirty[M.policy_owner(kind, name)] = true
+      local fkeys = policy_frontend_keys(self, self.objects[kind]["/" .. name])
+      local changed = {}
+      for fkey in pairs(d.fkeys) do
+        if not fkeys[fkey] then
+          changed[fkey] = true
+        end
+      end
+      for fkey in pairs(fkeys) do
+        if not d.fkeys[fkey] then
+          changed[fkey] = true
+        end
+      end
+      if next(changed) then
+        mark_claimants(self, kind, changed)
+        unindex_policy_frontends(self, kind, name, d.fkeys)
+        index_policy_frontends(self, kind, name, self.objects[kind]["/" .. name], fkeys)
+        d.fkeys = fkeys
+        mark_claimants(self, kind, changed)
+      end
+    end
+  end
+end
+
+-- Per-kind indexing: index(self, key, obj) → derived; unindex(self, key, derived);
+-- mark(self, old_derived, new_derived) marks the owners the change can affect.
+local handlers = {}
+
+handlers.Service = {
+  index = function(self, key, obj)
+    local d = { ips = cluster_ips(obj), ports = service_ports(obj) }
+    for _, ip in ipairs(d.ips) do
+      bucket_add(self.services_by_ip, ip, key, obj)
+    end
+    self.ids:service_id(obj)
+    return d
+  end,
+  unindex = function(self, key, d)
+    for _, ip in ipairs(d.ips) do
+      bucket_remove(self.services_by_ip, ip, key)
+    end
+  end,
+  release = function(self, _, obj)
+    self.ids:release_service(obj)
+  end,
+  mark = function(self, old, new)
+    local d = new or old
+    self.dirty[M.service_owner(d.namespace, d.name)] = true
+    refresh_service_policies(self, d.namespace .. "/" .. d.name)
+  end,
+}
+
+handlers.EndpointSlice = {
+  index = function(self, key, obj)
+    local service = field(obj, "metadata", "labels", M.SERVICE_NAME_LABEL)
+    local d = {}
+    if type(service) == "string" and service ~= "" then
+      d.service = field(obj, "metadata", "namespace") .. "/" .. service
+      bucket_add(self.slices_by_service, d.service, key, obj)
+    end
+    return d
+  end,
+  unindex = function(self, key, d)
+    if d.service then
+      bucket_remove(self.slices_by_service, d.service, key)
+    end
+  end,
+  mark = function(self, old, new)
+    if old and old.service then
+      self.dirty["service/" .. old.service] = true
+    end
+    if new and new.service then
+      self.dirty["service/" .. new.service] = true
+    end
+  end,
+}
+
+local function copy_labels(obj)
+  local labels = {}
+  local source = field(obj, "metadata", "labels")
+  if type(source) == "table" then
+    for key, value in pairs(source) do
+      if type(key) == "string" and type(value) == "string" then
+        labels[key] = value
+      end
+    end
+  end
+  return labels
+end
+
+-- The policies of one kind whose backend selector matches one of the label
+-- sets: candidates from the selector index (by one matchLabels pair, or
+-- every policy whose selector has none), then the full match.
+local function policies_matching_labels(self, kind, label_sets, each)
+  local by_pair, any = self.policies_by_selector[kind], self.policies_any_selector[kind]
+  local seen = {}
+  local function consider(name)
+    if seen[name] then
+      return
+    end
+    seen[name] = true
+    local d = self.derived[kind]["/" .. name]
+    for _, set in ipairs(label_sets) do
+      if d and d.selector and set.labels and d.selector:matches(set.labels) then
+        each(name, set)
+      end
+    end
+  end
+  for name in pairs(any) do
+    consider(name)
+  end
+  for _, set in ipairs(label_sets) do
+    for key, value in pairs(set.labels or {}) do
+      for name in pairs(by_pair[key .. "=" .. value] or {}) do
+        consider(name)
+      end
+    end
+  end
+end
+
+handlers.Pod = {
+  index = function(self, key, obj)
+    local d = { labels = copy_labels(obj), node = field(obj, "spec", "nodeName") }
+    if type(d.node) ~= "string" or d.node == "" then
+      d.node = nil
+    end
+    if d.node then
+      bucket_add(self.pods_by_node, d.node, key, obj)
+    end
+    for label, value in pairs(d.labels) do
+      bucket_add(self.pods_by_label, label .. "=" .. value, key, obj)
+      bucket_add(self.pods_by_label_key, label, key, obj)
+    end
+    return d
+  end,
+  unindex = function(self, key, d)
+    if d.node then
+      bucket_remove(self.pods_by_node, d.node, key)
+    end
+    for label, value in pairs(d.labels) do
+      bucket_remove(self.pods_by_label, label .. "=" .. value, key)
+      bucket_remove(self.pods_by_label_key, label, key)
+    end
+  end,
+  mark = function(self, old, new)
+    local sets = {}
+    if old then
+      sets[#sets + 1] = old
+    end
+    if new then
+      sets[#sets + 1] = new
+    end
+    -- A LocalRedirect selects pods of this node only: a pod elsewhere (before
+    -- and after) cannot change its backends or its loop-avoidance pods.
+    local me = self.node_name
+    policies_matching_labels(self, "LocalRedirectPolicy", sets, function(name, set)
+      if me ~= nil and set.node == me then
+        self.dirty[M.policy_owner("LocalRedirectPolicy", name)] = true
+      end
+    end)
+    policies_matching_labels(self, "BalancingPolicy", sets, function(name)
+      self.dirty[M.policy_owner("BalancingPolicy", name)] = true
+    end)
+  end,
+}
+
+handlers.Node = {
+  index = function() return {} end,
+  unindex = function() end,
+  mark = function(self, old, new)
+    local d = new or old
+    self.dirty[M.NODE_OWNER] = true
+    if self.node_name ~= nil and d.name == self.node_name then
+      mark_all(self)
+    else
+      -- hostPort and nodeProxy backends are addresses of the pods' nodes.
+      for name in pairs(self.node_mode_policies) do
+        self.dirty[M.policy_owner("BalancingPolicy", name)] = true
+      end
+    end
+  end,
+}
+
+local function policy_handler(kind)
+  return {
+    index = function(self, key, obj)
+      local name = key:sub(2)
+      local d = {}
+      d.fkeys, d.service = policy_frontend_keys(self, obj)
+      index_policy_frontends(self, kind, name, obj, d.fkeys)
+      if d.service then
+        self.policies_by_service[d.service] = self.policies_by_service[d.service] or {}
+        self.policies_by_service[d.service][kind .. "/" .. name] = true
+      end
+      local spec = backend_selector_spec(kind, obj)
+      d.selector = spec ~= nil and selector.compile(spec) or nil
+      if d.selector then
+        local first
+        for label in pairs(d.selector.match_labels) do
+          if first == nil or label < first then
+            first = label
+          end
+        end
+        if first then
+          d.selector_pair = first .. "=" .. d.selector.match_labels[first]
+          local index = self.policies_by_selector[kind]
+          index[d.selector_pair] = index[d.selector_pair] or {}
+          index[d.selector_pair][name] = true
+        else
+          self.policies_any_selector[kind][name] = true
+        end
+      end
+      if kind == "BalancingPolicy" then
+        local mode = field(obj, "spec", "backend", "serviceEndpoint", "redirectMode")
+        if mode == "hostPort" or mode == "nodeProxy" then
+          d.node_mode = true
+          self.node_mode_policies[name] = true
+        end
+      end
+      local sid = field(obj, "metadata", "annotations", ids.ANNOTATION)
+      if sid ~= nil then
+        d.sid = tostring(sid)
+        self.policies_by_id[d.sid] = self.policies_by_id[d.sid] or {}
+        self.policies_by_id[d.sid][kind .. "/" .. name] = true
+      end
+      self.ids:register_policy(obj)
+      return d
+    end,
+    unindex = function(self, key, d)
+      local name = key:sub(2)
+      unindex_policy_frontends(self, kind, name, d.fkeys)
+      local set = d.service and self.policies_by_service[d.service]
+      if set then
+        set[kind .. "/" .. name] = nil
+        if next(set) == nil then
+          self.policies_by_service[d.service] = nil
+        end
+      end
+      if d.selector_pair then
+        local index = self.policies_by_selector[kind]
+        index[d.selector_pair][name] = nil
+        if next(index[d.selector_pair]) == nil then
+          index[d.selector_pair] = nil
+        end
+      else
+        self.policies_any_selector[kind][name] = nil
+      end
+      if d.node_mode then
+        self.node_mode_policies[name] = nil
+      end
+      if d.sid then
+        local holders = self.policies_by_id[d.sid]
+        holders[kind .. "/" .. name] = nil
+        if next(holders) == nil then
+          self.policies_by_id[d.sid] = nil
+        end
+      end
+    end,
+    release = function(self, _, obj)
+      self.ids:release_policy(obj)
+    end,
+    mark = function(self, old, new)
+      local d = new or old
+      self.dirty[M.policy_owner(kind, d.name)] = true
+      -- Conflicts: the other claimants of a frontend it claims or claimed.
+      for _, version in ipairs({ old or false, new or false }) do
+        if version then
+          mark_claimants(self, kind, version.fkeys)
+          -- The policies (of either kind) sharing its serviceId annotation:
+          -- which of them holds the ID can change.
+          for holder in pairs(version.sid and self.policies_by_id[version.sid] or {}) do
+            local holder_kind, holder_name = holder:match("^([^/]+)/(.*)$")
+            self.dirty[M.policy_owner(holder_kind, holder_name)] = true
+          end
+        end
+      end
+    end,
+  }
+end
+
+handlers.LocalRedirectPolicy = policy_handler("LocalRedirectPolicy")
+handlers.BalancingPolicy = policy_handler("BalancingPolicy")
+
+-- Events --------------------------------------------------------------------------
+
+local function same_version(old, new)
+  if old == new then
+    return false -- the same table, maybe changed in place: process it
+  end
+  local rv_old, rv_new = field(old, "metadata", "resourceVersion"), field(new, "metadata", "resourceVersion")
+  return rv_old ~= nil and rv_old ~= "" and rv_old == rv_new
+    and field(old, "metadata", "uid") == field(new, "metadata", "uid")
+end
+
+-- upsert(obj) → true | nil, err. A MODIFIED for an unknown object adds it.
+function Store:upsert(obj)
+  local kind, namespace, name, key = identity(obj)
+  if not kind then
+    return nil, namespace
+  end
+  local objects, derived, handler = self.objects[kind], self.derived[kind], handlers[kind]
+  local old_obj, old = objects[key], derived[key]
+  if old_obj and same_version(old_obj, obj) then
+    objects[key] = obj -- a relist: nothing can change
+    return true
+  end
+  if old then
+    -- (A new UID under the same name is another object; ids notices that
+    -- itself and gives a Service a fresh ID.)
+    handler.unindex(self, key, old)
+  else
+    self.counts[kind] = self.counts[kind] + 1
+    self.sorted[kind] = nil
+  end
+  objects[key] = obj
+  local new = handler.index(self, key, obj)
+  new.namespace, new.name, new.uid = namespace, name, field(obj, "metadata", "uid")
+  derived[key] = new
+  handler.mark(self, old, new)
+  return true
+end
+
+-- delete(obj) → true | nil, err. Deleting an unknown object is harmless.
+function Store:delete(obj)
+  local kind, err, _, key = identity(obj)
+  if not kind then
+    return nil, err
+  end
+  local objects, derived, handler = self.objects[kind], self.derived[kind], handlers[kind]
+  local old_obj, old = objects[key], derived[key]
+  if not old_obj then
+    return true
+  end
+  handler.unindex(self, key, old)
+  objects[key], derived[key] = nil, nil
+  self.counts[kind] = self.counts[kind] - 1
+  self.sorted[kind] = nil
+  if handler.release then
+    handler.release(self, key, old_obj)
+  end
+  handler.mark(self, old, nil)
+  return true
+end
+
+-- apply{ type = "ADDED" | "MODIFIED" | "DELETED", object = obj } → true | nil, err.
+function Store:apply(event)
+  if type(event) ~= "table" then
+    return nil, "event: not a table"
+  end
+  local event_type = present(event.type)
+  if event_type == "ADDED" or event_type == "MODIFIED" then
+    return self:upsert(event.object)
+  elseif event_type == "DELETED" then
+    return self:delete(event.object)
+  elseif event_type == "BOOKMARK" then
+    return true
+  end
+  return nil, string.format("event: type %q is not ADDED, MODIFIED or DELETED", tostring(event_type))
+end
+
+-- Reads ------------------------------------------------------------------------------
+
+function Store:get(kind, namespace, name)
+  local objects = self.objects[kind]
+  if not objects or name == nil then
+    return nil
+  end
+  if M.CLUSTER_SCOPED[kind] then
+    namespace = ""
+  end
+  return objects[(namespace or "") .. "/" .. name]
+end
+
+-- list(kind) → array sorted by namespace, then name.
+function Store:list(kind)
+  local objects = self.objects[kind]
+  if not objects then
+    return {}
+  end
+  local sorted = self.sorted[kind]
+  if not sorted then
+    sorted = sorted_values(objects)
+    self.sorted[kind] = sorted
+  end
+  local out = {}
+  for i = 1, #sorted do
+    out[i] = sorted[i]
+  end
+  return out
+end
+
+function Store:count(kind)
+  return self.counts[kind] or 0
+end
+
+function Store:node(name)
+  return self.objects.Node["/" .. tostring(name)]
+end
+
+-- endpoint_slices_of(namespace, service_name) → array sorted by name.
+function Store:endpoint_slices_of(namespace, service_name)
+  local bucket = self.slices_by_service[namespace .. "/" .. service_name]
+  return sorted_values(bucket and bucket.items)
+end
+
+function Store:services_by_cluster_ip(ip)
+  local bucket = self.services_by_ip[ip]
+  return sorted_values(bucket and bucket.items)
+end
+
+function Store:pods_on_node(node_name)
+  local bucket = self.pods_by_node[node_name]
+  return sorted_values(bucket and bucket.items)
+end
+
+-- pods_matching(compiled_selector) → array sorted by namespace, then name.
+-- Candidates come from the smallest label bucket the selector allows
+-- (a matchLabels pair, the values of an In, the key of an Exists); only a
+-- selector made of NotIn / DoesNotExist alone looks at every pod.
+function Store:pods_matching(compiled)
+  local candidates, size
+  local function offer(items, n)
+    if size == nil or n < size then
+      candidates, size = items, n
+    end
+  end
+  for key, value in pairs(compiled.match_labels or {}) do
+    local bucket = self.pods_by_label[key .. "=" .. value]
+    offer(bucket and bucket.items or {}, bucket and bucket.n or 0)
+  end
+  for _, expr in ipairs(compiled.expressions or {}) do
+    if expr.operator == "Exists" then
+      local bucket = self.pods_by_label_key[expr.key]
+      offer(bucket and bucket.items or {}, bucket and bucket.n or 0)
+    elseif expr.operator == "In" then
+      local union, n = {}, 0
+      for value in pairs(expr.values) do
+        local bucket = self.pods_by_label[expr.key .. "=" .. value]
+        if bucket then
+          for key, pod in pairs(bucket.items) do
+            union[key] = pod
+          end
+          n = n + bucket.n
+        end
+      end
+      offer(union, n)
+    end
+  end
+  if candidates == nil then
+    candidates = self.objects.Pod
+  end
+  local out = {}
+  for _, pod in pairs(candidates) do
+    if compiled:matches(field(pod, "metadata", "labels")) then
+      out[#out + 1] = pod
+    end
+  end
+  table.sort(out, by_namespace_name)
+  return out
+end
+
+-- policies_claiming(kind, frontend_key) → array of policies, oldest first
+-- (creationTimestamp, then name: the order in which conflicts are won).
+function Store:policies_claiming(kind, frontend_key)
+  local index = self.policies_by_frontend[kind]
+  local bucket = index and index[frontend_key]
+  return sorted_values(bucket and bucket.items, ids.older)
+end
+
+-- The frontend keys the store indexes a policy under (see policies_claiming).
+function Store:policy_frontend_keys(kind, name)
+  local d = self.derived[kind] and self.derived[kind]["/" .. name]
+  local out = {}
+  for fkey in pairs(d and d.fkeys or {}) do
+    out[#out + 1] = fkey
+  end
+  table.sort(out)
+  return out
+end
+
+M.Store = Store
+
+return M
