@@ -1,0 +1,212 @@
+-- The node side: the context every reconcile round starts from (who this
+-- node is), and the node tables (map_node_ip, map_node_proxy_ip).
+--
+--   local ctx = node.context(store, node_name, out_cluster)
+--   local entries, rejections = node.desired(store, ctx)
+--
+-- Pure: the same store gives the same context and entries, in the same order.
+local ffi = require("ffi")
+local abi = require("balancing.abi")
+
+local M = {}
+
+M.OWNER = "node"
+M.NODE_ID_ANNOTATION = "balancing.elf.io/nodeId"
+M.PROXY_IP_ANNOTATION = "balancing.elf.io/nodeProxyIpv4"
+M.ZONE_LABEL = "topology.kubernetes.io/zone"
+
+local MAX_NODE_ID = 0xFFFFFFFF
+
+-- lua-cjson decodes JSON null as a userdata sentinel; treat it as absent.
+local function present(v)
+  if v == nil or type(v) == "userdata" then
+    return nil
+  end
+  return v
+end
+
+local function metadata_map(node_obj, which)
+  local meta = present(node_obj.metadata)
+  local map = meta and present(meta[which])
+  return type(map) == "table" and map or {}
+end
+
+local function node_name(node_obj)
+  local meta = present(node_obj.metadata) or {}
+  return present(meta.name) or ""
+end
+
+local function is_ipv4(text)
+  return type(text) == "string" and abi.ipv4_to_u32(text) ~= nil
+end
+
+-- Every IPv4 address of status.addresses, in order, without repeats; each
+-- as { type = "InternalIP"|..., address = "..." }.
+local function ipv4_addresses(node_obj)
+  local out, seen = {}, {}
+  local status = present(node_obj.status)
+  for _, entry in ipairs(status and present(status.addresses) or {}) do
+    local address = type(entry) == "table" and present(entry.address)
+    if is_ipv4(address) and not seen[address] then
+      seen[address] = true
+      out[#out + 1] = { type = present(entry.type), address = address }
+    end
+  end
+  return out
+end
+
+-- The node's ID from its annotation: a decimal uint32, non-zero. Returns
+-- the number, or nil and the reason naming the annotation.
+function M.node_id(node_obj)
+  local text = present(metadata_map(node_obj, "annotations")[M.NODE_ID_ANNOTATION])
+  if text == nil then
+    return nil, string.format("metadata.annotations[%s]: missing", M.NODE_ID_ANNOTATION)
+  end
+  local value = type(text) == "string" and text:match("^%d+$") and tonumber(text)
+  if not value or value == 0 or value > MAX_NODE_ID then
+    return nil, string.format("metadata.annotations[%s]: %q is not a non-zero decimal uint32",
+      M.NODE_ID_ANNOTATION, tostring(text))
+  end
+  return value
+end
+
+-- The node's first InternalIP that is IPv4, or nil.
+function M.first_internal_ip(node_obj)
+  for _, entry in ipairs(ipv4_addresses(node_obj)) do
+    if entry.type == "InternalIP" then
+      return entry.address
+    end
+  end
+  return nil
+end
+
+-- The node's proxy IP: the nodeProxyIpv4 annotation, else its first
+-- InternalIP. Returns ip (or nil when it has neither), and a second value
+-- naming the annotation when it was present but not an IPv4 address (the
+-- InternalIP is used then).
+function M.proxy_ip(node_obj)
+  local annotated = present(metadata_map(node_obj, "annotations")[M.PROXY_IP_ANNOTATION])
+  if annotated ~= nil then
+    if is_ipv4(annotated) then
+      return annotated
+    end
+    return M.first_internal_ip(node_obj), string.format(
+      "metadata.annotations[%s]: %q is not an IPv4 address, using the first InternalIP",
+      M.PROXY_IP_ANNOTATION, tostring(annotated))
+  end
+  return M.first_internal_ip(node_obj)
+end
+
+function M.context(store, name, out_cluster)
+  local ctx = {
+    node_name = name,
+    out_cluster = out_cluster and true or false,
+    labels = {},
+    zone = nil,
+    addresses = {},
+    node_id = 0,
+  }
+  local node_obj = name and store:node(name)
+  if not node_obj then
+    return ctx
+  end
+  for k, v in pairs(metadata_map(node_obj, "labels")) do
+    ctx.labels[k] = v
+  end
+  local zone = present(ctx.labels[M.ZONE_LABEL])
+  if type(zone) == "string" and zone ~= "" then
+    ctx.zone = zone
+  end
+  for _, entry in ipairs(ipv4_addresses(node_obj)) do
+    ctx.addresses[entry.address] = true
+  end
+  ctx.node_id = M.node_id(node_obj) or 0
+  return ctx
+end
+
+local function address_order(text)
+  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+end
+
+function M.desired(store, ctx) -- luacheck: no unused args
+  local entries = { owner = M.OWNER, frontends = {}, node_ips = {}, node_proxy_ips = {} }
+  local rejections = {}
+  local function reject(name, reason)
+    rejections[#rejections + 1] = { kind = "Node", name = name, reason = reason }
+  end
+
+  local nodes = {}
+  for _, node_obj in ipairs(store:list("Node") or {}) do
+    nodes[#nodes + 1] = node_obj
+  end
+  -- the node whose name sorts first wins an address or an ID claimed twice
+  table.sort(nodes, function(a, b)
+    return node_name(a) < node_name(b)
+  end)
+
+  -- node IDs first: an ID two nodes claim belongs to the first one only
+  local ids, id_owner = {}, {}
+  for _, node_obj in ipairs(nodes) do
+    local name = node_name(node_obj)
+    local id, err = M.node_id(node_obj)
+    if not id then
+      reject(name, err)
+    elseif id_owner[id] then
+      reject(name, string.format("metadata.annotations[%s]: %d is already the ID of node %s",
+        M.NODE_ID_ANNOTATION, id, id_owner[id]))
+    else
+      id_owner[id] = name
+      ids[name] = id
+    end
+  end
+
+  local node_ips, address_owner = {}, {}
+  local proxy_ips = {}
+  for _, node_obj in ipairs(nodes) do
+    local name = node_name(node_obj)
+    for _, entry in ipairs(ipv4_addresses(node_obj)) do
+      if not address_owner[entry.address] then
+        address_owner[entry.address] = name
+        local key = ffi.new("struct node_ip_key")
+        key.address = abi.ipv4_to_u32(entry.address)
+        local value = ffi.new("struct node_ip_value")
+        value.node_id = ids[name] or 0
+        node_ips[#node_ips + 1] = { key = key, value = value, sort = address_order(entry.address) }
+      end
+    end
+
+    local id = ids[name]
+    if id then
+      local ip, problem = M.proxy_ip(node_obj)
+      if problem then
+        reject(name, problem)
+      end
+      if ip then
+        local key = ffi.new("struct node_proxy_ip_key")
+        key.node_id = id
+        local value = ffi.new("struct node_proxy_ip_value")
+        value.address = abi.ipv4_to_u32(ip)
+        proxy_ips[#proxy_ips + 1] = { key = key, value = value, sort = id }
+      else
+        reject(name, string.format("metadata.annotations[%s]: missing and status.addresses has no IPv4 InternalIP",
+          M.PROXY_IP_ANNOTATION))
+      end
+    end
+  end
+
+  local function by_sort(a, b)
+    return a.sort < b.sort
+  end
+  table.sort(node_ips, by_sort)
+  table.sort(proxy_ips, by_sort)
+  for i, e in ipairs(node_ips) do
+    entries.node_ips[i] = { key = e.key, value = e.value }
+  end
+  for i, e in ipairs(proxy_ips) do
+    entries.node_proxy_ips[i] = { key = e.key, value = e.value }
+  end
+  return entries, rejections
+end
+
+return M
