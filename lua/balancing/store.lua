@@ -233,6 +233,9 @@ end
 
 local function cluster_ips(service)
   local ips, seen = {}, {}
+  if field(service, "spec", "type") == "ExternalName" then
+    return ips
+  end
   local list = field(service, "spec", "clusterIPs")
   if type(list) ~= "table" or #list == 0 then
     list = { field(service, "spec", "clusterIP") }
@@ -260,9 +263,11 @@ end
 -- Policies' frontends -------------------------------------------------------------
 
 -- The frontend keys a policy claims: addressMatcher ip × toPorts; for a
--- serviceMatcher the Service's ClusterIPs × the listed toPorts (every Service
--- port when toPorts is empty). Invalid specs are indexed as they read (the
--- reconcile rejects them); a missing Service gives no keys.
+-- serviceMatcher the Service's ClusterIPs × its ports (those a toPorts entry
+-- names by number and protocol, all of them when toPorts is empty). The index
+-- is a superset of what reconcile programs — specs are not checked here, the
+-- reconcile checks every claimant it finds — but it follows the Service, so a
+-- claimant that stops claiming is seen. A missing Service gives no keys.
 local function policy_frontend_keys(self, policy)
   local keys = {}
   local frontend = field(policy, "spec", "frontend")
@@ -281,20 +286,20 @@ local function policy_frontend_keys(self, policy)
   local matcher = field(frontend, "serviceMatcher")
   if type(matcher) == "table" then
     ref = tostring(present(matcher.namespace) or "") .. "/" .. tostring(present(matcher.serviceName) or "")
-    local service = self.objects.Service[ref]
+    local service = self.derived.Service[ref]
     if service then
-      local ports = {}
+      local wanted = {}
       for _, port in ipairs(array(present(matcher.toPorts))) do
         if type(port) == "table" and present(port.port) ~= nil then
-          ports[#ports + 1] = { port = present(port.port), protocol = present(port.protocol) }
+          wanted[M.frontend_key("", present(port.port), present(port.protocol))] = true
         end
       end
-      if #ports == 0 then
-        ports = self.derived.Service[ref].ports
-      end
-      for _, ip in ipairs(self.derived.Service[ref].ips) do
-        for _, port in ipairs(ports) do
-          keys[M.frontend_key(ip, port.port, port.protocol)] = true
+      for _, ip in ipairs(service.ips) do
+        for _, port in ipairs(service.ports) do
+          local suffix = M.frontend_key("", port.port, port.protocol)
+          if next(wanted) == nil or wanted[suffix] then
+            keys[ip .. suffix] = true
+          end
         end
       end
     end
@@ -601,9 +606,15 @@ local function policy_handler(kind)
           mark_claimants(self, kind, version.fkeys)
           -- The policies (of either kind) sharing its serviceId annotation:
           -- which of them holds the ID can change.
+          -- A policy that gains or loses its ID starts or stops programming
+          -- its frontends, so its own claimants are affected too.
           for holder in pairs(version.sid and self.policies_by_id[version.sid] or {}) do
             local holder_kind, holder_name = holder:match("^([^/]+)/(.*)$")
             self.dirty[M.policy_owner(holder_kind, holder_name)] = true
+            local holder_d = self.derived[holder_kind]["/" .. holder_name]
+            if holder_d then
+              mark_claimants(self, holder_kind, holder_d.fkeys)
+            end
           end
         end
       end
