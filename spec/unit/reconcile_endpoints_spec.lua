@@ -137,7 +137,8 @@ describe("endpoint selection", function()
       assert.same({ "10.0.0.1:8080*" }, local_)
     end)
 
-    it("falls back to this node's serving+terminating endpoints when none local is ready, even with ready remote ones", function()
+    it("falls back to this node's serving+terminating endpoints when none local is ready, even with ready remote ones",
+      function()
       local cluster, local_ = categorize{
         { address = "10.0.0.1", node = NODE, ready = false, serving = true, terminating = true },
         { address = "10.0.0.2", node = "node-2" },

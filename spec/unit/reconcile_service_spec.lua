@@ -543,10 +543,12 @@ describe("reconcile.service", function()
 
   describe("determinism", function()
     it("gives the same entries whatever order the slices arrived in", function()
-      local a = fx.slice{ name = "web-a", endpoints = { { address = "10.244.2.7" }, { address = "10.244.1.5", node = NODE } } }
+      local a = fx.slice{ name = "web-a",
+        endpoints = { { address = "10.244.2.7" }, { address = "10.244.1.5", node = NODE } } }
       local b = fx.slice{ name = "web-b", ports = { { port = 9999 } }, endpoints = { { address = "10.244.2.7" },
         { address = "10.244.3.3" } } }
-      local svc = fx.service{ type = "NodePort", cluster_ip = "10.96.0.10", ports = { { port = 80, node_port = 30080 } } }
+      local svc = fx.service{ type = "NodePort", cluster_ip = "10.96.0.10",
+        ports = { { port = 80, node_port = 30080 } } }
       local one = decode.frontends((desired{ svc, a, b }))
       local two = decode.frontends((desired{ b, a, svc }))
       assert.same(one, two)

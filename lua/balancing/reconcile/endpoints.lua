@@ -90,7 +90,8 @@ local function slice_name(slice)
 end
 
 -- The endpoints of the given slices for one Service port, as records
---   { address, port, node_name, is_local, ready, serving, terminating, zones }
+--   { address, order, port, node_name, is_local, ready, serving, terminating, zones }
+-- (order: the address as a number, for sorting)
 -- IPv4 slices only; an address is kept once (the first occurrence, slices
 -- taken in name order, endpoints in slice order); an endpoint's first
 -- address is its address, as in kube-proxy.
@@ -120,6 +121,7 @@ function M.from_slices(slices, port_name, protocol, node_name)
           local endpoint_node = present(endpoint.nodeName)
           records[#records + 1] = {
             address = address,
+            order = address_order(address),
             port = port,
             node_name = endpoint_node,
             is_local = node_name ~= nil and endpoint_node == node_name,
@@ -206,9 +208,8 @@ function M.slot_order(records)
     if a.is_local ~= b.is_local then
       return a.is_local
     end
-    local oa, ob = address_order(a.address), address_order(b.address)
-    if oa ~= ob then
-      return oa < ob
+    if a.order ~= b.order then
+      return a.order < b.order
     end
     return a.port < b.port
   end)

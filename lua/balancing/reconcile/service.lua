@@ -191,8 +191,12 @@ function M.desired(store, ctx, namespace, name)
       return
     end
     taken[key_text] = path
-    local chosen = policy_local and categorized.local_ or categorized.cluster
-    local ordered, local_count = endpoints.slot_order(chosen)
+    -- every frontend of a service port shares one of two slot orders
+    local set = policy_local and "local_" or "cluster"
+    if not categorized.ordered[set] then
+      categorized.ordered[set] = { endpoints.slot_order(categorized[set]) }
+    end
+    local ordered, local_count = categorized.ordered[set][1], categorized.ordered[set][2]
     if #ordered > MAX_BACKENDS then
       reject(string.format("%s: %d backends, only the first %d are programmed", path, #ordered, MAX_BACKENDS))
       local cut = {}
@@ -226,14 +230,17 @@ function M.desired(store, ctx, namespace, name)
     else
       local records = endpoints.from_slices(slices, port.name, protocol, node_name)
       local cluster, local_ = endpoints.categorize(records, ctx and ctx.zone)
-      local categorized = { cluster = cluster, local_ = local_ }
+      local categorized = { cluster = cluster, local_ = local_, ordered = {} }
 
       for _, fe in ipairs(addresses) do
         if not is_ipv6(fe.ip) then -- this version programs IPv4 only
           if not abi.ipv4_to_u32(fe.ip) then
             reject(string.format("%s: %q is not an IPv4 address", fe.path, tostring(fe.ip)))
           else
-            local policy_local = fe.policy == "internal" and internal_local or fe.policy == "external" and external_local
+            local policy_local = external_local
+            if fe.policy == "internal" then
+              policy_local = internal_local
+            end
             add(fe.ip, fe.path, fe.mode, port.port, protocol, policy_local, categorized)
           end
         end
