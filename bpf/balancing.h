@@ -230,7 +230,8 @@ struct node_proxy_ip_value {
 	__u32 address; /* network order */
 };
 
-/* map_configure: an array of one entry. */
+/* map_configure: an array of one entry. Its BTF key is a plain __u32 (the
+ * kernel refuses a struct key for arrays); this struct has the same layout. */
 struct configure_key {
 	__u32 index; /* always CONFIGURE_INDEX */
 };

@@ -26,6 +26,13 @@ describe("the shared header through the FFI", function()
     end
   end)
 
+  it("names every failure reason of the header", function()
+    for reason = abi.C.REASON_OK, abi.C.REASON_REDIRECT_LIMIT do
+      assert.is_string(abi.reason_names[reason])
+    end
+    assert.is_nil(abi.reason_names[abi.C.REASON_REDIRECT_LIMIT + 1])
+  end)
+
   it("gives a NodePort frontend the wildcard address 0", function()
     assert.equals(0, abi.service_key("*", 30080, "TCP", "service").address)
   end)
