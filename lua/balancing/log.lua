@@ -45,8 +45,6 @@ function M.timestamp(seconds, millis)
   return os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. string.format(".%03dZ", millis or 0)
 end
 
--- A field value cjson cannot encode (a function, cdata, a sparse array) is
--- logged as its tostring rather than losing the whole line.
 -- lua-cjson escapes every "/" as "\/" (valid, but noisy in paths and
 -- namespace/name pairs); it escapes backslashes too, so "\/" in its output is
 -- always an escaped slash.
@@ -54,6 +52,8 @@ local function encode(value)
   return (cjson.encode(value):gsub("\\/", "/"))
 end
 
+-- A field value cjson cannot encode (a function, cdata, a sparse array) is
+-- logged as its tostring rather than losing the whole line.
 local function encode_value(value)
   local ok, text = pcall(encode, value)
   if ok then
