@@ -1,0 +1,391 @@
+-- `balancing-agent plan`: what the agent would program on one node, computed
+-- from the same objects and the same reconcile modules, printed, nothing
+-- touched (no root, no kernel).
+--
+--   balancing-agent plan --manifests DIR [--node-name NAME] [--json] [--out-cluster]
+--                        [--lua-dir DIR] [--log-level LEVEL]
+--
+-- Stdout carries the document alone (the JSON of CONTRACTS.md with --json,
+-- else aligned tables); log lines (balancing.log, JSON) go to stderr.
+-- Exit status: 0 when the plan was printed; 1 when it was printed but a
+-- module failed (to load, or for some owner: those owners are missing from
+-- it); 2 for bad options or a missing or unreadable directory.
+local M = {}
+
+local PROGRAM = "balancing-agent plan"
+
+M.USAGE = [[
+usage: balancing-agent plan --manifests DIR [options]
+
+Prints the frontends and backends the agent would program on this node, and the
+objects it would refuse, from the objects in DIR; touches nothing, needs no root.
+
+options (each also read from the environment variable in brackets):
+  --manifests DIR       read objects from *.json, *.yaml, *.yml in DIR [BALANCING_MANIFESTS]
+  --node-name NAME      the node to plan for (default: the host name) [NODE_NAME]
+  --json                the JSON document ("frontends", "rejected") instead of tables
+  --out-cluster         plan for an agent outside the cluster [BALANCING_OUT_CLUSTER=1]
+  --lua-dir DIR         Lua override directory (default /etc/balancing/lua) [BALANCING_LUA_DIR]
+  --log-level LEVEL     debug, info, warn, error (default info) [BALANCING_LOG_LEVEL]
+  --help                this text
+
+The agent's other options (--kubeconfig, --cgroup, --bpffs, --listen, --bpf-log-level,
+--redirect-qos-limit) are accepted and do not change the plan. Reading the objects from
+the API server is not built yet: plan needs --manifests.
+
+Exit status: 0 plan printed; 1 plan printed but a Lua module failed (log on stderr);
+2 bad option or unreadable directory.
+]]
+
+-- The options plan takes, and the agent's options it accepts so that an
+-- agent command line still works with "plan" inserted.
+local OPTIONS = {
+  ["manifests"] = { value = true, env = "BALANCING_MANIFESTS" },
+  ["node-name"] = { value = true, env = "NODE_NAME" },
+  ["json"] = { value = false },
+  ["out-cluster"] = { value = false, env = "BALANCING_OUT_CLUSTER" },
+  ["lua-dir"] = { value = true }, -- the host reads BALANCING_LUA_DIR itself
+  ["log-level"] = { value = true, env = "BALANCING_LOG_LEVEL" },
+  ["kubeconfig"] = { value = true, ignored = true },
+  ["cgroup"] = { value = true, ignored = true },
+  ["bpffs"] = { value = true, ignored = true },
+  ["listen"] = { value = true, ignored = true },
+  ["bpf-log-level"] = { value = true, ignored = true },
+  ["redirect-qos-limit"] = { value = true, ignored = true },
+}
+
+local LOG_LEVELS = { debug = true, info = true, warn = true, error = true }
+
+-- The reconcile modules and the owners each one programs.
+local RECONCILERS = {
+  { module = "balancing.reconcile.service", kind = "Service" },
+  { module = "balancing.reconcile.localredirect", kind = "LocalRedirectPolicy" },
+  { module = "balancing.reconcile.balancing", kind = "BalancingPolicy" },
+}
+
+local function host_name()
+  local ok, name = pcall(function()
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "int gethostname(char *name, size_t len);")
+    local buffer = ffi.new("char[256]")
+    if ffi.C.gethostname(buffer, 256) ~= 0 then
+      return nil
+    end
+    buffer[255] = 0
+    return ffi.string(buffer)
+  end)
+  if ok and name and name ~= "" then
+    return name
+  end
+  local file = io.open("/proc/sys/kernel/hostname", "r")
+  if file then
+    name = file:read("*l")
+    file:close()
+    return name
+  end
+end
+
+-- argv → options table, or nil, "one line naming the option". The
+-- environment fills what the command line does not give.
+function M.parse_args(argv, getenv)
+  getenv = getenv or os.getenv
+  local given = {}
+  local i = 1
+  while i <= #argv do
+    local arg = argv[i]
+    if arg == "--help" or arg == "-h" then
+      return { help = true }
+    end
+    local name, inline = arg:match("^%-%-([^=]+)=(.*)$")
+    name = name or arg:match("^%-%-(.+)$")
+    if not name then
+      return nil, string.format('unexpected argument "%s" (see --help)', arg)
+    end
+    local spec = OPTIONS[name]
+    if not spec then
+      return nil, string.format("unknown option --%s (see --help)", name)
+    end
+    local value
+    if not spec.value then
+      if inline then
+        return nil, string.format("--%s takes no value", name)
+      end
+      value = true
+    elseif inline then
+      value = inline
+    else
+      value = argv[i + 1]
+      if value == nil then
+        return nil, string.format("--%s needs a value", name)
+      end
+      i = i + 1
+    end
+    if spec.value and value == "" then
+      return nil, string.format("--%s: empty value", name)
+    end
+    given[name] = value
+    i = i + 1
+  end
+
+  local options = { json = given.json == true, lua_dir = given["lua-dir"] }
+
+  options.manifests = given.manifests or getenv("BALANCING_MANIFESTS")
+  if options.manifests == "" then
+    options.manifests = nil
+  end
+  options.node_name = given["node-name"] or getenv("NODE_NAME")
+  if options.node_name == "" then
+    options.node_name = nil
+  end
+
+  if given["out-cluster"] then
+    options.out_cluster = true
+  else
+    local env = getenv("BALANCING_OUT_CLUSTER")
+    if env == nil or env == "" or env == "0" or env == "false" then
+      options.out_cluster = false
+    elseif env == "1" or env == "true" then
+      options.out_cluster = true
+    else
+      return nil, string.format('BALANCING_OUT_CLUSTER: "%s" is not 1 or 0', env)
+    end
+  end
+
+  local level, source = given["log-level"], "--log-level"
+  if not level and getenv("BALANCING_LOG_LEVEL") and getenv("BALANCING_LOG_LEVEL") ~= "" then
+    level, source = getenv("BALANCING_LOG_LEVEL"), "BALANCING_LOG_LEVEL"
+  end
+  if level and not LOG_LEVELS[level] then
+    return nil, string.format('%s: "%s" is not one of debug, info, warn, error', source, level)
+  end
+  options.log_level = level
+
+  if not options.manifests then
+    return nil, "no source: give --manifests DIR (reading from the API server is not built yet)"
+  end
+  if not options.node_name then
+    options.node_name = host_name()
+    if not options.node_name then
+      return nil, "--node-name: not given and the host name is unknown"
+    end
+  end
+  return options
+end
+
+-- Modules that stay loaded when plan.main switches the override directory
+-- in-process: the plan itself, the log (its sink and level belong to the
+-- caller) and the FFI declarations.
+local KEEP_LOADED = {
+  ["balancing.plan"] = true, ["balancing.log"] = true, ["balancing.abi"] = true,
+  ["balancing.core"] = true, ["balancing.host"] = true,
+}
+
+-- --lua-dir given to plan.main in a Lua state whose host did not already put
+-- it on the path (a spec, a script): put it first on package.path and unload
+-- the balancing.* modules so that the overrides are the ones required.
+-- Returns a function that restores the path and the loaded modules.
+local function use_override_dir(dir)
+  local host = package.loaded["balancing.host"]
+  dir = dir and dir:gsub("/+$", "")
+  if not dir or dir == "" or (type(host) == "table" and host.override_dir == dir) then
+    return function() end
+  end
+  local previous_path = package.path
+  local saved = {}
+  for name, module in pairs(package.loaded) do
+    if name:match("^balancing%.") and not KEEP_LOADED[name] then
+      saved[name] = module
+    end
+  end
+  for name in pairs(saved) do
+    package.loaded[name] = nil
+  end
+  package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. previous_path
+  return function()
+    package.path = previous_path
+    for name in pairs(package.loaded) do
+      if name:match("^balancing%.") and not KEEP_LOADED[name] then
+        package.loaded[name] = nil
+      end
+    end
+    for name, module in pairs(saved) do
+      package.loaded[name] = module
+    end
+  end
+end
+
+-- A file name relative to the manifest directory, so that outputs do not
+-- depend on where the directory is.
+local function relative(dir, file)
+  file = tostring(file or "?")
+  local prefix = dir:gsub("/+$", "") .. "/"
+  if file:sub(1, #prefix) == prefix then
+    return file:sub(#prefix + 1)
+  end
+  return file
+end
+
+local function object_name(obj)
+  local meta = type(obj) == "table" and type(obj.metadata) == "table" and obj.metadata or {}
+  local name = type(meta.name) == "string" and meta.name or "?"
+  if type(meta.namespace) == "string" and meta.namespace ~= "" then
+    return meta.namespace .. "/" .. name
+  end
+  return name
+end
+
+local function object_kind(obj)
+  return type(obj) == "table" and type(obj.kind) == "string" and obj.kind or "?"
+end
+
+-- The core of plan, without options or output: the view and the rejections
+-- for one node from a manifest directory. Returns { view, rejected, failures }
+-- or nil, err when the directory cannot be read.
+function M.compute(options)
+  local log = require("balancing.log")
+  local manifests = require("balancing.manifests")
+  local store_module = require("balancing.store")
+  local frontends = require("balancing.frontends")
+
+  local objects, problems = manifests.read_dir(options.manifests)
+  if not objects then
+    return nil, problems
+  end
+
+  local rejected = {}
+  local failures = 0
+
+  for _, problem in ipairs(problems or {}) do
+    local file = relative(options.manifests, problem.file)
+    local reason = tostring(problem.message)
+    if problem.index then
+      reason = "document " .. tostring(problem.index) .. ": " .. reason
+    end
+    log.warn("manifest not read", { file = file, index = problem.index, error = tostring(problem.message) })
+    rejected[#rejected + 1] = { kind = "File", name = file, reason = reason }
+  end
+
+  local store = store_module.new({ node_name = options.node_name })
+  for _, obj in ipairs(objects) do
+    local ok, err = store:upsert(obj)
+    if not ok then
+      log.warn("object refused", { kind = object_kind(obj), name = object_name(obj), error = tostring(err) })
+      rejected[#rejected + 1] = { kind = object_kind(obj), name = object_name(obj), reason = tostring(err) }
+    end
+  end
+  store:take_dirty()
+
+  if not store:node(options.node_name) then
+    log.warn("this node is not among the objects: no labels, zone or addresses of its own",
+      { node = options.node_name })
+  end
+
+  local node_loaded, node_module = pcall(require, "balancing.reconcile.node")
+  if not node_loaded then
+    log.error("module failed to load", { module = "balancing.reconcile.node", error = tostring(node_module) })
+    return { view = frontends.from_entries({}, store.ids), rejected = rejected, failures = failures + 1 }
+  end
+  local ctx_ok, ctx = pcall(node_module.context, store, options.node_name, options.out_cluster)
+  if not ctx_ok then
+    log.error("reconcile failed", { module = "balancing.reconcile.node", owner = "node", error = tostring(ctx) })
+    return { view = frontends.from_entries({}, store.ids), rejected = rejected, failures = failures + 1 }
+  end
+
+  local all_entries = {}
+  -- One protected call per owner: a module failing for one owner is logged
+  -- with both names and the others go on (as in the agent).
+  local function run(module_name, owner, fn, ...)
+    local ok, entries, rejections = pcall(fn, ...)
+    if not ok then
+      failures = failures + 1
+      log.error("reconcile failed", { module = module_name, owner = owner, error = tostring(entries) })
+      return
+    end
+    if type(entries) ~= "table" then
+      failures = failures + 1
+      log.error("reconcile failed", { module = module_name, owner = owner,
+        error = "desired returned " .. type(entries) .. (rejections and (": " .. tostring(rejections)) or "") })
+      return
+    end
+    all_entries[#all_entries + 1] = entries
+    for _, r in ipairs(type(rejections) == "table" and rejections or {}) do
+      rejected[#rejected + 1] = r
+    end
+  end
+
+  for _, reconciler in ipairs(RECONCILERS) do
+    local loaded, module = pcall(require, reconciler.module)
+    if not loaded then
+      failures = failures + 1
+      log.error("module failed to load", { module = reconciler.module, error = tostring(module) })
+    else
+      for _, obj in ipairs(store:list(reconciler.kind)) do
+        local meta = obj.metadata
+        if reconciler.kind == "Service" then
+          run(reconciler.module, store_module.service_owner(meta.namespace, meta.name),
+            module.desired, store, ctx, meta.namespace, meta.name)
+        else
+          run(reconciler.module, store_module.policy_owner(reconciler.kind, meta.name),
+            module.desired, store, ctx, meta.name)
+        end
+      end
+    end
+  end
+  run("balancing.reconcile.node", "node", node_module.desired, store, ctx)
+
+  return {
+    view = frontends.from_entries(all_entries, store.ids),
+    rejected = frontends.normalize_rejected(rejected),
+    failures = failures,
+  }
+end
+
+-- main(argv[, streams]) → exit status. streams = { stdout = w, stderr = w },
+-- anything with :write, for specs; io.stdout/io.stderr by default.
+function M.main(argv, streams)
+  local stdout = streams and streams.stdout or io.stdout
+  local stderr = streams and streams.stderr or io.stderr
+  local getenv = streams and streams.getenv or os.getenv
+
+  local options, err = M.parse_args(argv or {}, getenv)
+  if not options then
+    stderr:write(PROGRAM, ": ", err, "\n")
+    return 2
+  end
+  if options.help then
+    stdout:write(M.USAGE)
+    return 0
+  end
+
+  local restore_path = use_override_dir(options.lua_dir)
+  local log = require("balancing.log")
+  local previous_level = log.level()
+  if options.log_level then
+    log.set_level(options.log_level)
+  end
+
+  local ok, result, compute_err = xpcall(M.compute, debug.traceback, options)
+  restore_path()
+  if not ok then
+    -- reading or loading the objects failed (reconcile errors are caught per
+    -- owner inside): no plan to print
+    log.error("plan failed", { error = tostring(result) })
+    log.set_level(previous_level)
+    return 1
+  end
+  log.set_level(previous_level)
+  if not result then
+    stderr:write(PROGRAM, ": --manifests: ", tostring(compute_err), "\n")
+    return 2
+  end
+
+  local frontends = require("balancing.frontends")
+  if options.json then
+    stdout:write(frontends.encode(frontends.document(result.view, result.rejected)), "\n")
+  else
+    stdout:write(frontends.render_table(result.view), "\n", frontends.render_rejected(result.rejected))
+  end
+  return result.failures > 0 and 1 or 0
+end
+
+return M
