@@ -117,6 +117,19 @@ describe("BalancingPolicy", function()
         frontends[1].backends)
     end)
 
+    it("gives one local backend for nodes sharing a proxy IP when one of them is this node", function()
+      local objects = {
+        fx.node{ name = "node-1", internal_ip = "192.168.0.1", proxy_ip = "172.16.0.100" },
+        fx.node{ name = "node-2", internal_ip = "192.168.0.2", proxy_ip = "172.16.0.100" },
+        web_pod{ name = "web-a", node = "node-1", ip = "10.244.1.5" },
+        web_pod{ name = "web-b", node = "node-2", ip = "10.244.2.5" },
+        vip_policy{ mode = "nodeProxy" },
+      }
+      local fe = world.run(balancing, objects, "web-global")[1]
+      assert.same({ "172.16.0.100:8080 local" }, fe.backends)
+      assert.equals(1, fe.local_count)
+    end)
+
     it("skips a pod whose node is unknown", function()
       local objects = cluster{ vip_policy{ mode = "nodeProxy" },
         web_pod{ name = "lost", node = "node-9", ip = "10.244.9.5" } }
