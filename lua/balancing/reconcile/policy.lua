@@ -13,9 +13,15 @@
 --  * a frontend port without a backend port of its name is not programmed
 --    (the others are), and a serviceMatcher whose Service does not exist (yet)
 --    programs nothing: neither makes the spec invalid;
+--  * the address 0.0.0.0 is refused (address 0 is map_service's NodePort
+--    wildcard); with more than one port on either side of an addressMatcher,
+--    both sides need names;
 --  * a same-kind conflict is decided per frontend and per node: the older
---    policy wins a frontend where it would program it (valid spec, applies to
---    this node); the younger one loses only the frontends they share.
+--    policy wins a frontend where it would program it (valid spec and ID,
+--    applies to this node; whether it has backends right now does not count,
+--    so pod churn never moves a frontend between policies); the younger one
+--    loses only the frontends they share, keeps the others, and gets one
+--    rejection per frontend lost.
 local ffi = require("ffi")
 local cjson = require("cjson")
 local abi = require("balancing.abi")
