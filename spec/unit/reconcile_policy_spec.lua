@@ -450,6 +450,17 @@ describe("policy rules", function()
       assert.same({}, rejections)
     end)
 
+    it("leave the frontend to the older one even while it has no backend here (pod churn moves nothing)", function()
+      local older_elsewhere = lr{ name = "node-local-dns", id = "1", created = "2024-01-01T00:00:00Z",
+        address = { ip = "10.96.0.10", ports = { port("53", "UDP") } },
+        selector = { matchLabels = { app = "not-here" } } }
+      local younger = lr{ name = "younger", id = "2", created = "2024-02-01T00:00:00Z",
+        address = { ip = "10.96.0.10", ports = { port("53", "UDP") } } }
+      local frontends, rejections = world.run(localredirect, dns_objects{ older_elsewhere, younger }, "younger")
+      assert.same({}, frontends)
+      assert.matches("claimed by older LocalRedirectPolicy node%-local%-dns", rejections[1].reason)
+    end)
+
     it("do not conflict when they are of different kinds (the datapath's priority decides)", function()
       local global = bl{ name = "dns-global", id = "30", created = "2023-01-01T00:00:00Z",
         address = { ip = "10.96.0.10", ports = { port("53", "UDP") } },
