@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "events.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+/* What the sample callback returns to make libbpf stop consuming when a
+ * poll has taken its maximum; libbpf hands it back from ring_buffer__poll
+ * (the sample that returned it is already copied). */
+enum { STOP_TAKING = -ECANCELED };
+
+struct events_reader {
+	struct ring_buffer *rb;
+	int map_fd;
+	struct balancing_event *items;
+	__u32 count;
+	__u32 capacity;
+	__u32 max;
+	bool full;
+	bool out_of_memory;
+	__s64 realtime_offset_ns;
+};
+
+static int reserve(struct events_reader *r)
+{
+	struct balancing_event *items;
+	__u32 want;
+
+	if (r->count < r->capacity)
+		return 0;
+	want = r->capacity ? r->capacity * 2 : 64;
+	if (want > r->max)
+		want = r->max;
+	items = realloc(r->items, sizeof(*items) * want);
+	if (!items)
+		return -ENOMEM;
+	r->items = items;
+	r->capacity = want;
+	return 0;
+}
+
+/* A shorter record (an older program) is zero-extended, a longer one (a
+ * newer program) truncated: the fields both know are what we can read. */
+static int take_sample(void *ctx, void *data, size_t size)
+{
+	struct events_reader *r = ctx;
+	struct balancing_event *item;
+
+	if (reserve(r)) {
+		r->out_of_memory = true;
+		return -ENOMEM;
+	}
+	item = &r->items[r->count++];
+	memset(item, 0, sizeof(*item));
+	memcpy(item, data, size < sizeof(*item) ? size : sizeof(*item));
+	if (r->count < r->max)
+		return 0;
+	r->full = true;
+	return STOP_TAKING;
+}
+
+int events_open(struct events_reader **out, int map_fd, struct errmsg *e)
+{
+	struct events_reader *r;
+	int err;
+
+	*out = NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		close(map_fd);
+		return errmsg_set(e, -ENOMEM, "map_event reader");
+	}
+	r->map_fd = map_fd;
+	r->max = EVENTS_DEFAULT_MAX;
+	r->rb = ring_buffer__new(map_fd, take_sample, r, NULL);
+	if (!r->rb) {
+		err = errmsg_set(e, -errno, "map_event: ring buffer");
+		events_close(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+int events_open_pinned(struct events_reader **out, const char *bpffs,
+		       struct errmsg *e)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	*out = NULL;
+	if (snprintf(path, sizeof(path), "%s/map_event", bpffs) >=
+	    (int)sizeof(path))
+		return errmsg_set(e, -ENAMETOOLONG, "%s/map_event", bpffs);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errmsg_set(e, fd, "open pinned ring buffer %s", path);
+	return events_open(out, fd, e);
+}
+
+static __s64 clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (__s64)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int events_poll(struct events_reader *r, int timeout_ms, __u32 max,
+		struct errmsg *e)
+{
+	int err;
+
+	r->count = 0;
+	r->full = false;
+	r->out_of_memory = false;
+	r->max = max ? max : EVENTS_DEFAULT_MAX;
+	err = ring_buffer__poll(r->rb, timeout_ms);
+	/* taken at each poll: the wall clock can be stepped while we run */
+	r->realtime_offset_ns = clock_ns(CLOCK_REALTIME) -
+				clock_ns(CLOCK_MONOTONIC);
+	if (err == STOP_TAKING && r->full)
+		return (int)r->count;
+	if (r->out_of_memory)
+		return errmsg_set(e, -ENOMEM, "map_event: %u events read",
+				  r->count);
+	if (err == -EINTR)
+		return (int)r->count;
+	if (err < 0)
+		return errmsg_set(e, err, "poll map_event");
+	return (int)r->count;
+}
+
+int events_get(const struct events_reader *r, __u32 i,
+	       struct event_record *out)
+{
+	if (i >= r->count)
+		return -ERANGE;
+	events_decode(&r->items[i], r->realtime_offset_ns, out);
+	return 0;
+}
+
+int events_fd(const struct events_reader *r)
+{
+	return ring_buffer__epoll_fd(r->rb);
+}
+
+void events_close(struct events_reader *r)
+{
+	if (!r)
+		return;
+	ring_buffer__free(r->rb);
+	if (r->map_fd >= 0)
+		close(r->map_fd);
+	free(r->items);
+	free(r);
+}
+
+static void format_address(const __u32 address[4], bool is_ipv4, char *buf,
+			   size_t len)
+{
+	if (!inet_ntop(is_ipv4 ? AF_INET : AF_INET6, address, buf,
+		       (socklen_t)len))
+		snprintf(buf, len, "?");
+}
+
+void events_decode(const struct balancing_event *raw, __s64 realtime_offset_ns,
+		   struct event_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->timestamp_ns = raw->timestamp_ns;
+	out->time = (double)((__s64)raw->timestamp_ns + realtime_offset_ns) /
+		    1e9;
+	out->netns_cookie = raw->netns_cookie;
+	out->cgroup_id = raw->cgroup_id;
+	out->pid = raw->pid;
+	out->service_id = raw->service_id;
+	out->protocol = raw->protocol;
+	out->nat_type = raw->nat_type;
+	out->nat_mode = raw->nat_mode;
+	out->reason = raw->reason;
+	out->hook = raw->hook;
+	out->flags = raw->flags;
+	out->is_ipv4 = raw->is_ipv4 != 0;
+	out->success = (raw->flags & EVENT_FLAG_SUCCESS) != 0;
+	out->redirect_hit_limit =
+		(raw->flags & EVENT_FLAG_REDIRECT_HIT_LIMIT) != 0;
+	format_address(raw->original_address, out->is_ipv4,
+		       out->original_address, sizeof(out->original_address));
+	out->original_port = ntohs(raw->original_port);
+	format_address(raw->nat_address, out->is_ipv4, out->nat_address,
+		       sizeof(out->nat_address));
+	out->nat_port = ntohs(raw->nat_port);
+}
