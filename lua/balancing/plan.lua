@@ -265,9 +265,21 @@ function M.compute(options)
     rejected[#rejected + 1] = { kind = "File", name = file, reason = reason }
   end
 
+  local known = {}
+  for _, kind in ipairs(store_module.KINDS) do
+    known[kind] = true
+  end
+
   local store = store_module.new({ node_name = options.node_name })
   for _, obj in ipairs(objects) do
-    local ok, err = store:upsert(obj)
+    local ok, err = true, nil
+    if not known[object_kind(obj)] then
+      -- a Deployment or ConfigMap next to the Services is not an error: the
+      -- agent reads only the kinds it needs
+      log.debug("object ignored", { kind = object_kind(obj), name = object_name(obj) })
+    else
+      ok, err = store:upsert(obj)
+    end
     if not ok then
       log.warn("object refused", { kind = object_kind(obj), name = object_name(obj), error = tostring(err) })
       rejected[#rejected + 1] = { kind = object_kind(obj), name = object_name(obj), reason = tostring(err) }
