@@ -1,0 +1,108 @@
+-- The examples stay true: `balancing-agent plan` on examples/cluster/manifests
+-- prints exactly the checked-in expected outputs (reviewed by hand), and the
+-- standalone directory plans its loopback frontends.
+local cjson = require("cjson")
+
+local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
+local AGENT = build_dir .. "/bin/balancing-agent"
+
+local function read_all(path)
+  local file = assert(io.open(path, "rb"))
+  local text = file:read("*a")
+  file:close()
+  return text
+end
+
+-- Runs the agent with arguments (no shell metacharacters in them); returns
+-- status, stdout, stderr.
+local function run(args)
+  local handle = assert(io.popen("mktemp -d"))
+  local scratch = handle:read("*l")
+  handle:close()
+  local command = "env -u NODE_NAME -u BALANCING_MANIFESTS -u BALANCING_OUT_CLUSTER -u BALANCING_LUA_DIR "
+    .. "-u BALANCING_LOG_LEVEL " .. AGENT .. " " .. table.concat(args, " ")
+    .. " >" .. scratch .. "/out 2>" .. scratch .. "/err; echo $?"
+  handle = assert(io.popen(command))
+  local status = tonumber(handle:read("*l"))
+  handle:close()
+  local stdout, stderr = read_all(scratch .. "/out"), read_all(scratch .. "/err")
+  os.execute("rm -rf " .. scratch)
+  return status, stdout, stderr
+end
+
+-- The first line where two texts differ, for a readable failure.
+local function first_difference(expected, actual)
+  local e, a = {}, {}
+  for line in (expected .. "\n"):gmatch("([^\n]*)\n") do
+    e[#e + 1] = line
+  end
+  for line in (actual .. "\n"):gmatch("([^\n]*)\n") do
+    a[#a + 1] = line
+  end
+  for i = 1, math.max(#e, #a) do
+    if e[i] ~= a[i] then
+      return string.format("line %d\nexpected: %s\nactual:   %s", i, tostring(e[i]), tostring(a[i]))
+    end
+  end
+end
+
+describe("examples/cluster", function()
+  local MANIFESTS = "examples/cluster/manifests"
+
+  it("plans node-1 exactly as expected-plan-node-1.json", function()
+    local status, stdout, stderr = run({ "plan", "--manifests", MANIFESTS, "--node-name", "node-1", "--json" })
+    assert.equals(0, status)
+    assert.equals("", stderr)
+    local expected = read_all("examples/cluster/expected-plan-node-1.json")
+    assert.is_nil(first_difference(expected, stdout))
+    assert.equals(expected, stdout)
+  end)
+
+  it("plans node-1 exactly as expected-plan-node-1.txt", function()
+    local status, stdout = run({ "plan", "--manifests", MANIFESTS, "--node-name", "node-1" })
+    assert.equals(0, status)
+    local expected = read_all("examples/cluster/expected-plan-node-1.txt")
+    assert.is_nil(first_difference(expected, stdout))
+    assert.equals(expected, stdout)
+  end)
+
+  it("has a JSON and a table expected output that list the same frontends", function()
+    local doc = cjson.decode(read_all("examples/cluster/expected-plan-node-1.json"))
+    local rows = 0
+    for line in read_all("examples/cluster/expected-plan-node-1.txt"):gmatch("[^\n]+") do
+      if line:match("^service ") or line:match("^localRedirect ") or line:match("^balancing ") then
+        rows = rows + 1
+      end
+    end
+    assert.equals(#doc.frontends, rows)
+    assert.equals(2, #doc.rejected)
+  end)
+end)
+
+describe("examples/standalone", function()
+  local function plan()
+    local status, stdout, stderr = run({ "plan", "--manifests", "examples/standalone", "--node-name", "standalone",
+      "--json" })
+    assert.equals(0, status)
+    assert.equals("", stderr)
+    return cjson.decode(stdout)
+  end
+
+  it("is a valid directory: nothing rejected", function()
+    assert.same({}, plan().rejected)
+  end)
+
+  it("programs a TCP frontend on 127.10.0.1:80 with two local loopback backends and a UDP DNS frontend", function()
+    local by_key = {}
+    for _, f in ipairs(plan().frontends) do
+      by_key[f.address .. ":" .. f.port .. "/" .. f.protocol] = f
+      assert.matches("^127%.", f.address)
+      for _, b in ipairs(f.backends) do
+        assert.matches("^127%.", b.address)
+        assert.is_true(b["local"])
+      end
+    end
+    assert.equals(2, #by_key["127.10.0.1:80/TCP"].backends)
+    assert.equals(1, #by_key["127.10.0.53:53/UDP"].backends)
+  end)
+end)
