@@ -358,21 +358,21 @@ int maps_update_batch(const struct map_handle *h, const void *keys,
 	*done = 0;
 	if (count == 0)
 		return 0;
+	/* the kernel's batch takes no NOEXIST/EXIST per element */
+	if (flags != BPF_ANY)
+		return update_each(h, keys, values, count, flags, done, e);
 	err = bpf_map_update_batch(h->fd, keys, values, &n, &opts);
 	if (!err) {
 		*done = count;
 		return 0;
 	}
-	if (n == 0 && batch_unsupported(err))
+	/* A batch refused as a whole leaves the count as it was; one that
+	 * failed at an entry reports how many went in before it. When none
+	 * did, one by one says precisely which entry fails and why. */
+	if (n >= count || n == 0)
 		return update_each(h, keys, values, count, flags, done, e);
-	/* The kernel stops at the first failing entry and reports how many
-	 * went in before it: that one is the entry to name. */
-	*done = n < count ? n : count;
-	if (n < count)
-		return key_error(h, "update", nth(keys, h->key_size, n), err,
-				 e);
-	return errmsg_set(e, user_errno(err), "update %s (batch of %u)",
-			  h->name, count);
+	*done = n;
+	return key_error(h, "update", nth(keys, h->key_size, n), err, e);
 }
 
 static int delete_each(const struct map_handle *h, const void *keys,
@@ -404,23 +404,19 @@ int maps_delete_batch(const struct map_handle *h, const void *keys,
 		n = count - at;
 		err = bpf_map_delete_batch(h->fd, nth(keys, h->key_size, at),
 					   &n, &opts);
-		if (n > count - at)
-			n = count - at;
+		if (!err) {
+			*deleted += count - at;
+			return 0;
+		}
+		if (n >= count - at) /* refused as a whole, see update */
+			n = 0;
 		*deleted += n;
 		at += n;
-		if (!err)
-			break;
 		if (err == -ENOENT) {
 			at++; /* the batch stopped at an absent key: skip it */
 			continue;
 		}
-		if (n == 0 && batch_unsupported(err))
-			return delete_each(h, keys, at, count, deleted, e);
-		if (at < count)
-			return key_error(h, "delete", nth(keys, h->key_size, at),
-					 err, e);
-		return errmsg_set(e, user_errno(err), "delete %s (batch of %u)",
-				  h->name, count);
+		return delete_each(h, keys, at, count, deleted, e);
 	}
 	return 0;
 }

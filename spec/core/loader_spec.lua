@@ -1,0 +1,354 @@
+-- The loader of balancing.core on the real kernel (docs/core-api.md, "Loading,
+-- pinning, attaching"; ARCHITECTURE.md, "Restart and upgrade"): maps pinned by
+-- name and reused across loads when their layout and ABI match, the four
+-- programs attached to a cgroup as pinned links that a reload updates in place.
+local core_env = require("helpers.core_env")
+local abi = require("balancing.abi")
+local ffi = require("ffi")
+
+local MAP_NAMES = { "map_affinity", "map_backend", "map_configure", "map_event", "map_nat_record",
+  "map_node_ip", "map_node_proxy_ip", "map_service" }
+
+local ATTACHED = {
+  cgroup_inet4_connect = "balancing_connect4",
+  cgroup_udp4_sendmsg = "balancing_sendmsg4",
+  cgroup_udp4_recvmsg = "balancing_recvmsg4",
+  cgroup_inet4_getpeername = "balancing_getpeername4",
+}
+
+local LINKS = { "link_connect4", "link_getpeername4", "link_recvmsg4", "link_sendmsg4" }
+
+local function configure_of(dp)
+  local raw = assert(assert(dp:map("map_configure")):lookup(ffi.new("struct configure_key")))
+  local value = ffi.new("struct configure_value")
+  ffi.copy(value, raw, ffi.sizeof(value))
+  return value
+end
+
+local function service_entry(address, id)
+  local value = ffi.new("struct service_value")
+  value.service_id = id
+  return abi.service_key(address, 80, "TCP", "service"), value
+end
+
+local function has(list, wanted)
+  for _, item in ipairs(list) do
+    if item == wanted then
+      return true
+    end
+  end
+  return false
+end
+
+describe("core.load", function()
+  after_each(core_env.close_all)
+
+  it("creates the pin directory and pins every map there by name", function()
+    local env = core_env.open(pending)
+    local _, dir = env:load()
+
+    local pinned = core_env.listdir(dir)
+    for _, name in ipairs(MAP_NAMES) do
+      assert.is_true(has(pinned, name), name .. " is not pinned in " .. dir)
+    end
+    local maps = assert(env.core.open_maps(dir))
+    assert.equals("hash", maps.map_service.type)
+    assert.equals("ringbuf", maps.map_event.type)
+    assert.equals("array", maps.map_configure.type)
+    assert.equals("lru_hash", maps.map_nat_record.type)
+  end)
+
+  it("sizes the maps from its options", function()
+    local env = core_env.open(pending)
+    local dp = env:load{ max_services = 128, max_backends = 512, event_ring_bytes = 65536 }
+
+    assert.equals(128, dp:map("map_service").max_entries)
+    assert.equals(512, dp:map("map_backend").max_entries)
+    assert.equals(65536, dp:map("map_event").max_entries)
+    assert.equals(abi.C.DEFAULT_MAX_AFFINITY, dp:map("map_affinity").max_entries)
+  end)
+
+  it("writes the ABI version, the BPF log level and the QoS limit to map_configure", function()
+    local env = core_env.open(pending)
+    local dp = env:load{ bpf_log_level = "info", redirect_qos_limit = 5 }
+
+    local value = configure_of(dp)
+    assert.equals(abi.C.BALANCING_ABI_VERSION, value.abi_version)
+    assert.equals(abi.C.BPF_LOG_INFO, value.bpf_log_level)
+    assert.equals(5, value.redirect_qos_limit)
+
+    assert.is_true(dp:configure{ bpf_log_level = "verbose", node_id = 7 })
+    value = configure_of(dp)
+    assert.equals(abi.C.BPF_LOG_VERBOSE, value.bpf_log_level)
+    assert.equals(5, value.redirect_qos_limit) -- kept: not given
+    assert.equals(7, value.node_id)
+  end)
+
+  it("reuses pinned maps of the same layout: an entry written before a reload is still there", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local key, value = service_entry("127.10.0.1", 42)
+    assert.is_true(first:map("map_service"):update(key, value))
+    first:close()
+
+    local second = env:load{ bpffs = dir }
+
+    assert.equals("reused", second:map_states().map_service)
+    assert.truthy(second:map("map_service"):lookup(key))
+  end)
+
+  it("recreates a pinned map whose layout differs, keeping the others", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local key, value = service_entry("127.10.0.1", 42)
+    assert.is_true(first:map("map_service"):update(key, value))
+    local backend_key = ffi.new("struct backend_key", { frontend = key, slot = 0 })
+    assert.is_true(first:map("map_backend"):update(backend_key, abi.backend_value("127.0.0.1", 8080)))
+    first:close()
+    -- another program's map under our name: value of 4 bytes instead of 16
+    assert.is_true(os.remove(dir .. "/map_service"))
+    assert.is_true(os.execute("bpftool map create " .. core_env.quote(dir .. "/map_service")
+      .. " type hash key 8 value 4 entries 16 name map_service") == 0)
+
+    local second = env:load{ bpffs = dir }
+
+    local states = second:map_states()
+    assert.equals("created", states.map_service)
+    assert.equals("reused", states.map_backend)
+    assert.equals(ffi.sizeof("struct service_value"), second:map("map_service").value_size)
+    assert.is_false(second:map("map_service"):lookup(key))
+    assert.truthy(second:map("map_backend"):lookup(backend_key))
+  end)
+
+  it("recreates a map whose configured size changed", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load{ max_services = 16 }
+    local key, value = service_entry("127.10.0.1", 42)
+    assert.is_true(first:map("map_service"):update(key, value))
+    first:close()
+
+    local second = env:load{ bpffs = dir, max_services = 32 }
+
+    assert.equals("created", second:map_states().map_service)
+    assert.equals(32, second:map("map_service").max_entries)
+    assert.is_false(second:map("map_service"):lookup(key))
+  end)
+
+  it("recreates every map when map_configure holds another ABI version", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local key, value = service_entry("127.10.0.1", 42)
+    assert.is_true(first:map("map_service"):update(key, value))
+    local configure = configure_of(first)
+    configure.abi_version = abi.C.BALANCING_ABI_VERSION + 1
+    assert.is_true(first:map("map_configure"):update(ffi.new("struct configure_key"), configure))
+    first:close()
+
+    local second = env:load{ bpffs = dir }
+
+    for name, state in pairs(second:map_states()) do
+      assert.equals("created", state, name)
+    end
+    assert.is_false(second:map("map_service"):lookup(key))
+    assert.equals(abi.C.BALANCING_ABI_VERSION, configure_of(second).abi_version)
+  end)
+
+  it("refuses bad options with a message naming the option", function()
+    local env = core_env.open(pending)
+    local cases = {
+      { { bpf_log_level = "loud" }, "bpf_log_level loud" },
+      { { event_ring_bytes = 5000 }, "event_ring_bytes 5000" },
+      { { max_services = 0 }, "max_services" },
+      { { max_backends = -1 }, "max_backends" },
+      { { redirect_qos_limit = 1.5 }, "redirect_qos_limit" },
+    }
+    for _, case in ipairs(cases) do
+      local opts = case[1]
+      opts.bpffs = env:pin_dir()
+      local dp, err, code = env.core.load(opts)
+      assert.is_nil(dp)
+      assert.matches(case[2], err, 1, true)
+      assert.equals(-22, code)
+    end
+    local dp, err = env.core.load{}
+    assert.is_nil(dp)
+    assert.matches("bpffs", err)
+  end)
+
+  it("close frees the object and keeps the pinned maps", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+
+    assert.is_true(dp:close())
+
+    assert.is_true(has(core_env.listdir(dir), "map_service"))
+    local again, err, code = dp:map("map_service")
+    assert.is_nil(again)
+    assert.matches("closed", err)
+    assert.equals(-9, code)
+  end)
+end)
+
+describe("dp:attach", function()
+  after_each(core_env.close_all)
+
+  it("attaches connect4, sendmsg4, recvmsg4 and getpeername4 to the cgroup as pinned links", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+    local cgroup = env:cgroup()
+
+    assert.is_true(dp:attach(cgroup))
+
+    local programs, count = core_env.cgroup_programs(cgroup)
+    assert.same(ATTACHED, programs)
+    assert.equals(4, count)
+    local pinned = core_env.listdir(dir)
+    for _, name in ipairs(LINKS) do
+      assert.is_true(has(pinned, name), name .. " is not pinned")
+    end
+    assert.is_false(has(pinned, "link_connect4_new"))
+  end)
+
+  it("a second load replaces the programs behind the pinned links in place: same links, new programs", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(first:attach(cgroup))
+    local before = first:links()
+    first:close() -- the agent exits: the pinned links keep the programs attached
+
+    local second = env:load{ bpffs = dir }
+    assert.is_true(second:attach(cgroup))
+
+    local after = second:links()
+    for hook, link in pairs(before) do
+      assert.equals(link.id, after[hook].id, hook .. ": the link was replaced, not updated")
+      assert.are_not.equal(link.prog_id, after[hook].prog_id, hook .. ": still the old program")
+    end
+    local programs, count = core_env.cgroup_programs(cgroup)
+    assert.same(ATTACHED, programs)
+    assert.equals(4, count)
+  end)
+
+  it("moves the links when the pinned ones are attached to another cgroup", function()
+    local env = core_env.open(pending)
+    local dp = env:load()
+    local old_cgroup, new_cgroup = env:cgroup(), env:cgroup()
+    assert.is_true(dp:attach(old_cgroup))
+
+    assert.is_true(dp:attach(new_cgroup))
+
+    assert.same(ATTACHED, (core_env.cgroup_programs(new_cgroup)))
+    assert.same({}, (core_env.cgroup_programs(old_cgroup)))
+  end)
+
+  it("refuses a directory that is not a cgroup v2 directory, naming it", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+
+    local ok, err, code = dp:attach(dir)
+    assert.is_nil(ok)
+    assert.matches(dir .. ": not a cgroup v2 directory", err, 1, true)
+    assert.equals(-22, code)
+
+    ok, err, code = dp:attach("/sys/fs/cgroup/balancing-no-such-cgroup")
+    assert.is_nil(ok)
+    assert.matches("/sys/fs/cgroup/balancing-no-such-cgroup", err, 1, true)
+    assert.equals(-2, code)
+  end)
+end)
+
+describe("dp:detach and dp:unpin", function()
+  after_each(core_env.close_all)
+
+  it("detach leaves no program attached and no link pinned", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(dp:attach(cgroup))
+
+    assert.is_true(dp:detach())
+
+    local _, count = core_env.cgroup_programs(cgroup)
+    assert.equals(0, count)
+    for _, name in ipairs(LINKS) do
+      assert.is_false(has(core_env.listdir(dir), name))
+    end
+    assert.is_true(has(core_env.listdir(dir), "map_service"))
+  end)
+
+  it("detach also removes links pinned by an earlier process", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(first:attach(cgroup))
+    first:close()
+    local second = env:load{ bpffs = dir }
+
+    assert.is_true(second:detach())
+
+    local _, count = core_env.cgroup_programs(cgroup)
+    assert.equals(0, count)
+  end)
+
+  it("unpin leaves nothing in bpffs and nothing attached", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(dp:attach(cgroup))
+
+    assert.is_true(dp:unpin())
+
+    assert.is_nil(require("lfs").attributes(dir, "mode"))
+    local _, count = core_env.cgroup_programs(cgroup)
+    assert.equals(0, count)
+  end)
+end)
+
+describe("core helpers", function()
+  after_each(core_env.close_all)
+
+  it("cgroup2_mount finds the cgroup2 mount in /proc/mounts", function()
+    local env = core_env.open(pending)
+    local expected
+    for line in io.lines("/proc/mounts") do
+      local dir, kind = line:match("^%S+ (%S+) (%S+)")
+      if kind == "cgroup2" and not expected then
+        expected = dir
+      end
+    end
+    assert.equals(expected, env.core.cgroup2_mount())
+  end)
+
+  it("netns_cookie gives the caller's network namespace cookie", function()
+    local env = core_env.open(pending)
+    local cookie = env.core.netns_cookie()
+    assert.is_number(cookie)
+    assert.is_true(cookie > 0)
+    assert.equals(cookie, env.core.netns_cookie())
+  end)
+
+  it("mount_bpffs is true for a directory already on bpffs", function()
+    local env = core_env.open(pending)
+    assert.is_true(env.core.mount_bpffs("/sys/fs/bpf"))
+  end)
+
+  it("open_maps opens the pinned maps without loading programs, and says when there are none", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load{ max_services = 16 }
+    local key, value = service_entry("127.10.0.1", 42)
+    assert.is_true(dp:map("map_service"):update(key, value))
+    dp:close()
+
+    local maps = assert(env.core.open_maps(dir))
+    assert.equals(16, maps.map_service.max_entries)
+    assert.equals("map_node_proxy_ip", maps.map_node_proxy_ip.name) -- full name, not the kernel's 15 characters
+    assert.truthy(maps.map_service:lookup(key))
+
+    local empty = env:pin_dir()
+    assert(require("lfs").mkdir(empty))
+    local none, err = env.core.open_maps(empty)
+    assert.is_nil(none)
+    assert.matches("no pinned maps", err)
+  end)
+end)
