@@ -93,10 +93,43 @@ local function add_document(objects, problems, file, index, doc)
     return
   end
   if is_null(kind) then
-    problem(problems, file, index, "kind is missing")
+    if next(doc) ~= nil and #doc > 0 then
+      problem(problems, file, index, "not an object but a list")
+    else
+      local name = type(doc.metadata) == "table" and doc.metadata.name
+      problem(problems, file, index, "kind is missing"
+        .. (type(name) == "string" and string.format(" (metadata.name %q)", name) or ""))
+    end
     return
   end
   objects[#objects + 1] = doc
+end
+
+-- The documents of a YAML stream as separate texts: a "---" line at column 0
+-- starts a document (YAML forbids it inside any scalar, so the split is
+-- exact). Text before the first marker is a document unless it is only
+-- comments and blank lines, as the YAML parser counts them.
+local function split_documents(text)
+  local chunks, current, first_line = {}, {}, 1
+  local function flush(force, next_line)
+    local chunk = table.concat(current, "\n")
+    local meaningful = (chunk:gsub("#[^\n]*", "")):match("%S")
+    if force or meaningful then
+      chunks[#chunks + 1] = { text = chunk, first_line = first_line }
+    end
+    current, first_line = {}, next_line
+  end
+  local started, number = false, 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    number = number + 1
+    if line:match("^%-%-%-%s") or line:match("^%-%-%-$") then
+      flush(started, number)
+      started = true
+    end
+    current[#current + 1] = line
+  end
+  flush(started)
+  return chunks
 end
 
 local function read_file(path)
@@ -120,7 +153,12 @@ local function list_dir(dir)
     local names = {}
     local iter_ok, iter, state = pcall(lfs.dir, dir)
     if not iter_ok then
-      return nil, (tostring(iter):gsub("^.-: ", ""))
+      -- lfs says "cannot open DIR: reason"; keep the reason.
+      local message, prefix = tostring(iter), "cannot open " .. dir .. ": "
+      if message:sub(1, #prefix) == prefix then
+        message = message:sub(#prefix + 1)
+      end
+      return nil, message
     end
     for name in iter, state do
       names[#names + 1] = name
@@ -185,13 +223,32 @@ function M.read_file(path)
     return objects, problems
   end
   local documents, yaml_err = load_yaml(text)
-  if not documents then
+  if documents then
+    for index, doc in ipairs(documents) do
+      if not is_null(doc) then
+        add_document(objects, problems, path, index, normalise(doc))
+      end
+    end
+    return objects, problems
+  end
+  local chunks = split_documents(text)
+  if #chunks <= 1 then
     problem(problems, path, nil, "not valid YAML: " .. tostring(yaml_err))
     return objects, problems
   end
-  for index, doc in ipairs(documents) do
-    if not is_null(doc) then
-      add_document(objects, problems, path, index, normalise(doc))
+  -- One document does not parse: parse them one by one, so that the problem
+  -- names that document and the others are still read.
+  for index, chunk in ipairs(chunks) do
+    local docs, doc_err = load_yaml(chunk.text)
+    if not docs then
+      -- lyaml says "line:column: reason", counted in the document's text.
+      local line, rest = tostring(doc_err):match("^(%d+):(.*)$")
+      if line then
+        doc_err = tostring(tonumber(line) + chunk.first_line - 1) .. ":" .. rest
+      end
+      problem(problems, path, index, "not valid YAML: " .. tostring(doc_err))
+    elseif not is_null(docs[1]) then
+      add_document(objects, problems, path, index, normalise(docs[1]))
     end
   end
   return objects, problems
