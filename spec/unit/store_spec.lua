@@ -595,6 +595,14 @@ describe("store: dirty owners", function()
       assert.same({ "localRedirect/expr" }, dirty_list(s))
     end)
 
+    it("marks no BalancingPolicy with an addressEndpoint backend", function()
+      local fixed = bp("fixed", { ip = "10.0.0.9", ports = ports("80/TCP") })
+      fixed.spec.backend = { addressEndpoint = { addresses = { "192.0.2.1" }, toPorts = ports("80/TCP") } }
+      local s = new_store(fixed)
+      s:upsert(pod("default", "any", { app = "dns" }, "node-1"))
+      assert.same({}, dirty_list(s))
+    end)
+
     it("marks no Service", function()
       local s = new_store(service("default", "web", { "10.96.0.1" }), slice("default", "web-1", "web"))
       s:upsert(pod("default", "web-1", { app = "web" }, "node-1"))
