@@ -118,9 +118,7 @@ int bpffs_prepare_dir(const char *pin_dir, struct errmsg *e)
 	int err;
 
 	if (pin_dir[0] != '/')
-		return errmsg_plain(e, -EINVAL,
-				    "pin directory %s: not an absolute path",
-				    pin_dir);
+		return errmsg_plain(e, -EINVAL, "pin directory %s: not an absolute path", pin_dir);
 	if (is_under(pin_dir, default_bpffs)) {
 		err = bpffs_mount(default_bpffs, e);
 		if (err)

@@ -50,8 +50,7 @@ int cgroup_open(const char *path, struct errmsg *e)
 		goto fail;
 	}
 	if (st.f_type != CGROUP2_SUPER_MAGIC) {
-		err = errmsg_plain(e, -EINVAL,
-				   "cgroup %s: not a cgroup v2 directory", path);
+		err = errmsg_plain(e, -EINVAL, "cgroup %s: not a cgroup v2 directory", path);
 		goto fail;
 	}
 	return fd;
@@ -65,7 +64,7 @@ int cgroup_id_of(const char *path, __u64 *id, struct errmsg *e)
 	struct {
 		struct file_handle fh;
 		__u64 id;
-	} handle = { .fh.handle_bytes = sizeof(__u64) };
+	} handle = {.fh.handle_bytes = sizeof(__u64)};
 	int mount_id;
 
 	/* On cgroup2 the file handle of a directory is its cgroup ID. */

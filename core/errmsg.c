@@ -16,8 +16,7 @@ int errmsg_set(struct errmsg *e, int err, const char *fmt, ...)
 	n = vsnprintf(e->text, sizeof(e->text), fmt, ap);
 	va_end(ap);
 	if (n >= 0 && (size_t)n < sizeof(e->text))
-		snprintf(e->text + n, sizeof(e->text) - (size_t)n, ": %s",
-			 strerror(-err));
+		snprintf(e->text + n, sizeof(e->text) - (size_t)n, ": %s", strerror(-err));
 	return err;
 }
 

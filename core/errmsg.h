@@ -18,11 +18,11 @@ struct errmsg {
  * write `return errmsg_set(e, -ENOENT, "open %s", path);`. A NULL e is
  * allowed and ignored. */
 int errmsg_set(struct errmsg *e, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* The formatted text alone, without strerror (for input errors whose text
  * already says everything); returns err. */
 int errmsg_plain(struct errmsg *e, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* BALANCING_ERRMSG_H */

@@ -91,15 +91,13 @@ int events_open(struct events_reader **out, int map_fd, struct errmsg *e)
 	return 0;
 }
 
-int events_open_pinned(struct events_reader **out, const char *bpffs,
-		       struct errmsg *e)
+int events_open_pinned(struct events_reader **out, const char *bpffs, struct errmsg *e)
 {
 	char path[PATH_MAX];
 	int fd;
 
 	*out = NULL;
-	if (snprintf(path, sizeof(path), "%s/map_event", bpffs) >=
-	    (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/map_event", bpffs) >= (int)sizeof(path))
 		return errmsg_set(e, -ENAMETOOLONG, "%s/map_event", bpffs);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
@@ -115,8 +113,7 @@ static __s64 clock_ns(clockid_t clock)
 	return (__s64)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int events_poll(struct events_reader *r, int timeout_ms, __u32 max,
-		struct errmsg *e)
+int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e)
 {
 	int err;
 
@@ -126,13 +123,11 @@ int events_poll(struct events_reader *r, int timeout_ms, __u32 max,
 	r->max = max ? max : EVENTS_DEFAULT_MAX;
 	err = ring_buffer__poll(r->rb, timeout_ms);
 	/* taken at each poll: the wall clock can be stepped while we run */
-	r->realtime_offset_ns = clock_ns(CLOCK_REALTIME) -
-				clock_ns(CLOCK_MONOTONIC);
+	r->realtime_offset_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
 	if (err == STOP_TAKING && r->full)
 		return (int)r->count;
 	if (r->out_of_memory)
-		return errmsg_set(e, -ENOMEM, "map_event: %u events read",
-				  r->count);
+		return errmsg_set(e, -ENOMEM, "map_event: %u events read", r->count);
 	if (err == -EINTR)
 		return (int)r->count;
 	if (err < 0)
@@ -140,8 +135,7 @@ int events_poll(struct events_reader *r, int timeout_ms, __u32 max,
 	return (int)r->count;
 }
 
-int events_get(const struct events_reader *r, __u32 i,
-	       struct event_record *out)
+int events_get(const struct events_reader *r, __u32 i, struct event_record *out)
 {
 	if (i >= r->count)
 		return -ERANGE;
@@ -165,11 +159,9 @@ void events_close(struct events_reader *r)
 	free(r);
 }
 
-static void format_address(const __u32 address[4], bool is_ipv4, char *buf,
-			   size_t len)
+static void format_address(const __u32 address[4], bool is_ipv4, char *buf, size_t len)
 {
-	if (!inet_ntop(is_ipv4 ? AF_INET : AF_INET6, address, buf,
-		       (socklen_t)len))
+	if (!inet_ntop(is_ipv4 ? AF_INET : AF_INET6, address, buf, (socklen_t)len))
 		snprintf(buf, len, "?");
 }
 
@@ -178,8 +170,7 @@ void events_decode(const struct balancing_event *raw, __s64 realtime_offset_ns,
 {
 	memset(out, 0, sizeof(*out));
 	out->timestamp_ns = raw->timestamp_ns;
-	out->time = (double)((__s64)raw->timestamp_ns + realtime_offset_ns) /
-		    1e9;
+	out->time = (double)((__s64)raw->timestamp_ns + realtime_offset_ns) / 1e9;
 	out->netns_cookie = raw->netns_cookie;
 	out->cgroup_id = raw->cgroup_id;
 	out->pid = raw->pid;
@@ -192,12 +183,10 @@ void events_decode(const struct balancing_event *raw, __s64 realtime_offset_ns,
 	out->flags = raw->flags;
 	out->is_ipv4 = raw->is_ipv4 != 0;
 	out->success = (raw->flags & EVENT_FLAG_SUCCESS) != 0;
-	out->redirect_hit_limit =
-		(raw->flags & EVENT_FLAG_REDIRECT_HIT_LIMIT) != 0;
-	format_address(raw->original_address, out->is_ipv4,
-		       out->original_address, sizeof(out->original_address));
+	out->redirect_hit_limit = (raw->flags & EVENT_FLAG_REDIRECT_HIT_LIMIT) != 0;
+	format_address(raw->original_address, out->is_ipv4, out->original_address,
+		       sizeof(out->original_address));
 	out->original_port = ntohs(raw->original_port);
-	format_address(raw->nat_address, out->is_ipv4, out->nat_address,
-		       sizeof(out->nat_address));
+	format_address(raw->nat_address, out->is_ipv4, out->nat_address, sizeof(out->nat_address));
 	out->nat_port = ntohs(raw->nat_port);
 }

@@ -20,7 +20,7 @@ struct events_reader;
 
 struct event_record {
 	__u64 timestamp_ns; /* CLOCK_MONOTONIC, as bpf_ktime_get_ns() */
-	double time;        /* the same instant, Unix time in seconds */
+	double time;	    /* the same instant, Unix time in seconds */
 	__u64 netns_cookie;
 	__u64 cgroup_id;
 	__u32 pid;
@@ -44,18 +44,15 @@ struct event_record {
 int events_open(struct events_reader **out, int map_fd, struct errmsg *e);
 
 /* The ring of a pinned map set: <bpffs>/map_event. */
-int events_open_pinned(struct events_reader **out, const char *bpffs,
-		       struct errmsg *e);
+int events_open_pinned(struct events_reader **out, const char *bpffs, struct errmsg *e);
 
 /* Waits up to timeout_ms (0: do not wait, -1: until something comes) and
  * takes at most max events (0: EVENTS_DEFAULT_MAX); the rest stay in the
  * ring for the next poll. Returns how many were taken. */
-int events_poll(struct events_reader *r, int timeout_ms, __u32 max,
-		struct errmsg *e);
+int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e);
 
 /* The i-th event of the last poll, decoded. */
-int events_get(const struct events_reader *r, __u32 i,
-	       struct event_record *out);
+int events_get(const struct events_reader *r, __u32 i, struct event_record *out);
 
 /* Ready for reading when events are waiting: for the agent's loop. */
 int events_fd(const struct events_reader *r);

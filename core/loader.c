@@ -30,10 +30,10 @@ struct datapath {
 };
 
 static const char *const hook_names[LOADER_HOOK_COUNT] = {
-	[LOADER_HOOK_CONNECT4] = "connect4",
-	[LOADER_HOOK_SENDMSG4] = "sendmsg4",
-	[LOADER_HOOK_RECVMSG4] = "recvmsg4",
-	[LOADER_HOOK_GETPEERNAME4] = "getpeername4",
+    [LOADER_HOOK_CONNECT4] = "connect4",
+    [LOADER_HOOK_SENDMSG4] = "sendmsg4",
+    [LOADER_HOOK_RECVMSG4] = "recvmsg4",
+    [LOADER_HOOK_GETPEERNAME4] = "getpeername4",
 };
 
 const char *loader_hook_name(enum loader_hook hook)
@@ -41,8 +41,7 @@ const char *loader_hook_name(enum loader_hook hook)
 	return hook < LOADER_HOOK_COUNT ? hook_names[hook] : "?";
 }
 
-static struct bpf_program *hook_program(const struct balancing_bpf *skel,
-					enum loader_hook hook)
+static struct bpf_program *hook_program(const struct balancing_bpf *skel, enum loader_hook hook)
 {
 	switch (hook) {
 	case LOADER_HOOK_CONNECT4:
@@ -62,22 +61,22 @@ static struct bpf_program *hook_program(const struct balancing_bpf *skel,
 void loader_options_init(struct loader_options *o, const char *bpffs)
 {
 	*o = (struct loader_options){
-		.bpffs = bpffs,
-		.max_services = DEFAULT_MAX_SERVICES,
-		.max_backends = DEFAULT_MAX_BACKENDS,
-		.max_affinity = DEFAULT_MAX_AFFINITY,
-		.max_nat_records = DEFAULT_MAX_NAT_RECORDS,
-		.max_node_ips = DEFAULT_MAX_NODE_IPS,
-		.max_node_proxy_ips = DEFAULT_MAX_NODE_PROXY_IPS,
-		.max_redirect_qos = DEFAULT_MAX_REDIRECT_QOS,
-		.max_redirect_loop = DEFAULT_MAX_REDIRECT_LOOP,
-		.event_ring_bytes = DEFAULT_EVENT_RING_BYTES,
+	    .bpffs = bpffs,
+	    .max_services = DEFAULT_MAX_SERVICES,
+	    .max_backends = DEFAULT_MAX_BACKENDS,
+	    .max_affinity = DEFAULT_MAX_AFFINITY,
+	    .max_nat_records = DEFAULT_MAX_NAT_RECORDS,
+	    .max_node_ips = DEFAULT_MAX_NODE_IPS,
+	    .max_node_proxy_ips = DEFAULT_MAX_NODE_PROXY_IPS,
+	    .max_redirect_qos = DEFAULT_MAX_REDIRECT_QOS,
+	    .max_redirect_loop = DEFAULT_MAX_REDIRECT_LOOP,
+	    .event_ring_bytes = DEFAULT_EVENT_RING_BYTES,
 	};
 }
 
 void loader_config_init(struct loader_config *c)
 {
-	*c = (struct loader_config){ -1, -1, -1 };
+	*c = (struct loader_config){-1, -1, -1};
 }
 
 const char *loader_pin_dir(const struct datapath *dp)
@@ -85,11 +84,9 @@ const char *loader_pin_dir(const struct datapath *dp)
 	return dp->pin_dir;
 }
 
-static int link_path(const struct datapath *dp, enum loader_hook hook,
-		     char *buf, size_t len)
+static int link_path(const struct datapath *dp, enum loader_hook hook, char *buf, size_t len)
 {
-	if (snprintf(buf, len, "%s/link_%s", dp->pin_dir,
-		     loader_hook_name(hook)) >= (int)len)
+	if (snprintf(buf, len, "%s/link_%s", dp->pin_dir, loader_hook_name(hook)) >= (int)len)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -101,45 +98,40 @@ static int is_power_of_two(__u32 n)
 	return n && !(n & (n - 1));
 }
 
-static int set_sizes(struct balancing_bpf *skel, const struct loader_options *o,
-		     struct errmsg *e)
+static int set_sizes(struct balancing_bpf *skel, const struct loader_options *o, struct errmsg *e)
 {
 	const struct {
 		struct bpf_map *map;
 		const char *option;
 		__u32 size;
 	} sizes[] = {
-		{ skel->maps.map_service, "max_services", o->max_services },
-		{ skel->maps.map_backend, "max_backends", o->max_backends },
-		{ skel->maps.map_affinity, "max_affinity", o->max_affinity },
-		{ skel->maps.map_nat_record, "max_nat_records", o->max_nat_records },
-		{ skel->maps.map_node_ip, "max_node_ips", o->max_node_ips },
-		{ skel->maps.map_node_proxy_ip, "max_node_proxy_ips",
-		  o->max_node_proxy_ips },
-		{ skel->maps.map_redirect_qos, "max_redirect_qos",
-		  o->max_redirect_qos },
-		{ skel->maps.map_redirect_loop, "max_redirect_loop",
-		  o->max_redirect_loop },
-		{ skel->maps.map_event, "event_ring_bytes", o->event_ring_bytes },
+	    {skel->maps.map_service, "max_services", o->max_services},
+	    {skel->maps.map_backend, "max_backends", o->max_backends},
+	    {skel->maps.map_affinity, "max_affinity", o->max_affinity},
+	    {skel->maps.map_nat_record, "max_nat_records", o->max_nat_records},
+	    {skel->maps.map_node_ip, "max_node_ips", o->max_node_ips},
+	    {skel->maps.map_node_proxy_ip, "max_node_proxy_ips", o->max_node_proxy_ips},
+	    {skel->maps.map_redirect_qos, "max_redirect_qos", o->max_redirect_qos},
+	    {skel->maps.map_redirect_loop, "max_redirect_loop", o->max_redirect_loop},
+	    {skel->maps.map_event, "event_ring_bytes", o->event_ring_bytes},
 	};
 	long page = sysconf(_SC_PAGESIZE);
 	int err;
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		if (sizes[i].size == 0)
-			return errmsg_plain(e, -EINVAL, "%s: must be at least 1",
-					    sizes[i].option);
+			return errmsg_plain(e, -EINVAL, "%s: must be at least 1", sizes[i].option);
 		err = bpf_map__set_max_entries(sizes[i].map, sizes[i].size);
 		if (err)
 			return errmsg_set(e, err, "%s of %s", sizes[i].option,
 					  bpf_map__name(sizes[i].map));
 	}
 	/* the kernel wants a ring of whole pages, a power of two of them */
-	if (!is_power_of_two(o->event_ring_bytes) ||
-	    o->event_ring_bytes < (__u32)page)
-		return errmsg_plain(e, -EINVAL,
-				    "event_ring_bytes %u: must be a power of two and at least the page size (%ld)",
-				    o->event_ring_bytes, page);
+	if (!is_power_of_two(o->event_ring_bytes) || o->event_ring_bytes < (__u32)page)
+		return errmsg_plain(
+		    e, -EINVAL,
+		    "event_ring_bytes %u: must be a power of two and at least the page size (%ld)",
+		    o->event_ring_bytes, page);
 	return 0;
 }
 
@@ -147,7 +139,8 @@ static void collect_pinned_maps(struct datapath *dp)
 {
 	struct bpf_map *map;
 
-	bpf_object__for_each_map(map, dp->skel->obj) {
+	bpf_object__for_each_map(map, dp->skel->obj)
+	{
 		if (!bpf_map__pin_path(map) || dp->map_count >= LOADER_MAX_MAPS)
 			continue;
 		dp->maps[dp->map_count++] = map;
@@ -163,8 +156,7 @@ static bool layout_matches(const struct bpf_map *map, int fd)
 
 	if (bpf_obj_get_info_by_fd(fd, &info, &len))
 		return false;
-	return info.type == bpf_map__type(map) &&
-	       info.key_size == bpf_map__key_size(map) &&
+	return info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
 	       info.value_size == bpf_map__value_size(map) &&
 	       info.max_entries == bpf_map__max_entries(map) &&
 	       info.map_flags == bpf_map__map_flags(map) &&
@@ -176,7 +168,7 @@ static bool layout_matches(const struct bpf_map *map, int fd)
 static bool pinned_abi_matches(const struct datapath *dp)
 {
 	const struct bpf_map *map = dp->skel->maps.map_configure;
-	struct configure_key key = { 0 };
+	struct configure_key key = {CONFIGURE_INDEX};
 	struct configure_value value = {};
 	bool ok = false;
 	int fd;
@@ -184,8 +176,7 @@ static bool pinned_abi_matches(const struct datapath *dp)
 	fd = bpf_obj_get(bpf_map__pin_path(map));
 	if (fd < 0)
 		return false;
-	if (layout_matches(map, fd) &&
-	    bpf_map_lookup_elem(fd, &key, &value) == 0)
+	if (layout_matches(map, fd) && bpf_map_lookup_elem(fd, &key, &value) == 0)
 		ok = value.abi_version == BALANCING_ABI_VERSION;
 	close(fd);
 	return ok;
@@ -213,8 +204,7 @@ static int drop_stale_pins(struct datapath *dp, struct errmsg *e)
 	return 0;
 }
 
-static int copy_pin_dir(struct datapath *dp, const char *bpffs,
-			struct errmsg *e)
+static int copy_pin_dir(struct datapath *dp, const char *bpffs, struct errmsg *e)
 {
 	size_t len;
 
@@ -262,8 +252,7 @@ int loader_load(struct datapath **out, const struct loader_options *o,
 	err = balancing_bpf__load(dp->skel);
 	if (err) {
 		/* libbpf has printed the verifier's log to its print callback */
-		err = errmsg_set(e, err, "load BPF programs and maps into %s",
-				 dp->pin_dir);
+		err = errmsg_set(e, err, "load BPF programs and maps into %s", dp->pin_dir);
 		goto out;
 	}
 	err = loader_configure(dp, config, e);
@@ -280,25 +269,22 @@ out:
 static int check_config(const struct loader_config *c, struct errmsg *e)
 {
 	if (c->bpf_log_level > BPF_LOG_VERBOSE)
-		return errmsg_plain(e, -EINVAL, "bpf_log_level %lld: at most %d",
-				    c->bpf_log_level, BPF_LOG_VERBOSE);
+		return errmsg_plain(e, -EINVAL, "bpf_log_level %lld: at most %d", c->bpf_log_level,
+				    BPF_LOG_VERBOSE);
 	if (c->redirect_qos_limit > UINT32_MAX)
-		return errmsg_plain(e, -EINVAL,
-				    "redirect_qos_limit %lld: at most %u",
+		return errmsg_plain(e, -EINVAL, "redirect_qos_limit %lld: at most %u",
 				    c->redirect_qos_limit, UINT32_MAX);
 	if (c->node_id > UINT32_MAX)
-		return errmsg_plain(e, -EINVAL, "node_id %lld: at most %u",
-				    c->node_id, UINT32_MAX);
+		return errmsg_plain(e, -EINVAL, "node_id %lld: at most %u", c->node_id, UINT32_MAX);
 	return 0;
 }
 
 /* Read, change the fields given, write back: node_id and the log level
  * survive a restart that does not set them. */
-int loader_configure(struct datapath *dp, const struct loader_config *c,
-		     struct errmsg *e)
+int loader_configure(struct datapath *dp, const struct loader_config *c, struct errmsg *e)
 {
 	int fd = bpf_map__fd(dp->skel->maps.map_configure);
-	struct configure_key key = { 0 };
+	struct configure_key key = {CONFIGURE_INDEX};
 	struct configure_value value = {};
 	int err;
 
@@ -336,8 +322,7 @@ static int link_info_of_fd(int fd, struct bpf_link_info *info)
  * *old set to the pinned link when it cannot be updated (another cgroup, a
  * defunct link whose cgroup is gone, another attach type) and has to be
  * replaced. */
-static struct bpf_link *update_pinned(const char *path,
-				      struct bpf_program *prog, __u64 cg_id,
+static struct bpf_link *update_pinned(const char *path, struct bpf_program *prog, __u64 cg_id,
 				      struct bpf_link **old)
 {
 	struct bpf_link_info info;
@@ -349,10 +334,8 @@ static struct bpf_link *update_pinned(const char *path,
 	link = bpf_link__open(path);
 	if (!link)
 		return NULL;
-	if (link_info_of_fd(bpf_link__fd(link), &info) == 0 &&
-	    info.type == BPF_LINK_TYPE_CGROUP &&
-	    info.cgroup.cgroup_id == cg_id &&
-	    bpf_link__update_program(link, prog) == 0)
+	if (link_info_of_fd(bpf_link__fd(link), &info) == 0 && info.type == BPF_LINK_TYPE_CGROUP &&
+	    info.cgroup.cgroup_id == cg_id && bpf_link__update_program(link, prog) == 0)
 		return link;
 	*old = link;
 	return NULL;
@@ -361,8 +344,7 @@ static struct bpf_link *update_pinned(const char *path,
 /* A new link, pinned next to the path and renamed over it: the pin moves
  * from the old link to the new one in one step, and the old link detaches
  * when its last reference (old) is dropped. */
-static int attach_new(const char *path,
-		      struct bpf_program *prog, int cg_fd, const char *cgroup,
+static int attach_new(const char *path, struct bpf_program *prog, int cg_fd, const char *cgroup,
 		      struct bpf_link **out, struct errmsg *e)
 {
 	char tmp[PATH_MAX];
@@ -376,8 +358,8 @@ static int attach_new(const char *path,
 	unlink(tmp); /* left over by a crash between pin and rename */
 	link = bpf_program__attach_cgroup(prog, cg_fd);
 	if (!link)
-		return errmsg_set(e, -errno, "attach %s to cgroup %s",
-				  bpf_program__name(prog), cgroup);
+		return errmsg_set(e, -errno, "attach %s to cgroup %s", bpf_program__name(prog),
+				  cgroup);
 	err = bpf_link__pin(link, tmp);
 	if (err) {
 		errmsg_set(e, err, "pin link %s", tmp);
@@ -395,8 +377,8 @@ fail:
 	return err;
 }
 
-static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd,
-		       __u64 cg_id, const char *cgroup, struct errmsg *e)
+static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __u64 cg_id,
+		       const char *cgroup, struct errmsg *e)
 {
 	struct bpf_program *prog = hook_program(dp->skel, hook);
 	struct bpf_link *link, *old = NULL;
@@ -404,8 +386,7 @@ static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd,
 	int err;
 
 	if (link_path(dp, hook, path, sizeof(path)))
-		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s",
-				  dp->pin_dir);
+		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s", dp->pin_dir);
 	/* our own link of an earlier attach is pinned: let go of the
 	 * struct, the pin keeps the link */
 	bpf_link__destroy(dp->links[hook]);
@@ -432,16 +413,14 @@ int loader_attach(struct datapath *dp, const char *cgroup, struct errmsg *e)
 		return cg_fd;
 	err = cgroup_id_of(cgroup, &cg_id, e);
 	for (int h = 0; !err && h < LOADER_HOOK_COUNT; h++)
-		err = attach_hook(dp, (enum loader_hook)h, cg_fd, cg_id, cgroup,
-				  e);
+		err = attach_hook(dp, (enum loader_hook)h, cg_fd, cg_id, cgroup, e);
 	close(cg_fd);
 	return err;
 }
 
 /* --- detach, unpin, close ------------------------------------------------------ */
 
-static int detach_hook(struct datapath *dp, enum loader_hook hook,
-		       struct errmsg *e)
+static int detach_hook(struct datapath *dp, enum loader_hook hook, struct errmsg *e)
 {
 	struct bpf_link *link = dp->links[hook];
 	char path[PATH_MAX];
@@ -449,8 +428,7 @@ static int detach_hook(struct datapath *dp, enum loader_hook hook,
 
 	dp->links[hook] = NULL;
 	if (link_path(dp, hook, path, sizeof(path)))
-		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s",
-				  dp->pin_dir);
+		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s", dp->pin_dir);
 	if (!link && access(path, F_OK))
 		return 0; /* neither attached by us nor pinned */
 	if (!link)
@@ -493,8 +471,7 @@ int loader_unpin(struct datapath *dp, struct errmsg *e)
 			err = errmsg_set(e, -errno, "unpin map %s", path);
 	}
 	if (rmdir(dp->pin_dir) && errno != ENOENT && !err)
-		err = errmsg_set(e, -errno, "remove pin directory %s",
-				 dp->pin_dir);
+		err = errmsg_set(e, -errno, "remove pin directory %s", dp->pin_dir);
 	return err;
 }
 
@@ -516,8 +493,7 @@ static int dup_fd(int fd)
 	return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
-int loader_map(struct datapath *dp, const char *name, struct map_handle *h,
-	       struct errmsg *e)
+int loader_map(struct datapath *dp, const char *name, struct map_handle *h, struct errmsg *e)
 {
 	struct bpf_map *map;
 	int fd;
@@ -538,8 +514,7 @@ int loader_event_fd(struct datapath *dp, struct errmsg *e)
 	return fd < 0 ? errmsg_set(e, -errno, "map_event") : fd;
 }
 
-int loader_links(struct datapath *dp,
-		 struct loader_link_info info[LOADER_HOOK_COUNT],
+int loader_links(struct datapath *dp, struct loader_link_info info[LOADER_HOOK_COUNT],
 		 struct errmsg *e)
 {
 	struct bpf_link_info li;
@@ -549,8 +524,7 @@ int loader_links(struct datapath *dp,
 	for (int h = 0; !err && h < LOADER_HOOK_COUNT; h++) {
 		memset(&info[h], 0, sizeof(info[h]));
 		if (link_path(dp, (enum loader_hook)h, path, sizeof(path)))
-			return errmsg_set(e, -ENAMETOOLONG, "links in %s",
-					  dp->pin_dir);
+			return errmsg_set(e, -ENAMETOOLONG, "links in %s", dp->pin_dir);
 		fd = bpf_obj_get(path);
 		if (fd == -ENOENT)
 			continue;
@@ -558,8 +532,7 @@ int loader_links(struct datapath *dp,
 			return errmsg_set(e, fd, "open pinned link %s", path);
 		if (link_info_of_fd(fd, &li))
 			err = errmsg_set(e, -errno, "link info of %s", path);
-		info[h] = (struct loader_link_info){ true, li.id, li.prog_id,
-						     li.cgroup.cgroup_id };
+		info[h] = (struct loader_link_info){true, li.id, li.prog_id, li.cgroup.cgroup_id};
 		close(fd);
 	}
 	return err;

@@ -64,8 +64,7 @@ void loader_config_init(struct loader_config *c);
 int loader_load(struct datapath **out, const struct loader_options *o,
 		const struct loader_config *config, struct errmsg *e);
 
-int loader_configure(struct datapath *dp, const struct loader_config *config,
-		     struct errmsg *e);
+int loader_configure(struct datapath *dp, const struct loader_config *config, struct errmsg *e);
 
 /* Attach the four programs to the cgroup v2 directory as pinned links, or
  * swap the programs behind already pinned links (bpf_link_update). */
@@ -81,15 +80,13 @@ int loader_unpin(struct datapath *dp, struct errmsg *e);
 void loader_close(struct datapath *dp);
 
 /* A handle of its own (a dup'ed fd) on the map called name. */
-int loader_map(struct datapath *dp, const char *name, struct map_handle *h,
-	       struct errmsg *e);
+int loader_map(struct datapath *dp, const char *name, struct map_handle *h, struct errmsg *e);
 
 /* A dup'ed fd of map_event, for an events reader. */
 int loader_event_fd(struct datapath *dp, struct errmsg *e);
 
 /* The pinned links of the pin directory, present or not. */
-int loader_links(struct datapath *dp,
-		 struct loader_link_info info[LOADER_HOOK_COUNT],
+int loader_links(struct datapath *dp, struct loader_link_info info[LOADER_HOOK_COUNT],
 		 struct errmsg *e);
 
 /* Map names in object order, and whether load reused the pinned one. */

@@ -44,23 +44,23 @@ static const char cdata_helper_key = 'c';
  * the object a cdata designates and, for a pointer or reference, its
  * address (for values, lua_topointer() gives the payload directly). */
 static const char cdata_helper_source[] =
-	"local ffi = require('ffi')\n"
-	"local voidp = ffi.typeof('void *')\n"
-	"return function(v)\n"
-	"  local ctype = tostring(ffi.typeof(v))\n"
-	"  local last = ctype:sub(-2, -2)\n"
-	"  if last == '*' then\n"
-	"    local ok, size = pcall(function() return ffi.sizeof(v[0]) end)\n"
-	"    if not ok or not size then\n"
-	"      return nil, 'a pointer to an object of unknown size (' .. ctype .. ')'\n"
-	"    end\n"
-	"    return size, ffi.cast(voidp, v)\n"
-	"  end\n"
-	"  local size = ffi.sizeof(v)\n"
-	"  if not size then return nil, 'an object of unknown size (' .. ctype .. ')' end\n"
-	"  if last == '&' then return size, ffi.cast(voidp, v) end\n"
-	"  return size\n"
-	"end\n";
+    "local ffi = require('ffi')\n"
+    "local voidp = ffi.typeof('void *')\n"
+    "return function(v)\n"
+    "  local ctype = tostring(ffi.typeof(v))\n"
+    "  local last = ctype:sub(-2, -2)\n"
+    "  if last == '*' then\n"
+    "    local ok, size = pcall(function() return ffi.sizeof(v[0]) end)\n"
+    "    if not ok or not size then\n"
+    "      return nil, 'a pointer to an object of unknown size (' .. ctype .. ')'\n"
+    "    end\n"
+    "    return size, ffi.cast(voidp, v)\n"
+    "  end\n"
+    "  local size = ffi.sizeof(v)\n"
+    "  if not size then return nil, 'an object of unknown size (' .. ctype .. ')' end\n"
+    "  if last == '&' then return size, ffi.cast(voidp, v) end\n"
+    "  return size\n"
+    "end\n";
 
 struct lua_datapath {
 	struct datapath *dp;
@@ -107,8 +107,7 @@ struct bytes {
 	size_t len;
 };
 
-static int cdata_bytes(lua_State *L, int idx, const char *what,
-		       struct bytes *b, struct errmsg *e)
+static int cdata_bytes(lua_State *L, int idx, const char *what, struct bytes *b, struct errmsg *e)
 {
 	int err = 0;
 
@@ -116,21 +115,18 @@ static int cdata_bytes(lua_State *L, int idx, const char *what,
 	lua_rawget(L, LUA_REGISTRYINDEX);
 	lua_pushvalue(L, idx);
 	if (lua_pcall(L, 1, 2, 0)) {
-		err = errmsg_plain(e, -EINVAL, "%s: %s", what,
-				   lua_tostring(L, -1));
+		err = errmsg_plain(e, -EINVAL, "%s: %s", what, lua_tostring(L, -1));
 		lua_pop(L, 1);
 		return err;
 	}
 	if (lua_isnil(L, -2)) {
-		err = errmsg_plain(e, -EINVAL, "%s: %s", what,
-				   lua_tostring(L, -1));
+		err = errmsg_plain(e, -EINVAL, "%s: %s", what, lua_tostring(L, -1));
 	} else {
 		b->len = (size_t)lua_tointeger(L, -2);
-		b->ptr = lua_isnil(L, -1) ? lua_topointer(L, idx) :
-			*(void *const *)lua_topointer(L, -1);
+		b->ptr =
+		    lua_isnil(L, -1) ? lua_topointer(L, idx) : *(void *const *)lua_topointer(L, -1);
 		if (!b->ptr)
-			err = errmsg_plain(e, -EINVAL, "%s: a NULL pointer",
-					   what);
+			err = errmsg_plain(e, -EINVAL, "%s: a NULL pointer", what);
 	}
 	lua_pop(L, 2);
 	return err;
@@ -139,8 +135,7 @@ static int cdata_bytes(lua_State *L, int idx, const char *what,
 /* A key or value: a Lua string, or FFI cdata (a struct, an array, or a
  * pointer/reference to one). The cdata stays referenced by the caller's
  * stack slot, so the pointer is valid for the call. */
-static int arg_bytes(lua_State *L, int idx, const char *what, struct bytes *b,
-		     struct errmsg *e)
+static int arg_bytes(lua_State *L, int idx, const char *what, struct bytes *b, struct errmsg *e)
 {
 	switch (lua_type(L, idx)) {
 	case LUA_TSTRING:
@@ -149,8 +144,7 @@ static int arg_bytes(lua_State *L, int idx, const char *what, struct bytes *b,
 	case LUA_TCDATA_LUAJIT:
 		return cdata_bytes(L, idx, what, b, e);
 	}
-	return errmsg_plain(e, -EINVAL,
-			    "%s: expected FFI cdata or a string, got %s", what,
+	return errmsg_plain(e, -EINVAL, "%s: expected FFI cdata or a string, got %s", what,
 			    luaL_typename(L, idx));
 }
 
@@ -179,25 +173,23 @@ static void push_map(lua_State *L, const struct map_handle *h)
 }
 
 /* One key (or value) of exactly the map's size. */
-static int arg_one(lua_State *L, int idx, const struct lua_map *m,
-		   const char *what, size_t size, struct bytes *b,
-		   struct errmsg *e)
+static int arg_one(lua_State *L, int idx, const struct lua_map *m, const char *what, size_t size,
+		   struct bytes *b, struct errmsg *e)
 {
 	int err = arg_bytes(L, idx, what, b, e);
 
 	if (err)
 		return err;
 	if (b->len != size)
-		return errmsg_plain(e, -EINVAL, "%s %s: %zu bytes given, %s size is %zu",
-				    m->h.name, what, b->len, what, size);
+		return errmsg_plain(e, -EINVAL, "%s %s: %zu bytes given, %s size is %zu", m->h.name,
+				    what, b->len, what, size);
 	return 0;
 }
 
 /* count entries of size bytes each; count defaults to all the argument
  * holds. */
-static int arg_many(lua_State *L, int idx, const struct lua_map *m,
-		    const char *what, size_t size, lua_Integer *count,
-		    struct bytes *b, struct errmsg *e)
+static int arg_many(lua_State *L, int idx, const struct lua_map *m, const char *what, size_t size,
+		    lua_Integer *count, struct bytes *b, struct errmsg *e)
 {
 	int err = arg_bytes(L, idx, what, b, e);
 
@@ -206,19 +198,21 @@ static int arg_many(lua_State *L, int idx, const struct lua_map *m,
 	if (*count < 0 && size && b->len % size == 0)
 		*count = (lua_Integer)(b->len / size);
 	if (*count < 0 || *count > UINT32_MAX)
-		return errmsg_plain(e, -EINVAL, "%s %s: give a count (%zu bytes is not a whole number of %zu-byte entries)",
-				    m->h.name, what, b->len, size);
+		return errmsg_plain(
+		    e, -EINVAL,
+		    "%s %s: give a count (%zu bytes is not a whole number of %zu-byte entries)",
+		    m->h.name, what, b->len, size);
 	if (b->len < (size_t)*count * size)
-		return errmsg_plain(e, -EINVAL, "%s %s: %zu bytes given for %lld entries of %zu bytes",
-				    m->h.name, what, b->len, (long long)*count,
-				    size);
+		return errmsg_plain(e, -EINVAL,
+				    "%s %s: %zu bytes given for %lld entries of %zu bytes",
+				    m->h.name, what, b->len, (long long)*count, size);
 	return 0;
 }
 
 static __u64 update_flags(lua_State *L, int idx)
 {
-	static const char *const names[] = { "any", "noexist", "exist", NULL };
-	static const __u64 values[] = { BPF_ANY, BPF_NOEXIST, BPF_EXIST };
+	static const char *const names[] = {"any", "noexist", "exist", NULL};
+	static const __u64 values[] = {BPF_ANY, BPF_NOEXIST, BPF_EXIST};
 
 	return values[luaL_checkoption(L, idx, "any", names)];
 }
@@ -235,8 +229,7 @@ static int map_update(lua_State *L)
 		return map_closed(L, m);
 	err = arg_one(L, 2, m, "key", m->h.key_size, &key, &e);
 	if (!err)
-		err = arg_one(L, 3, m, "value", maps_value_bytes(&m->h), &value,
-			      &e);
+		err = arg_one(L, 3, m, "value", maps_value_bytes(&m->h), &value, &e);
 	if (!err)
 		err = maps_update(&m->h, key.ptr, value.ptr, flags, &e);
 	return push_true_or_error(L, err, &e);
@@ -292,8 +285,7 @@ static int map_delete(lua_State *L)
 
 /* Batches also return how many entries went in before a failure, as a
  * fourth result. */
-static int push_count_or_error(lua_State *L, int err, __u32 count,
-			       const struct errmsg *e)
+static int push_count_or_error(lua_State *L, int err, __u32 count, const struct errmsg *e)
 {
 	if (!err) {
 		lua_pushinteger(L, count);
@@ -318,11 +310,10 @@ static int map_update_batch(lua_State *L)
 		return map_closed(L, m);
 	err = arg_many(L, 2, m, "keys", m->h.key_size, &count, &keys, &e);
 	if (!err)
-		err = arg_many(L, 3, m, "values", maps_value_bytes(&m->h),
-			       &count, &values, &e);
+		err = arg_many(L, 3, m, "values", maps_value_bytes(&m->h), &count, &values, &e);
 	if (!err)
-		err = maps_update_batch(&m->h, keys.ptr, values.ptr,
-					(__u32)count, flags, &done, &e);
+		err =
+		    maps_update_batch(&m->h, keys.ptr, values.ptr, (__u32)count, flags, &done, &e);
 	return push_count_or_error(L, err, done, &e);
 }
 
@@ -339,8 +330,7 @@ static int map_delete_batch(lua_State *L)
 		return map_closed(L, m);
 	err = arg_many(L, 2, m, "keys", m->h.key_size, &count, &keys, &e);
 	if (!err)
-		err = maps_delete_batch(&m->h, keys.ptr, (__u32)count,
-					&deleted, &e);
+		err = maps_delete_batch(&m->h, keys.ptr, (__u32)count, &deleted, &e);
 	return push_count_or_error(L, err, deleted, &e);
 }
 
@@ -359,11 +349,9 @@ static int map_dump(lua_State *L)
 	lua_createtable(L, (int)d.count, 0);
 	for (__u32 i = 0; i < d.count; i++) {
 		lua_createtable(L, 0, 2);
-		lua_pushlstring(L, (const char *)d.keys + i * d.key_size,
-				d.key_size);
+		lua_pushlstring(L, (const char *)d.keys + i * d.key_size, d.key_size);
 		lua_setfield(L, -2, "key");
-		lua_pushlstring(L, (const char *)d.values + i * d.value_bytes,
-				d.value_bytes);
+		lua_pushlstring(L, (const char *)d.values + i * d.value_bytes, d.value_bytes);
 		lua_setfield(L, -2, "value");
 		lua_rawseti(L, -2, (int)i + 1);
 	}
@@ -446,23 +434,23 @@ static int map_index(lua_State *L)
 }
 
 static const luaL_Reg map_methods[] = {
-	{ "update", map_update },
-	{ "lookup", map_lookup },
-	{ "delete", map_delete },
-	{ "update_batch", map_update_batch },
-	{ "delete_batch", map_delete_batch },
-	{ "dump", map_dump },
-	{ "clear", map_clear },
-	{ "describe_key", map_describe_key },
-	{ "close", map_close },
-	{ NULL, NULL },
+    {"update", map_update},
+    {"lookup", map_lookup},
+    {"delete", map_delete},
+    {"update_batch", map_update_batch},
+    {"delete_batch", map_delete_batch},
+    {"dump", map_dump},
+    {"clear", map_clear},
+    {"describe_key", map_describe_key},
+    {"close", map_close},
+    {NULL, NULL},
 };
 
 static const luaL_Reg map_meta[] = {
-	{ "__index", map_index },
-	{ "__gc", map_close },
-	{ "__tostring", map_tostring },
-	{ NULL, NULL },
+    {"__index", map_index},
+    {"__gc", map_close},
+    {"__tostring", map_tostring},
+    {NULL, NULL},
 };
 
 /* --- events ----------------------------------------------------------------------- */
@@ -586,23 +574,22 @@ static int events_close_lua(lua_State *L)
 }
 
 static const luaL_Reg events_methods[] = {
-	{ "poll", events_poll_lua },
-	{ "fd", events_fd_lua },
-	{ "close", events_close_lua },
-	{ NULL, NULL },
+    {"poll", events_poll_lua},
+    {"fd", events_fd_lua},
+    {"close", events_close_lua},
+    {NULL, NULL},
 };
 
 static const luaL_Reg events_meta[] = {
-	{ "__gc", events_close_lua },
-	{ NULL, NULL },
+    {"__gc", events_close_lua},
+    {NULL, NULL},
 };
 
 /* --- options ------------------------------------------------------------------------ */
 
 /* opts[field], when present, as an integer in [min, max]. */
-static int opt_integer(lua_State *L, int idx, const char *field,
-		       long long min, long long max, long long *out,
-		       struct errmsg *e)
+static int opt_integer(lua_State *L, int idx, const char *field, long long min, long long max,
+		       long long *out, struct errmsg *e)
 {
 	lua_Number n;
 	int err = 0;
@@ -613,9 +600,8 @@ static int opt_integer(lua_State *L, int idx, const char *field,
 	n = lua_tonumber(L, -1);
 	if (lua_type(L, -1) != LUA_TNUMBER || n != (lua_Number)(long long)n ||
 	    n < (lua_Number)min || n > (lua_Number)max)
-		err = errmsg_plain(e, -EINVAL,
-				   "%s: expected an integer from %lld to %lld",
-				   field, min, max);
+		err = errmsg_plain(e, -EINVAL, "%s: expected an integer from %lld to %lld", field,
+				   min, max);
 	else
 		*out = (long long)n;
 out:
@@ -623,8 +609,7 @@ out:
 	return err;
 }
 
-static int opt_u32(lua_State *L, int idx, const char *field, __u32 *out,
-		   struct errmsg *e)
+static int opt_u32(lua_State *L, int idx, const char *field, __u32 *out, struct errmsg *e)
 {
 	long long v = *out;
 	int err = opt_integer(L, idx, field, 0, UINT32_MAX, &v, e);
@@ -634,18 +619,15 @@ static int opt_u32(lua_State *L, int idx, const char *field, __u32 *out,
 }
 
 /* "verbose" | "info" | "error" | "off", or the enum's number. */
-static int opt_log_level(lua_State *L, int idx, long long *out,
-			 struct errmsg *e)
+static int opt_log_level(lua_State *L, int idx, long long *out, struct errmsg *e)
 {
-	static const char *const names[] = { "off", "error", "info",
-					     "verbose" };
+	static const char *const names[] = {"off", "error", "info", "verbose"};
 	const char *text;
 
 	lua_getfield(L, idx, "bpf_log_level");
 	if (lua_type(L, -1) != LUA_TSTRING) {
 		lua_pop(L, 1);
-		return opt_integer(L, idx, "bpf_log_level", BPF_LOG_OFF,
-				   BPF_LOG_VERBOSE, out, e);
+		return opt_integer(L, idx, "bpf_log_level", BPF_LOG_OFF, BPF_LOG_VERBOSE, out, e);
 	}
 	text = lua_tostring(L, -1);
 	for (int i = 0; i < 4; i++) {
@@ -655,15 +637,12 @@ static int opt_log_level(lua_State *L, int idx, long long *out,
 			return 0;
 		}
 	}
-	errmsg_plain(e, -EINVAL,
-		     "bpf_log_level %s: expected verbose, info, error or off",
-		     text);
+	errmsg_plain(e, -EINVAL, "bpf_log_level %s: expected verbose, info, error or off", text);
 	lua_pop(L, 1);
 	return -EINVAL;
 }
 
-static int read_config(lua_State *L, int idx, struct loader_config *c,
-		       struct errmsg *e)
+static int read_config(lua_State *L, int idx, struct loader_config *c, struct errmsg *e)
 {
 	int err;
 
@@ -673,27 +652,25 @@ static int read_config(lua_State *L, int idx, struct loader_config *c,
 		err = opt_integer(L, idx, "redirect_qos_limit", 0, UINT32_MAX,
 				  &c->redirect_qos_limit, e);
 	if (!err)
-		err = opt_integer(L, idx, "node_id", 0, UINT32_MAX, &c->node_id,
-				  e);
+		err = opt_integer(L, idx, "node_id", 0, UINT32_MAX, &c->node_id, e);
 	return err;
 }
 
-static int read_sizes(lua_State *L, int idx, struct loader_options *o,
-		      struct errmsg *e)
+static int read_sizes(lua_State *L, int idx, struct loader_options *o, struct errmsg *e)
 {
 	struct {
 		const char *field;
 		__u32 *value;
 	} sizes[] = {
-		{ "max_services", &o->max_services },
-		{ "max_backends", &o->max_backends },
-		{ "max_affinity", &o->max_affinity },
-		{ "max_nat_records", &o->max_nat_records },
-		{ "max_node_ips", &o->max_node_ips },
-		{ "max_node_proxy_ips", &o->max_node_proxy_ips },
-		{ "max_redirect_qos", &o->max_redirect_qos },
-		{ "max_redirect_loop", &o->max_redirect_loop },
-		{ "event_ring_bytes", &o->event_ring_bytes },
+	    {"max_services", &o->max_services},
+	    {"max_backends", &o->max_backends},
+	    {"max_affinity", &o->max_affinity},
+	    {"max_nat_records", &o->max_nat_records},
+	    {"max_node_ips", &o->max_node_ips},
+	    {"max_node_proxy_ips", &o->max_node_proxy_ips},
+	    {"max_redirect_qos", &o->max_redirect_qos},
+	    {"max_redirect_loop", &o->max_redirect_loop},
+	    {"event_ring_bytes", &o->event_ring_bytes},
 	};
 	int err;
 
@@ -729,8 +706,7 @@ static int core_load(lua_State *L)
 	lua_getfield(L, 1, "bpffs");
 	loader_options_init(&o, lua_tostring(L, -1));
 	if (!o.bpffs)
-		return push_plain_error(L, -EINVAL,
-					"load: bpffs (the pin directory) is required");
+		return push_plain_error(L, -EINVAL, "load: bpffs (the pin directory) is required");
 	err = read_sizes(L, 1, &o, &e);
 	if (!err)
 		err = read_config(L, 1, &c, &e);
@@ -877,8 +853,7 @@ static int dp_map_states(lua_State *L)
 	n = loader_map_count(ldp->dp);
 	lua_createtable(L, 0, n);
 	for (int i = 0; i < n; i++) {
-		lua_pushstring(L, loader_map_reused(ldp->dp, i) ? "reused" :
-								  "created");
+		lua_pushstring(L, loader_map_reused(ldp->dp, i) ? "reused" : "created");
 		lua_setfield(L, -2, loader_map_name(ldp->dp, i));
 	}
 	return 1;
@@ -902,22 +877,22 @@ static int dp_index(lua_State *L)
 }
 
 static const luaL_Reg datapath_methods[] = {
-	{ "attach", dp_attach },
-	{ "detach", dp_detach },
-	{ "unpin", dp_unpin },
-	{ "close", dp_close },
-	{ "map", dp_map },
-	{ "events", dp_events },
-	{ "configure", dp_configure },
-	{ "links", dp_links },
-	{ "map_states", dp_map_states },
-	{ NULL, NULL },
+    {"attach", dp_attach},
+    {"detach", dp_detach},
+    {"unpin", dp_unpin},
+    {"close", dp_close},
+    {"map", dp_map},
+    {"events", dp_events},
+    {"configure", dp_configure},
+    {"links", dp_links},
+    {"map_states", dp_map_states},
+    {NULL, NULL},
 };
 
 static const luaL_Reg datapath_meta[] = {
-	{ "__index", dp_index },
-	{ "__gc", dp_close },
-	{ NULL, NULL },
+    {"__index", dp_index},
+    {"__gc", dp_close},
+    {NULL, NULL},
 };
 
 /* --- module functions --------------------------------------------------------------------- */
@@ -941,8 +916,7 @@ static int core_open_maps(lua_State *L)
 	}
 	lua_newtable(L);
 	while ((ent = readdir(d))) {
-		if (ent->d_name[0] == '.' ||
-		    maps_open_pinned(&h, dir, ent->d_name, &e))
+		if (ent->d_name[0] == '.' || maps_open_pinned(&h, dir, ent->d_name, &e))
 			continue;
 		push_map(L, &h);
 		lua_setfield(L, -2, ent->d_name);
@@ -1004,17 +978,17 @@ static int core_cgroup2_mount(lua_State *L)
 }
 
 static const luaL_Reg core_functions[] = {
-	{ "load", core_load },
-	{ "open_maps", core_open_maps },
-	{ "open_events", core_open_events },
-	{ "netns_cookie", core_netns_cookie },
-	{ "mount_bpffs", core_mount_bpffs },
-	{ "cgroup2_mount", core_cgroup2_mount },
-	{ NULL, NULL },
+    {"load", core_load},
+    {"open_maps", core_open_maps},
+    {"open_events", core_open_events},
+    {"netns_cookie", core_netns_cookie},
+    {"mount_bpffs", core_mount_bpffs},
+    {"cgroup2_mount", core_cgroup2_mount},
+    {NULL, NULL},
 };
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-		      const luaL_Reg *methods, bool index_is_methods)
+static void new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
+		      bool index_is_methods)
 {
 	luaL_newmetatable(L, name);
 	luaL_register(L, NULL, meta);

@@ -62,8 +62,7 @@ static const char *nat_type_text(__u8 nat_type, char *buf, size_t len)
 }
 
 /* "10.96.0.10:53/UDP service"; a NodePort frontend (address 0) is "*". */
-static void format_frontend(const struct service_key *k, char *buf,
-			    size_t len)
+static void format_frontend(const struct service_key *k, char *buf, size_t len)
 {
 	char address[INET_ADDRSTRLEN] = "*", proto[8], type[16];
 
@@ -95,8 +94,7 @@ static void format_netns_frontend_key(const void *key, char *buf, size_t len)
 	char frontend[96];
 
 	format_frontend(&k->frontend, frontend, sizeof(frontend));
-	snprintf(buf, len, "netns %llu %s",
-		 (unsigned long long)k->netns_cookie, frontend);
+	snprintf(buf, len, "netns %llu %s", (unsigned long long)k->netns_cookie, frontend);
 }
 
 static void format_nat_record_key(const void *key, char *buf, size_t len)
@@ -105,9 +103,8 @@ static void format_nat_record_key(const void *key, char *buf, size_t len)
 	char address[INET_ADDRSTRLEN];
 
 	format_ipv4(k->address, address, sizeof(address));
-	snprintf(buf, len, "socket %llu backend %s:%u",
-		 (unsigned long long)k->socket_cookie, address,
-		 ntohs(k->port));
+	snprintf(buf, len, "socket %llu backend %s:%u", (unsigned long long)k->socket_cookie,
+		 address, ntohs(k->port));
 }
 
 static void format_node_ip_key(const void *key, char *buf, size_t len)
@@ -136,20 +133,15 @@ static const struct key_format {
 	size_t key_size;
 	void (*format)(const void *key, char *buf, size_t len);
 } key_formats[] = {
-	{ "map_service", sizeof(struct service_key), format_service_key },
-	{ "map_redirect_qos", sizeof(struct service_key), format_service_key },
-	{ "map_backend", sizeof(struct backend_key), format_backend_key },
-	{ "map_affinity", sizeof(struct affinity_key),
-	  format_netns_frontend_key },
-	{ "map_redirect_loop", sizeof(struct redirect_loop_key),
-	  format_netns_frontend_key },
-	{ "map_nat_record", sizeof(struct nat_record_key),
-	  format_nat_record_key },
-	{ "map_node_ip", sizeof(struct node_ip_key), format_node_ip_key },
-	{ "map_node_proxy_ip", sizeof(struct node_proxy_ip_key),
-	  format_node_proxy_ip_key },
-	{ "map_configure", sizeof(struct configure_key),
-	  format_configure_key },
+    {"map_service", sizeof(struct service_key), format_service_key},
+    {"map_redirect_qos", sizeof(struct service_key), format_service_key},
+    {"map_backend", sizeof(struct backend_key), format_backend_key},
+    {"map_affinity", sizeof(struct affinity_key), format_netns_frontend_key},
+    {"map_redirect_loop", sizeof(struct redirect_loop_key), format_netns_frontend_key},
+    {"map_nat_record", sizeof(struct nat_record_key), format_nat_record_key},
+    {"map_node_ip", sizeof(struct node_ip_key), format_node_ip_key},
+    {"map_node_proxy_ip", sizeof(struct node_proxy_ip_key), format_node_proxy_ip_key},
+    {"map_configure", sizeof(struct configure_key), format_configure_key},
 };
 
 static void format_hex(const void *key, size_t size, char *buf, size_t len)
@@ -159,17 +151,14 @@ static void format_hex(const void *key, size_t size, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < size && used + 3 < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%02x",
-					 bytes[i]);
+		used += (size_t)snprintf(buf + used, len - used, "%02x", bytes[i]);
 	if (size == 0)
 		snprintf(buf, len, "(none)");
 }
 
-void maps_describe_key(const struct map_handle *h, const void *key, char *buf,
-		       size_t len)
+void maps_describe_key(const struct map_handle *h, const void *key, char *buf, size_t len)
 {
-	for (size_t i = 0; i < sizeof(key_formats) / sizeof(key_formats[0]);
-	     i++) {
+	for (size_t i = 0; i < sizeof(key_formats) / sizeof(key_formats[0]); i++) {
 		const struct key_format *f = &key_formats[i];
 
 		if (strcmp(f->map, h->name) == 0 && f->key_size == h->key_size) {
@@ -181,8 +170,8 @@ void maps_describe_key(const struct map_handle *h, const void *key, char *buf,
 }
 
 /* "update map_service key 127.10.0.1:80/TCP service: <why>" */
-static int key_error(const struct map_handle *h, const char *op,
-		     const void *key, int err, struct errmsg *e)
+static int key_error(const struct map_handle *h, const char *op, const void *key, int err,
+		     struct errmsg *e)
 {
 	char text[MAPS_KEY_TEXT_LEN];
 
@@ -191,16 +180,14 @@ static int key_error(const struct map_handle *h, const char *op,
 	/* A full hash map answers E2BIG, whose strerror ("Argument list too
 	 * long") would send an operator looking in the wrong place. */
 	if (err == -E2BIG)
-		return errmsg_plain(e, err,
-				    "%s %s key %s: map is full (max_entries %u)",
-				    op, h->name, text, h->max_entries);
+		return errmsg_plain(e, err, "%s %s key %s: map is full (max_entries %u)", op,
+				    h->name, text, h->max_entries);
 	return errmsg_set(e, err, "%s %s key %s", op, h->name, text);
 }
 
 /* --- handles ---------------------------------------------------------------- */
 
-int maps_handle_from_fd(struct map_handle *h, int fd, const char *name,
-			struct errmsg *e)
+int maps_handle_from_fd(struct map_handle *h, int fd, const char *name, struct errmsg *e)
 {
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
@@ -240,15 +227,13 @@ static bool fd_is_map(int fd)
 	return strcmp(target, "anon_inode:bpf-map") == 0;
 }
 
-int maps_open_pinned(struct map_handle *h, const char *dir, const char *name,
-		     struct errmsg *e)
+int maps_open_pinned(struct map_handle *h, const char *dir, const char *name, struct errmsg *e)
 {
 	char path[PATH_MAX];
 	int fd;
 
 	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-		return errmsg_set(e, -ENAMETOOLONG, "pinned map %s/%s", dir,
-				  name);
+		return errmsg_set(e, -ENAMETOOLONG, "pinned map %s/%s", dir, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return errmsg_set(e, fd, "open pinned map %s", path);
@@ -275,10 +260,8 @@ const char *maps_type_name(const struct map_handle *h)
 
 static bool is_percpu(__u32 type)
 {
-	return type == BPF_MAP_TYPE_PERCPU_HASH ||
-	       type == BPF_MAP_TYPE_PERCPU_ARRAY ||
-	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
-	       type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+	return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
 }
 
 size_t maps_value_bytes(const struct map_handle *h)
@@ -295,24 +278,22 @@ size_t maps_value_bytes(const struct map_handle *h)
 
 /* --- single entries ---------------------------------------------------------- */
 
-int maps_update(const struct map_handle *h, const void *key,
-		const void *value, __u64 flags, struct errmsg *e)
+int maps_update(const struct map_handle *h, const void *key, const void *value, __u64 flags,
+		struct errmsg *e)
 {
 	int err = bpf_map_update_elem(h->fd, key, value, flags);
 
 	return err ? key_error(h, "update", key, err, e) : 0;
 }
 
-int maps_lookup(const struct map_handle *h, const void *key, void *value,
-		struct errmsg *e)
+int maps_lookup(const struct map_handle *h, const void *key, void *value, struct errmsg *e)
 {
 	int err = bpf_map_lookup_elem(h->fd, key, value);
 
 	return err ? key_error(h, "lookup", key, err, e) : 0;
 }
 
-int maps_delete(const struct map_handle *h, const void *key,
-		struct errmsg *e)
+int maps_delete(const struct map_handle *h, const void *key, struct errmsg *e)
 {
 	int err = bpf_map_delete_elem(h->fd, key);
 
@@ -331,25 +312,23 @@ static const void *nth(const void *base, size_t size, __u32 i)
 	return (const unsigned char *)base + size * i;
 }
 
-static int update_each(const struct map_handle *h, const void *keys,
-		       const void *values, __u32 count, __u64 flags,
-		       __u32 *done, struct errmsg *e)
+static int update_each(const struct map_handle *h, const void *keys, const void *values,
+		       __u32 count, __u64 flags, __u32 *done, struct errmsg *e)
 {
 	size_t vsize = maps_value_bytes(h);
 	int err;
 
 	for (*done = 0; *done < count; (*done)++) {
-		err = maps_update(h, nth(keys, h->key_size, *done),
-				  nth(values, vsize, *done), flags, e);
+		err = maps_update(h, nth(keys, h->key_size, *done), nth(values, vsize, *done),
+				  flags, e);
 		if (err)
 			return err;
 	}
 	return 0;
 }
 
-int maps_update_batch(const struct map_handle *h, const void *keys,
-		      const void *values, __u32 count, __u64 flags,
-		      __u32 *done, struct errmsg *e)
+int maps_update_batch(const struct map_handle *h, const void *keys, const void *values, __u32 count,
+		      __u64 flags, __u32 *done, struct errmsg *e)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
 	__u32 n = count;
@@ -375,9 +354,8 @@ int maps_update_batch(const struct map_handle *h, const void *keys,
 	return key_error(h, "update", nth(keys, h->key_size, n), err, e);
 }
 
-static int delete_each(const struct map_handle *h, const void *keys,
-		       __u32 from, __u32 count, __u32 *deleted,
-		       struct errmsg *e)
+static int delete_each(const struct map_handle *h, const void *keys, __u32 from, __u32 count,
+		       __u32 *deleted, struct errmsg *e)
 {
 	int err;
 
@@ -392,8 +370,8 @@ static int delete_each(const struct map_handle *h, const void *keys,
 	return 0;
 }
 
-int maps_delete_batch(const struct map_handle *h, const void *keys,
-		      __u32 count, __u32 *deleted, struct errmsg *e)
+int maps_delete_batch(const struct map_handle *h, const void *keys, __u32 count, __u32 *deleted,
+		      struct errmsg *e)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	__u32 at = 0, n;
@@ -402,8 +380,7 @@ int maps_delete_batch(const struct map_handle *h, const void *keys,
 	*deleted = 0;
 	while (at < count) {
 		n = count - at;
-		err = bpf_map_delete_batch(h->fd, nth(keys, h->key_size, at),
-					   &n, &opts);
+		err = bpf_map_delete_batch(h->fd, nth(keys, h->key_size, at), &n, &opts);
 		if (!err) {
 			*deleted += count - at;
 			return 0;
@@ -450,8 +427,7 @@ static int dump_reserve(struct map_dump *d, __u32 extra)
 
 /* The fallback for maps without BPF_MAP_LOOKUP_BATCH: walk the keys. An
  * entry deleted between get_next_key and lookup is simply not listed. */
-static int dump_each(const struct map_handle *h, struct map_dump *d,
-		     struct errmsg *e)
+static int dump_each(const struct map_handle *h, struct map_dump *d, struct errmsg *e)
 {
 	unsigned char *prev, *next;
 	bool first = true;
@@ -473,8 +449,7 @@ static int dump_each(const struct map_handle *h, struct map_dump *d,
 		}
 		first = false;
 		memcpy(prev, next, d->key_size);
-		err = bpf_map_lookup_elem(
-			h->fd, next, d->values + d->count * d->value_bytes);
+		err = bpf_map_lookup_elem(h->fd, next, d->values + d->count * d->value_bytes);
 		if (err == -ENOENT)
 			continue;
 		if (err) {
@@ -499,8 +474,8 @@ struct batch_cursor {
 
 /* One BPF_MAP_LOOKUP_BATCH round into d: 1 when the map is exhausted, 0
  * when there is more, -errno on failure. */
-static int dump_round(const struct map_handle *h, struct map_dump *d,
-		      struct batch_cursor *c, __u32 *chunk)
+static int dump_round(const struct map_handle *h, struct map_dump *d, struct batch_cursor *c,
+		      __u32 *chunk)
 {
 	unsigned char *swap;
 	__u32 n = *chunk;
@@ -511,8 +486,7 @@ static int dump_round(const struct map_handle *h, struct map_dump *d,
 		return err;
 	err = bpf_map_lookup_batch(h->fd, c->first ? NULL : c->in, c->out,
 				   d->keys + d->count * d->key_size,
-				   d->values + d->count * d->value_bytes, &n,
-				   NULL);
+				   d->values + d->count * d->value_bytes, &n, NULL);
 	if (err && err != -ENOENT) {
 		/* a hash bucket larger than the chunk: retry with more room */
 		if (err == -ENOSPC && n == 0) {
@@ -531,11 +505,10 @@ static int dump_round(const struct map_handle *h, struct map_dump *d,
 	return 0;
 }
 
-int maps_dump(const struct map_handle *h, struct map_dump *d,
-	      struct errmsg *e)
+int maps_dump(const struct map_handle *h, struct map_dump *d, struct errmsg *e)
 {
 	size_t token = h->key_size > 8 ? h->key_size : 8;
-	struct batch_cursor c = { .first = true };
+	struct batch_cursor c = {.first = true};
 	__u32 chunk = DUMP_CHUNK;
 	int err;
 

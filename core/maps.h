@@ -40,13 +40,11 @@ struct map_dump {
 /* Fills h from the kernel's description of fd and takes ownership of fd
  * (closed on failure too). name is the map's full name: the kernel keeps
  * only 15 characters of it. */
-int maps_handle_from_fd(struct map_handle *h, int fd, const char *name,
-			struct errmsg *e);
+int maps_handle_from_fd(struct map_handle *h, int fd, const char *name, struct errmsg *e);
 
 /* Opens the pinned object dir/name as a map handle. -ENOTSUP when the
  * object there is not a map (a pinned link, say). */
-int maps_open_pinned(struct map_handle *h, const char *dir, const char *name,
-		     struct errmsg *e);
+int maps_open_pinned(struct map_handle *h, const char *dir, const char *name, struct errmsg *e);
 
 void maps_handle_close(struct map_handle *h);
 
@@ -59,36 +57,31 @@ size_t maps_value_bytes(const struct map_handle *h);
 
 /* The key as text: "127.10.0.1:80/TCP service" for map_service, hex for
  * maps this header does not describe. */
-void maps_describe_key(const struct map_handle *h, const void *key, char *buf,
-		       size_t len);
+void maps_describe_key(const struct map_handle *h, const void *key, char *buf, size_t len);
 
 /* flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST. */
-int maps_update(const struct map_handle *h, const void *key,
-		const void *value, __u64 flags, struct errmsg *e);
-
-/* -ENOENT, with a message, when the key is absent. */
-int maps_lookup(const struct map_handle *h, const void *key, void *value,
+int maps_update(const struct map_handle *h, const void *key, const void *value, __u64 flags,
 		struct errmsg *e);
 
 /* -ENOENT, with a message, when the key is absent. */
-int maps_delete(const struct map_handle *h, const void *key,
-		struct errmsg *e);
+int maps_lookup(const struct map_handle *h, const void *key, void *value, struct errmsg *e);
+
+/* -ENOENT, with a message, when the key is absent. */
+int maps_delete(const struct map_handle *h, const void *key, struct errmsg *e);
 
 /* Writes count entries with BPF_MAP_UPDATE_BATCH, or one by one where the
  * kernel refuses batches for the map. *done: entries written, also on
  * failure (the failing entry is keys[*done], named in the message). */
-int maps_update_batch(const struct map_handle *h, const void *keys,
-		      const void *values, __u32 count, __u64 flags,
-		      __u32 *done, struct errmsg *e);
+int maps_update_batch(const struct map_handle *h, const void *keys, const void *values, __u32 count,
+		      __u64 flags, __u32 *done, struct errmsg *e);
 
 /* Deletes count keys; absent keys are skipped, not an error. *deleted:
  * entries that existed and were deleted. */
-int maps_delete_batch(const struct map_handle *h, const void *keys,
-		      __u32 count, __u32 *deleted, struct errmsg *e);
+int maps_delete_batch(const struct map_handle *h, const void *keys, __u32 count, __u32 *deleted,
+		      struct errmsg *e);
 
 /* Reads every entry into d (BPF_MAP_LOOKUP_BATCH, else key by key). */
-int maps_dump(const struct map_handle *h, struct map_dump *d,
-	      struct errmsg *e);
+int maps_dump(const struct map_handle *h, struct map_dump *d, struct errmsg *e);
 void maps_dump_free(struct map_dump *d);
 
 /* Deletes every entry; *deleted: how many. */

@@ -9,6 +9,7 @@
 --     local env = core_env.open(pending)  -- pending, or an error under BALANCING_REQUIRE_E2E=1
 --     local dp = env:load{ max_services = 16 }
 --     local cgroup = env:cgroup()
+--     core_env.run_in_cgroup(cgroup, "exec some-client")
 --   end)
 local lfs = require("lfs")
 
@@ -123,7 +124,7 @@ end
 
 -- Runs a shell command in a new process inside cgroup; returns its output
 -- and whether it exited with 0.
-function Env:run_in_cgroup(cgroup, command)
+function M.run_in_cgroup(cgroup, command)
   local script = 'echo $$ > "$1/cgroup.procs" && shift && exec sh -c "$1"'
   local pipe = assert(io.popen(string.format("sh -c %s sh %s %s 2>&1", M.quote(script), M.quote(cgroup),
     M.quote(command)), "r"))
