@@ -598,8 +598,9 @@ static int opt_integer(lua_State *L, int idx, const char *field, long long min, 
 	if (lua_isnil(L, -1))
 		goto out;
 	n = lua_tonumber(L, -1);
-	if (lua_type(L, -1) != LUA_TNUMBER || n != (lua_Number)(long long)n ||
-	    n < (lua_Number)min || n > (lua_Number)max)
+	/* range first: converting an out-of-range double is undefined */
+	if (lua_type(L, -1) != LUA_TNUMBER || !(n >= (lua_Number)min && n <= (lua_Number)max) ||
+	    n != (lua_Number)(long long)n)
 		err = errmsg_plain(e, -EINVAL, "%s: expected an integer from %lld to %lld", field,
 				   min, max);
 	else

@@ -18,6 +18,44 @@ local ATTACHED = {
 
 local LINKS = { "link_connect4", "link_getpeername4", "link_recvmsg4", "link_sendmsg4" }
 
+local VIP = "127.10.0.7"
+
+-- A client inside the cgroup that connects to VIP:VPORT over and over for
+-- SECONDS, with a backend on 127.0.0.1:BPORT in the same process accepting.
+-- Prints "ready" once listening, then "connects N failures M {errno: n}";
+-- exit 3 when the backend port is taken.
+local CONNECT_LOOP = [[
+import socket, struct, sys, threading, time
+vip, vport, bport, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    server.bind(("127.0.0.1", bport))
+except OSError:
+    sys.exit(3)
+server.listen(1024)
+def serve():
+    while True:
+        conn, _ = server.accept()
+        conn.close()
+threading.Thread(target=serve, daemon=True).start()
+print("ready", flush=True)
+ok, failed, errors = 0, 0, {}
+end = time.time() + seconds
+while time.time() < end:
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.settimeout(1)
+    try:
+        client.connect((vip, vport))
+        ok += 1
+    except OSError as e:
+        failed += 1
+        errors[e.errno] = errors.get(e.errno, 0) + 1
+    client.close()
+print("connects", ok, "failures", failed, errors, flush=True)
+]]
+
 local function configure_of(dp)
   local raw = assert(assert(dp:map("map_configure")):lookup(ffi.new("struct configure_key")))
   local value = ffi.new("struct configure_value")
@@ -228,6 +266,51 @@ describe("dp:attach", function()
     local programs, count = core_env.cgroup_programs(cgroup)
     assert.same(ATTACHED, programs)
     assert.equals(4, count)
+  end)
+
+  it("keeps translating every connect while reloads swap the programs: no window without a program", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(first:attach(cgroup))
+    math.randomseed(os.time())
+    local pipe, ready
+    for _ = 1, 20 do
+      local backend_port = math.random(20000, 60000)
+      local key, value = service_entry(VIP, 42)
+      value.total_count, value.local_count = 1, 1
+      local slot = ffi.new("struct backend_key", { frontend = key, slot = 0 })
+      assert.is_true(first:map("map_backend"):update(slot, abi.backend_value("127.0.0.1", backend_port, true)))
+      assert.is_true(first:map("map_service"):update(key, value))
+      local command = "exec env -u LD_PRELOAD python3 -c " .. core_env.quote(CONNECT_LOOP) .. " " .. VIP
+        .. " 80 " .. backend_port .. " 2"
+      local script = 'echo $$ > "$1/cgroup.procs" && shift && exec sh -c "$1"'
+      pipe = assert(io.popen(string.format("sh -c %s sh %s %s 2>&1", core_env.quote(script),
+        core_env.quote(cgroup), core_env.quote(command)), "r"))
+      ready = pipe:read("*l")
+      if ready == "ready" then
+        break
+      end
+      pipe:close()
+    end
+    assert.equals("ready", ready)
+    first:close()
+
+    local reloads = 0
+    local deadline = os.time() + 1
+    repeat
+      local dp = env:load{ bpffs = dir }
+      assert.is_true(dp:attach(cgroup))
+      dp:close()
+      reloads = reloads + 1
+    until os.time() > deadline and reloads >= 5
+
+    local result = pipe:read("*a")
+    pipe:close()
+    local connects, failures = result:match("connects (%d+) failures (%d+)")
+    assert.truthy(connects, result)
+    assert.equals(0, tonumber(failures), result)
+    assert.is_true(tonumber(connects) > 100, result)
   end)
 
   it("moves the links when the pinned ones are attached to another cgroup", function()
