@@ -100,6 +100,22 @@ static int push_true_or_error(lua_State *L, int err, const struct errmsg *e)
 	return 1;
 }
 
+/* __index of a class with fields: the method of that name from the
+ * metatable's "methods" table of argument 1, pushed; 0 (nothing pushed to
+ * keep) when there is none. */
+static int push_method(lua_State *L, const char *name)
+{
+	lua_getmetatable(L, 1);
+	lua_getfield(L, -1, "methods");
+	lua_getfield(L, -1, name);
+	lua_remove(L, -2);
+	lua_remove(L, -2);
+	if (!lua_isnil(L, -1))
+		return 1;
+	lua_pop(L, 1);
+	return 0;
+}
+
 /* --- bytes from strings and cdata ------------------------------------------------ */
 
 struct bytes {
@@ -411,10 +427,7 @@ static int map_index(lua_State *L)
 	struct lua_map *m = check_map(L);
 	const char *field = luaL_checkstring(L, 2);
 
-	lua_getmetatable(L, 1);
-	lua_getfield(L, -1, "methods");
-	lua_getfield(L, -1, field);
-	if (!lua_isnil(L, -1))
+	if (push_method(L, field))
 		return 1;
 	if (strcmp(field, "name") == 0)
 		lua_pushstring(L, m->h.name);
@@ -865,10 +878,7 @@ static int dp_index(lua_State *L)
 	struct lua_datapath *ldp = check_datapath(L);
 	const char *field = luaL_checkstring(L, 2);
 
-	lua_getmetatable(L, 1);
-	lua_getfield(L, -1, "methods");
-	lua_getfield(L, -1, field);
-	if (!lua_isnil(L, -1))
+	if (push_method(L, field))
 		return 1;
 	if (strcmp(field, "bpffs") == 0 && ldp->dp)
 		lua_pushstring(L, loader_pin_dir(ldp->dp));

@@ -4,7 +4,6 @@
 -- send a real client through a VIP on loopback from a cgroup of their own.
 local core_env = require("helpers.core_env")
 local abi = require("balancing.abi")
-local ffi = require("ffi")
 
 local VIP = "127.10.0.9"
 local SERVICE_ID = 4242
@@ -48,30 +47,15 @@ local function placeholder_programs()
   return text:find("Placeholder entry points", 1, true) ~= nil
 end
 
--- A frontend VIP:port/protocol with one backend 127.0.0.1:backend_port
--- (none when backend_port is nil).
-local function program_frontend(dp, port, protocol, backend_port)
-  local key = abi.service_key(VIP, port, protocol, "service")
-  local value = ffi.new("struct service_value")
-  value.service_id = SERVICE_ID
-  value.nat_mode = abi.C.NAT_MODE_CLUSTER_IP
-  if backend_port then
-    value.total_count, value.local_count = 1, 1
-    local slot = ffi.new("struct backend_key", { frontend = key, slot = 0 })
-    assert(dp:map("map_backend"):update(slot, abi.backend_value("127.0.0.1", backend_port, true)))
-  end
-  assert(dp:map("map_service"):update(key, value))
-end
-
 -- Runs the client until it gets a free backend port; returns its pid and
 -- its result line.
 local function run_client(dp, cgroup, protocol, port, with_backend)
   math.randomseed(os.time())
   for _ = 1, 20 do
     local backend_port = math.random(20000, 60000)
-    program_frontend(dp, port, protocol:upper(), with_backend and backend_port or nil)
-    -- without a sanitizer runtime preloaded for the spec's own process
-    local output = core_env.run_in_cgroup(cgroup, "exec env -u LD_PRELOAD python3 -c " .. core_env.quote(CLIENT) .. " "
+    core_env.program_frontend(dp, { address = VIP, port = port, protocol = protocol:upper(), id = SERVICE_ID,
+      backend_port = with_backend and backend_port or nil })
+    local output = core_env.run_in_cgroup(cgroup, "exec python3 -c " .. core_env.quote(CLIENT) .. " "
       .. protocol .. " " .. VIP .. " " .. port .. " " .. backend_port)
     local pid = output:match("pid (%d+)")
     if pid then

@@ -277,16 +277,10 @@ describe("dp:attach", function()
     local pipe, ready
     for _ = 1, 20 do
       local backend_port = math.random(20000, 60000)
-      local key, value = service_entry(VIP, 42)
-      value.total_count, value.local_count = 1, 1
-      local slot = ffi.new("struct backend_key", { frontend = key, slot = 0 })
-      assert.is_true(first:map("map_backend"):update(slot, abi.backend_value("127.0.0.1", backend_port, true)))
-      assert.is_true(first:map("map_service"):update(key, value))
-      local command = "exec env -u LD_PRELOAD python3 -c " .. core_env.quote(CONNECT_LOOP) .. " " .. VIP
-        .. " 80 " .. backend_port .. " 2"
-      local script = 'echo $$ > "$1/cgroup.procs" && shift && exec sh -c "$1"'
-      pipe = assert(io.popen(string.format("sh -c %s sh %s %s 2>&1", core_env.quote(script),
-        core_env.quote(cgroup), core_env.quote(command)), "r"))
+      core_env.program_frontend(first, { address = VIP, port = 80, protocol = "TCP", id = 42,
+        backend_port = backend_port })
+      pipe = core_env.spawn_in_cgroup(cgroup, "exec python3 -c " .. core_env.quote(CONNECT_LOOP) .. " " .. VIP
+        .. " 80 " .. backend_port .. " 2")
       ready = pipe:read("*l")
       if ready == "ready" then
         break

@@ -122,15 +122,40 @@ function Env:on_close(fn)
   self.closers[#self.closers + 1] = fn
 end
 
+-- Starts a shell command in a new process inside cgroup; returns the pipe
+-- of its output (stderr included). The sanitizer runtime the spec process
+-- may have preloaded is not passed on.
+function M.spawn_in_cgroup(cgroup, command)
+  local script = 'echo $$ > "$1/cgroup.procs" && shift && unset LD_PRELOAD && exec sh -c "$1"'
+  return assert(io.popen(string.format("sh -c %s sh %s %s 2>&1", M.quote(script), M.quote(cgroup),
+    M.quote(command)), "r"))
+end
+
 -- Runs a shell command in a new process inside cgroup; returns its output
 -- and whether it exited with 0.
 function M.run_in_cgroup(cgroup, command)
-  local script = 'echo $$ > "$1/cgroup.procs" && shift && exec sh -c "$1"'
-  local pipe = assert(io.popen(string.format("sh -c %s sh %s %s 2>&1", M.quote(script), M.quote(cgroup),
-    M.quote(command)), "r"))
+  local pipe = M.spawn_in_cgroup(cgroup, command)
   local output = pipe:read("*a")
   local ok = pipe:close()
   return output, ok == true or ok == 0
+end
+
+-- Programs the frontend address:port/protocol as a ClusterIP Service with
+-- owner ID id and one local backend 127.0.0.1:backend_port (no backend when
+-- backend_port is nil).
+function M.program_frontend(dp, frontend)
+  local abi = require("balancing.abi")
+  local ffi = require("ffi")
+  local key = abi.service_key(frontend.address, frontend.port, frontend.protocol, "service")
+  local value = ffi.new("struct service_value")
+  value.service_id = frontend.id
+  value.nat_mode = abi.C.NAT_MODE_CLUSTER_IP
+  if frontend.backend_port then
+    value.total_count, value.local_count = 1, 1
+    local slot = ffi.new("struct backend_key", { frontend = key, slot = 0 })
+    assert(dp:map("map_backend"):update(slot, abi.backend_value("127.0.0.1", frontend.backend_port, true)))
+  end
+  assert(dp:map("map_service"):update(key, value))
 end
 
 function M.listdir(path)
@@ -149,6 +174,15 @@ end
 
 -- Removing the last pin of a link nobody holds detaches it, so deleting
 -- every file of the pin directory also undoes an attach.
+local function remove_dir(path, problems)
+  if lfs.attributes(path, "mode") then
+    local ok, err = lfs.rmdir(path)
+    if not ok then
+      problems[#problems + 1] = "rmdir " .. path .. ": " .. tostring(err)
+    end
+  end
+end
+
 local function remove_pin_dir(path, problems)
   for _, name in ipairs(M.listdir(path)) do
     local ok, err = os.remove(path .. "/" .. name)
@@ -156,12 +190,7 @@ local function remove_pin_dir(path, problems)
       problems[#problems + 1] = err
     end
   end
-  if lfs.attributes(path, "mode") then
-    local ok, err = lfs.rmdir(path)
-    if not ok then
-      problems[#problems + 1] = "rmdir " .. path .. ": " .. tostring(err)
-    end
-  end
+  remove_dir(path, problems)
 end
 
 function Env:close()
@@ -178,12 +207,7 @@ function Env:close()
     remove_pin_dir(path, problems)
   end
   for _, path in ipairs(self.cgroups) do
-    if lfs.attributes(path, "mode") then
-      local ok, err = lfs.rmdir(path)
-      if not ok then
-        problems[#problems + 1] = "rmdir " .. path .. ": " .. tostring(err)
-      end
-    end
+    remove_dir(path, problems)
   end
   return problems
 end
