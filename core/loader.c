@@ -219,6 +219,19 @@ static int copy_pin_dir(struct datapath *dp, const char *bpffs, struct errmsg *e
 	return 0;
 }
 
+static int check_config(const struct loader_config *c, struct errmsg *e)
+{
+	if (c->bpf_log_level > BPF_LOG_VERBOSE)
+		return errmsg_plain(e, -EINVAL, "bpf_log_level %lld: at most %d", c->bpf_log_level,
+				    BPF_LOG_VERBOSE);
+	if (c->redirect_qos_limit > UINT32_MAX)
+		return errmsg_plain(e, -EINVAL, "redirect_qos_limit %lld: at most %u",
+				    c->redirect_qos_limit, UINT32_MAX);
+	if (c->node_id > UINT32_MAX)
+		return errmsg_plain(e, -EINVAL, "node_id %lld: at most %u", c->node_id, UINT32_MAX);
+	return 0;
+}
+
 int loader_load(struct datapath **out, const struct loader_options *o,
 		const struct loader_config *config, struct errmsg *e)
 {
@@ -230,10 +243,10 @@ int loader_load(struct datapath **out, const struct loader_options *o,
 	dp = calloc(1, sizeof(*dp));
 	if (!dp)
 		return errmsg_set(e, -ENOMEM, "load");
+	/* every option checked before anything is created on the system */
 	err = copy_pin_dir(dp, o->bpffs, e);
-	if (err)
-		goto out;
-	err = bpffs_prepare_dir(dp->pin_dir, e);
+	if (!err)
+		err = check_config(config, e);
 	if (err)
 		goto out;
 	opts.pin_root_path = dp->pin_dir;
@@ -243,6 +256,9 @@ int loader_load(struct datapath **out, const struct loader_options *o,
 		goto out;
 	}
 	err = set_sizes(dp->skel, o, e);
+	if (err)
+		goto out;
+	err = bpffs_prepare_dir(dp->pin_dir, e);
 	if (err)
 		goto out;
 	collect_pinned_maps(dp);
@@ -265,19 +281,6 @@ out:
 }
 
 /* --- map_configure ----------------------------------------------------------- */
-
-static int check_config(const struct loader_config *c, struct errmsg *e)
-{
-	if (c->bpf_log_level > BPF_LOG_VERBOSE)
-		return errmsg_plain(e, -EINVAL, "bpf_log_level %lld: at most %d", c->bpf_log_level,
-				    BPF_LOG_VERBOSE);
-	if (c->redirect_qos_limit > UINT32_MAX)
-		return errmsg_plain(e, -EINVAL, "redirect_qos_limit %lld: at most %u",
-				    c->redirect_qos_limit, UINT32_MAX);
-	if (c->node_id > UINT32_MAX)
-		return errmsg_plain(e, -EINVAL, "node_id %lld: at most %u", c->node_id, UINT32_MAX);
-	return 0;
-}
 
 /* Read, change the fields given, write back: node_id and the log level
  * survive a restart that does not set them. */

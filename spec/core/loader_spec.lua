@@ -191,7 +191,7 @@ describe("core.load", function()
     assert.equals(abi.C.BALANCING_ABI_VERSION, configure_of(second).abi_version)
   end)
 
-  it("refuses bad options with a message naming the option", function()
+  it("refuses bad options with a message naming the option, before creating anything", function()
     local env = core_env.open(pending)
     local cases = {
       { { bpf_log_level = "loud" }, "bpf_log_level loud" },
@@ -207,6 +207,7 @@ describe("core.load", function()
       assert.is_nil(dp)
       assert.matches(case[2], err, 1, true)
       assert.equals(-22, code)
+      assert.is_nil(require("lfs").attributes(opts.bpffs, "mode"), "created " .. opts.bpffs)
     end
     local dp, err = env.core.load{}
     assert.is_nil(dp)
