@@ -347,6 +347,7 @@ function M.compute(options)
 
   return {
     view = frontends.from_entries(all_entries, store.ids),
+    entries = all_entries, -- the desired entries themselves, for a caller that writes them
     rejected = frontends.normalize_rejected(rejected),
     failures = failures,
   }
