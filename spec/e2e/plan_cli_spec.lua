@@ -336,6 +336,26 @@ spec:
       assert.matches("stack traceback", logs[1].traceback)
     end)
 
+    it("hosts Lua with the override dir first, balancing.core preloaded and the header found", function()
+      write_file(overrides .. "/balancing/plan.lua", [[
+return { main = function()
+  local core = require("balancing.core")
+  local host = require("balancing.host")
+  local abi = require("balancing.abi")
+  io.write(type(core.load), "\n", host.override_dir, "\n", package.path, "\n", abi.header_path, "\n")
+  return 0
+end }
+]])
+      local status, stdout = run(AGENT, { "plan", "--lua-dir", overrides .. "/" })
+      assert.equals(0, status)
+      local lines = lines_of(stdout)
+      assert.equals("function", lines[1])
+      assert.equals(overrides, lines[2])
+      assert.equals(overrides .. "/?.lua", lines[3]:match("^[^;]+"))
+      assert.is_nil(lines[3]:find(";./?.lua", 1, true))
+      assert.matches("balancing%.h$", lines[4])
+    end)
+
     it("reports an entry that returns no exit status", function()
       write_file(overrides .. "/balancing/plan.lua", "return { main = function() return 'fine' end }\n")
       local status, _, stderr = run(AGENT, { "plan", "--lua-dir", overrides })
