@@ -9,10 +9,10 @@
 #include <time.h>
 
 static const char *const level_names[] = {
-	[LOG_LEVEL_DEBUG] = "debug",
-	[LOG_LEVEL_INFO] = "info",
-	[LOG_LEVEL_WARN] = "warn",
-	[LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_ERROR] = "error",
 };
 
 /* The logger is process-wide by nature: one stream, one threshold. */

@@ -124,7 +124,8 @@ int lua_host_open(struct lua_host *host, const char *program, const char *overri
 
 	host->L = luaL_newstate();
 	if (!host->L) {
-		log_line(LOG_LEVEL_ERROR, "cannot create the Lua state", "reason", "out of memory", NULL);
+		log_line(LOG_LEVEL_ERROR, "cannot create the Lua state", "reason", "out of memory",
+			 NULL);
 		return -ENOMEM;
 	}
 	luaL_openlibs(host->L);
@@ -165,7 +166,8 @@ static int traceback(lua_State *L)
 		if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
 			msg = lua_tostring(L, -1);
 		else
-			msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+			msg =
+			    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
 	}
 	luaL_traceback(L, L, msg, 1);
 	return 1;
@@ -209,8 +211,8 @@ static void log_lua_error(const char *module, const char *text)
 		text = "(no message)";
 	trace = strstr(text, marker);
 	error = trace ? strndup(text, (size_t)(trace - text)) : NULL;
-	log_line(LOG_LEVEL_ERROR, "Lua module failed", "module", module, "error", error ? error : text,
-		 "traceback", trace ? trace + 1 : NULL, NULL);
+	log_line(LOG_LEVEL_ERROR, "Lua module failed", "module", module, "error",
+		 error ? error : text, "traceback", trace ? trace + 1 : NULL, NULL);
 	free(error);
 }
 

@@ -28,34 +28,38 @@ struct option_spec {
 	enum option_id id;
 	const char *name; /* without the leading "--" */
 	const char *env;
-	const char *arg;  /* NULL for a flag */
+	const char *arg; /* NULL for a flag */
 	const char *help;
 };
 
 /* The table of CONTRACTS.md, in its order; the usage text is made from it. */
 static const struct option_spec option_specs[] = {
-	{ OPT_NODE_NAME, "node-name", "NODE_NAME", "NAME", "this node's name (default: the host name)" },
-	{ OPT_KUBECONFIG, "kubeconfig", "KUBECONFIG", "PATH",
-	  "API server access from outside a pod (default: in-cluster service account)" },
-	{ OPT_MANIFESTS, "manifests", "BALANCING_MANIFESTS", "DIR",
-	  "standalone: read objects from *.json, *.yaml, *.yml in DIR" },
-	{ OPT_CGROUP, "cgroup", "BALANCING_CGROUP", "PATH",
-	  "cgroup v2 directory to attach to (default /run/balancing/cgroupv2)" },
-	{ OPT_BPFFS, "bpffs", "BALANCING_BPFFS", "PATH", "pin directory (default /sys/fs/bpf/balancing)" },
-	{ OPT_LUA_DIR, "lua-dir", "BALANCING_LUA_DIR", "DIR", "Lua override directory (default /etc/balancing/lua)" },
-	{ OPT_LISTEN, "listen", "BALANCING_LISTEN", "ADDR:PORT", "health and metrics (default 127.0.0.1:5870)" },
-	{ OPT_LOG_LEVEL, "log-level", "BALANCING_LOG_LEVEL", "LEVEL", "debug, info, warn, error (default info)" },
-	{ OPT_BPF_LOG_LEVEL, "bpf-log-level", "BALANCING_BPF_LOG_LEVEL", "LEVEL",
-	  "verbose, info, error, off (default error)" },
-	{ OPT_REDIRECT_QOS_LIMIT, "redirect-qos-limit", "BALANCING_REDIRECT_QOS_LIMIT", "N",
-	  "LocalRedirect limit per frontend per second, 0 = none (default 0)" },
-	{ OPT_OUT_CLUSTER, "out-cluster", "BALANCING_OUT_CLUSTER", NULL,
-	  "this agent runs outside the cluster (variable: 1)" },
+    {OPT_NODE_NAME, "node-name", "NODE_NAME", "NAME", "this node's name (default: the host name)"},
+    {OPT_KUBECONFIG, "kubeconfig", "KUBECONFIG", "PATH",
+     "API server access from outside a pod (default: in-cluster service account)"},
+    {OPT_MANIFESTS, "manifests", "BALANCING_MANIFESTS", "DIR",
+     "standalone: read objects from *.json, *.yaml, *.yml in DIR"},
+    {OPT_CGROUP, "cgroup", "BALANCING_CGROUP", "PATH",
+     "cgroup v2 directory to attach to (default /run/balancing/cgroupv2)"},
+    {OPT_BPFFS, "bpffs", "BALANCING_BPFFS", "PATH",
+     "pin directory (default /sys/fs/bpf/balancing)"},
+    {OPT_LUA_DIR, "lua-dir", "BALANCING_LUA_DIR", "DIR",
+     "Lua override directory (default /etc/balancing/lua)"},
+    {OPT_LISTEN, "listen", "BALANCING_LISTEN", "ADDR:PORT",
+     "health and metrics (default 127.0.0.1:5870)"},
+    {OPT_LOG_LEVEL, "log-level", "BALANCING_LOG_LEVEL", "LEVEL",
+     "debug, info, warn, error (default info)"},
+    {OPT_BPF_LOG_LEVEL, "bpf-log-level", "BALANCING_BPF_LOG_LEVEL", "LEVEL",
+     "verbose, info, error, off (default error)"},
+    {OPT_REDIRECT_QOS_LIMIT, "redirect-qos-limit", "BALANCING_REDIRECT_QOS_LIMIT", "N",
+     "LocalRedirect limit per frontend per second, 0 = none (default 0)"},
+    {OPT_OUT_CLUSTER, "out-cluster", "BALANCING_OUT_CLUSTER", NULL,
+     "this agent runs outside the cluster (variable: 1)"},
 };
 
 #define OPTION_COUNT (sizeof(option_specs) / sizeof(option_specs[0]))
 
-static const char *const bpf_log_levels[] = { "verbose", "info", "error", "off" };
+static const char *const bpf_log_levels[] = {"verbose", "info", "error", "off"};
 
 static void options_defaults(struct agent_options *opts)
 {
@@ -147,7 +151,8 @@ static int set_option(struct agent_options *opts, const struct option_spec *spec
 		break;
 	case OPT_LISTEN:
 		if (check_listen(value)) {
-			snprintf(err, err_size, "%s: \"%s\" is not IPv4-ADDRESS:PORT (e.g. 127.0.0.1:5870)",
+			snprintf(err, err_size,
+				 "%s: \"%s\" is not IPv4-ADDRESS:PORT (e.g. 127.0.0.1:5870)",
 				 source, value);
 			return -EINVAL;
 		}
@@ -155,8 +160,8 @@ static int set_option(struct agent_options *opts, const struct option_spec *spec
 		break;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(value, &opts->log_level)) {
-			snprintf(err, err_size, "%s: \"%s\" is not one of debug, info, warn, error", source,
-				 value);
+			snprintf(err, err_size, "%s: \"%s\" is not one of debug, info, warn, error",
+				 source, value);
 			return -EINVAL;
 		}
 		break;
@@ -167,12 +172,14 @@ static int set_option(struct agent_options *opts, const struct option_spec *spec
 				return 0;
 			}
 		}
-		snprintf(err, err_size, "%s: \"%s\" is not one of verbose, info, error, off", source, value);
+		snprintf(err, err_size, "%s: \"%s\" is not one of verbose, info, error, off",
+			 source, value);
 		return -EINVAL;
 	case OPT_REDIRECT_QOS_LIMIT:
 		if (parse_u32(value, &opts->redirect_qos_limit)) {
-			snprintf(err, err_size, "%s: \"%s\" is not a whole number from 0 to 4294967295",
-				 source, value);
+			snprintf(err, err_size,
+				 "%s: \"%s\" is not a whole number from 0 to 4294967295", source,
+				 value);
 			return -EINVAL;
 		}
 		break;
@@ -196,7 +203,8 @@ static const struct option_spec *find_option(const char *name, size_t len)
 	size_t i;
 
 	for (i = 0; i < OPTION_COUNT; i++) {
-		if (strlen(option_specs[i].name) == len && strncmp(option_specs[i].name, name, len) == 0)
+		if (strlen(option_specs[i].name) == len &&
+		    strncmp(option_specs[i].name, name, len) == 0)
 			return &option_specs[i];
 	}
 	return NULL;
@@ -240,7 +248,8 @@ int options_parse(struct agent_options *opts, int argc, char **argv, char *err, 
 					 "unexpected argument \"plan\": the subcommand comes first "
 					 "(balancing-agent plan [options])");
 			else
-				snprintf(err, err_size, "unexpected argument \"%s\" (see --help)", arg);
+				snprintf(err, err_size, "unexpected argument \"%s\" (see --help)",
+					 arg);
 			return -EINVAL;
 		}
 		eq = strchr(arg + 2, '=');
@@ -270,8 +279,10 @@ int options_parse(struct agent_options *opts, int argc, char **argv, char *err, 
 	}
 
 	if (!opts->node_name) {
-		if (gethostname(opts->host_name, sizeof(opts->host_name)) != 0 || !opts->host_name[0]) {
-			snprintf(err, err_size, "--node-name: not given and the host name is unknown");
+		if (gethostname(opts->host_name, sizeof(opts->host_name)) != 0 ||
+		    !opts->host_name[0]) {
+			snprintf(err, err_size,
+				 "--node-name: not given and the host name is unknown");
 			return -EINVAL;
 		}
 		opts->host_name[sizeof(opts->host_name) - 1] = '\0';
@@ -288,16 +299,19 @@ int options_check_sources(const struct agent_options *opts, char *err, size_t er
 	if (opts->manifests) {
 		if (stat(opts->manifests, &st) != 0) {
 			ret = -errno;
-			snprintf(err, err_size, "--manifests: %s: %s", opts->manifests, strerror(-ret));
+			snprintf(err, err_size, "--manifests: %s: %s", opts->manifests,
+				 strerror(-ret));
 			return ret;
 		}
 		if (!S_ISDIR(st.st_mode)) {
-			snprintf(err, err_size, "--manifests: %s: not a directory", opts->manifests);
+			snprintf(err, err_size, "--manifests: %s: not a directory",
+				 opts->manifests);
 			return -ENOTDIR;
 		}
 		if (access(opts->manifests, R_OK | X_OK) != 0) {
 			ret = -errno;
-			snprintf(err, err_size, "--manifests: %s: %s", opts->manifests, strerror(-ret));
+			snprintf(err, err_size, "--manifests: %s: %s", opts->manifests,
+				 strerror(-ret));
 			return ret;
 		}
 		/* standalone: the kubeconfig is not used, whatever the environment says */
@@ -338,7 +352,6 @@ void options_usage(FILE *stream, const char *program)
 		fprintf(stream, "  %-28s %s [%s]\n", left, spec->help, spec->env);
 	}
 	fprintf(stream, "  %-28s %s\n", "--help", "this text");
-	fprintf(stream,
-		"\n"
-		"Bad options or an unusable source: one line on stderr, exit status 2.\n");
+	fprintf(stream, "\n"
+			"Bad options or an unusable source: one line on stderr, exit status 2.\n");
 }

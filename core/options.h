@@ -18,7 +18,7 @@
 struct agent_options {
 	const char *node_name;
 	const char *kubeconfig; /* NULL: in-cluster when KUBERNETES_SERVICE_HOST is set */
-	const char *manifests;  /* NULL: not standalone */
+	const char *manifests;	/* NULL: not standalone */
 	const char *cgroup;
 	const char *bpffs;
 	const char *lua_dir;
