@@ -239,8 +239,11 @@ local function object_kind(obj)
 end
 
 -- The core of plan, without options or output: the view and the rejections
--- for one node from a manifest directory. Returns { view, rejected, failures }
--- or nil, err when the directory cannot be read.
+-- for one node from a manifest directory.
+--   options: { manifests = DIR, node_name = NAME, out_cluster = bool }
+-- Returns { view, entries (the desired entries of every owner reconciled),
+-- rejected, failures (modules that failed to load or for an owner) }, or
+-- nil, err when the directory cannot be read.
 function M.compute(options)
   local log = require("balancing.log")
   local manifests = require("balancing.manifests")
@@ -295,12 +298,14 @@ function M.compute(options)
   local node_loaded, node_module = pcall(require, "balancing.reconcile.node")
   if not node_loaded then
     log.error("module failed to load", { module = "balancing.reconcile.node", error = tostring(node_module) })
-    return { view = frontends.from_entries({}, store.ids), rejected = rejected, failures = failures + 1 }
+    return { view = frontends.from_entries({}, store.ids), entries = {}, rejected = rejected,
+      failures = failures + 1 }
   end
   local ctx_ok, ctx = pcall(node_module.context, store, options.node_name, options.out_cluster)
   if not ctx_ok then
     log.error("reconcile failed", { module = "balancing.reconcile.node", owner = "node", error = tostring(ctx) })
-    return { view = frontends.from_entries({}, store.ids), rejected = rejected, failures = failures + 1 }
+    return { view = frontends.from_entries({}, store.ids), entries = {}, rejected = rejected,
+      failures = failures + 1 }
   end
 
   local all_entries = {}
