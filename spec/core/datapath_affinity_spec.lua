@@ -79,6 +79,8 @@ describe("datapath: session affinity", function()
 
     env:remove_backend(key, removed) -- its server keeps answering, so a use would show
 
+    local _, event = one_connect(env, VIP)
+    assert.is_false(affinity_hit(event), "the record of the removed backend is not used")
     local run = env:client_inside("tcp", VIP, PORT, 20)
     assert.same({}, kernel.failures(run.results))
     local reached = kernel.distinct(run.results, "backend")
@@ -86,5 +88,24 @@ describe("datapath: session affinity", function()
       assert.are_not.equal(removed, backend, "reached the removed backend")
     end
     assert.equals(1, #reached, "the new choice is kept: " .. table.concat(reached, ", "))
+  end)
+
+  it("does not use a record whose slot now holds another backend", function()
+    local env = kernel.open(pending)
+    local servers = env:tcp_servers({ "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4" })
+    local backends = { servers[1], servers[2], servers[3] }
+    local key = env:frontend{ address = VIP, port = PORT, id = 104, backends = backends, affinity_seconds = 60 }
+    local replaced = one_connect(env, VIP)
+
+    -- The newcomer takes the very slot the record names.
+    local next_backends = {}
+    for slot, backend in ipairs(backends) do
+      next_backends[slot] = backend == replaced and servers[4] or backend
+    end
+    env:set_backends(key, next_backends)
+
+    local reached, event = one_connect(env, VIP)
+    assert.is_false(affinity_hit(event), "the record naming " .. replaced .. " is not used")
+    assert.are_not.equal(replaced, reached)
   end)
 end)

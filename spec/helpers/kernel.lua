@@ -231,6 +231,7 @@ function M.open(pending)
   env.cgroup_created = true
   local dp, err = balancing_core.load{ bpffs = env.bpffs }
   env.dp = check(dp, err, "core.load{bpffs = " .. env.bpffs .. "}")
+  env.loaded = true
   return env:attach()
 end
 
@@ -495,6 +496,9 @@ local function remove_pin_dir(self)
   end
   assert(self.bpffs:sub(1, #BPFFS_ROOT + 1 + #NAME_PREFIX) == BPFFS_ROOT .. "/" .. NAME_PREFIX)
   os.execute("rm -rf " .. quote(self.bpffs))
+  if not self.loaded then
+    return true -- core.load failed, and said why; its leftovers are gone now
+  end
   return false, "dp:unpin() left " .. self.bpffs .. " behind"
 end
 
