@@ -346,6 +346,39 @@ function M.client_outside(mode, host, port, count, options)
   return run_client("", mode, host, port, count, options)
 end
 
+-- A pausing mode of client.py ("tcp-pause", "udp-pause") inside the cgroup:
+-- `during_pause(first_result)` runs while the client waits between its two
+-- steps. Returns the client's {pid, results = {first, second}}.
+function Env:client_inside_pausing(mode, host, port, during_pause)
+  self.pauses = (self.pauses or 0) + 1
+  local pause_file = string.format("/tmp/%s-pause-%d", self.name, self.pauses)
+  os.remove(pause_file)
+  local command = string.format("timeout -k 1 %d sh -c %s", CLIENT_TIMEOUT_SECONDS,
+    quote(string.format("%sexec %s %s %s %s %d 1 --pause-file %s", enter_cgroup(self.cgroup), python(),
+      quote(FIXTURES .. "/client.py"), mode, host, port, quote(pause_file))))
+  local pipe = assert(io.popen(command, "r"))
+  local first_line = pipe:read("*l")
+  local ok, err = pcall(function()
+    local decoded_ok, first = pcall(cjson.decode, first_line or "")
+    if not decoded_ok then
+      error("client failed before its pause: " .. command .. "\n" .. tostring(first_line) .. (pipe:read("*a") or ""))
+    end
+    during_pause(first)
+  end)
+  assert(io.open(pause_file, "w")):close()
+  local rest = pipe:read("*a")
+  pipe:close()
+  os.remove(pause_file)
+  if not ok then
+    error(err, 2)
+  end
+  local decoded_ok, run = pcall(cjson.decode, rest)
+  if not decoded_ok or type(run) ~= "table" then
+    error("client failed after its pause: " .. command .. "\n" .. rest, 2)
+  end
+  return run
+end
+
 -- dig from inside the cgroup: its full output and exit status.
 function Env:dig_inside(server, port, name)
   local command = string.format("timeout -k 1 %d sh -c %s 2>&1", CLIENT_TIMEOUT_SECONDS,
@@ -388,6 +421,15 @@ function Env:set_backends(key, backends)
   for slot = #backends, old_count - 1 do
     self:map("map_backend"):delete(backend_key(key, slot))
   end
+end
+
+-- Rewrites a programmed frontend with some fields changed, e.g. {id = 9}.
+function Env:update_frontend(key, changes)
+  local frontend = self.frontends[key]
+  for field, value in pairs(changes) do
+    frontend[field] = value
+  end
+  return self:frontend(frontend)
 end
 
 -- Removes one backend the way the agent keeps slots dense: the last slot
