@@ -21,6 +21,21 @@ local function one_connect(env, address)
   return result.backend, events[1]
 end
 
+-- One client process connecting `count` times to each of the comma-separated
+-- hosts in turn; each connect with its backend and its event, in order.
+local function connects_with_events(env, hosts, count)
+  local run = env:client_inside("tcp", hosts, PORT, count)
+  assert.same({}, kernel.failures(run.results))
+  local events = env:events(#run.results, 2)
+  assert.equals(#run.results, #events, "one event per connect")
+  local connects = {}
+  for i, result in ipairs(run.results) do
+    assert.equals(result.peer, events[i].original_address .. ":" .. events[i].original_port, "events in connect order")
+    connects[i] = { backend = result.backend, event = events[i] }
+  end
+  return connects
+end
+
 describe("datapath: session affinity", function()
   after_each(kernel.close_all)
 
@@ -50,21 +65,24 @@ describe("datapath: session affinity", function()
       env:frontend{ address = frontends[i], port = PORT, id = 200 + i, backends = backends,
         affinity_seconds = TIMEOUT_SECONDS }
     end
-    local before = {}
-    for i, address in ipairs(frontends) do
-      before[i] = one_connect(env, address)
-      local again, event = one_connect(env, address)
-      assert.equals(before[i], again, "within the timeout " .. address .. " keeps its backend")
-      assert.is_true(affinity_hit(event), "the event of a connect within the timeout says affinity hit")
+    local hosts = table.concat(frontends, ",")
+
+    -- Two connects to each frontend, one after the other.
+    local before = connects_with_events(env, hosts, 2)
+    for i = 1, #frontends do
+      local first, again = before[2 * i - 1], before[2 * i]
+      assert.equals(first.backend, again.backend, "within the timeout " .. frontends[i] .. " keeps its backend")
+      assert.is_false(affinity_hit(first.event), "the first connect to " .. frontends[i] .. " is a fresh choice")
+      assert.is_true(affinity_hit(again.event), "the second connect to " .. frontends[i] .. " says affinity hit")
     end
 
     kernel.sleep(TIMEOUT_SECONDS + 0.3)
 
+    local after = connects_with_events(env, hosts, 1)
     local changed = 0
-    for i, address in ipairs(frontends) do
-      local after, event = one_connect(env, address)
-      assert.is_false(affinity_hit(event), "after the timeout " .. address .. " is a fresh choice")
-      if after ~= before[i] then
+    for i = 1, #frontends do
+      assert.is_false(affinity_hit(after[i].event), "after the timeout " .. frontends[i] .. " is a fresh choice")
+      if after[i].backend ~= before[2 * i].backend then
         changed = changed + 1
       end
     end

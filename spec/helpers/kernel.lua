@@ -30,6 +30,9 @@ local BPFFS_ROOT = "/sys/fs/bpf"
 local BTF_PATH = "/sys/kernel/btf/vmlinux"
 local NAME_PREFIX = "balancing-kspec-"
 local CLIENT_TIMEOUT_SECONDS = 30
+-- A server lives for one spec; the bound only matters if a teardown never
+-- came (it also bounds the wait for a server that never says it is ready).
+local SERVER_LIFETIME_SECONDS = 120
 
 -- Paths ----------------------------------------------------------------------
 
@@ -48,8 +51,18 @@ local function quote(word)
   return "'" .. tostring(word):gsub("'", "'\\''") .. "'"
 end
 
+-- Every process the harness starts (servers, clients, dnsmasq, dig,
+-- bpftool) runs without the sanitizer runtime that scripts/test.sh preloads
+-- into LuaJIT for BALANCING_SANITIZE=1: preloaded into them, ASan reports
+-- their own leaks as failures, and dnsmasq hangs at start.
+local SANITIZER_FREE = "unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; "
+
+local function popen(command)
+  return assert(io.popen(SANITIZER_FREE .. command, "r"))
+end
+
 local function read_command(command)
-  local pipe = assert(io.popen(command, "r"))
+  local pipe = popen(command)
   local output = pipe:read("*a")
   local ok, _, status = pipe:close()
   return output, ok, status
@@ -271,7 +284,7 @@ end
 -- Servers --------------------------------------------------------------------------------
 
 local function start_server_process(self, command)
-  local pipe = assert(io.popen(command, "r"))
+  local pipe = popen(command)
   local line = pipe:read("*l")
   if not line then
     pipe:close()
@@ -285,12 +298,12 @@ end
 -- One TCP listener per address, each on a free port, answering with its own
 -- "address:port". Returns those identities, in the order given.
 function Env:tcp_servers(addresses)
-  return start_server_process(self, string.format("exec %s %s tcp %s", python(),
+  return start_server_process(self, string.format("exec timeout %d %s %s tcp %s", SERVER_LIFETIME_SECONDS, python(),
     quote(FIXTURES .. "/servers.py"), table.concat(addresses, " "))).backends
 end
 
 function Env:udp_servers(addresses)
-  return start_server_process(self, string.format("exec %s %s udp %s", python(),
+  return start_server_process(self, string.format("exec timeout %d %s %s udp %s", SERVER_LIFETIME_SECONDS, python(),
     quote(FIXTURES .. "/servers.py"), table.concat(addresses, " "))).backends
 end
 
@@ -300,10 +313,11 @@ function Env:dnsmasq(address)
   local port = tonumber((read_command(python() .. " " .. quote(FIXTURES .. "/free_port.py") .. " " .. address)))
   assert(port, "no free UDP port on " .. address)
   local command = string.format(
-    "echo $$; exec dnsmasq --no-daemon --conf-file=%s --port=%d --listen-address=%s "
+    -- $$ is timeout's pid once sh execs it; timeout passes our SIGTERM on.
+    "echo $$; exec timeout %d dnsmasq --no-daemon --conf-file=%s --port=%d --listen-address=%s "
       .. "--bind-interfaces --pid-file= --user=root 2>&1",
-    quote(FIXTURES .. "/dnsmasq.conf"), port, address)
-  local pipe = assert(io.popen(command, "r"))
+    SERVER_LIFETIME_SECONDS, quote(FIXTURES .. "/dnsmasq.conf"), port, address)
+  local pipe = popen(command)
   local pid = tonumber(pipe:read("*l"))
   self.servers[#self.servers + 1] = { pid = pid, pipe = pipe }
   local log = {}
@@ -356,7 +370,7 @@ function Env:client_inside_pausing(mode, host, port, during_pause)
   local command = string.format("timeout -k 1 %d sh -c %s", CLIENT_TIMEOUT_SECONDS,
     quote(string.format("%sexec %s %s %s %s %d 1 --pause-file %s", enter_cgroup(self.cgroup), python(),
       quote(FIXTURES .. "/client.py"), mode, host, port, quote(pause_file))))
-  local pipe = assert(io.popen(command, "r"))
+  local pipe = popen(command)
   local first_line = pipe:read("*l")
   local ok, err = pcall(function()
     local decoded_ok, first = pcall(cjson.decode, first_line or "")
