@@ -6,7 +6,9 @@ local kernel = require("helpers.kernel")
 local VIP, PORT = "127.10.0.1", 80
 
 -- What `bpftool cgroup show` calls our four hooks.
-local ATTACH_TYPES = { "cgroup_inet4_connect", "cgroup_udp4_sendmsg", "cgroup_udp4_recvmsg", "cgroup_inet4_getpeername" }
+local ATTACH_TYPES = {
+  "cgroup_inet4_connect", "cgroup_udp4_sendmsg", "cgroup_udp4_recvmsg", "cgroup_inet4_getpeername",
+}
 
 local function frontend_with_a_backend(env)
   env:frontend{ address = VIP, port = PORT, id = 1, backends = env:tcp_servers({ "127.0.0.2" }) }

@@ -214,6 +214,20 @@ local function check(result, err, what)
   return result
 end
 
+-- balancing-kspec-<pid>-<n> with neither a cgroup nor a pin directory of
+-- that name (busted reloads this module for every spec file, so the counter
+-- starts again; a name a failed teardown left behind is never reused).
+local function unused_name()
+  local cgroup2 = M.cgroup2_mount()
+  repeat
+    env_counter = env_counter + 1
+    local name = string.format("%s%d-%d", NAME_PREFIX, own_pid(), env_counter)
+    if not exists(cgroup2 .. "/" .. name) and not exists(BPFFS_ROOT .. "/" .. name) then
+      return name
+    end
+  until false
+end
+
 -- A fresh datapath: its own cgroup, its own pin directory, the programs
 -- loaded and attached. `pending` is busted's, called when the kernel specs
 -- cannot run here (BALANCING_REQUIRE_E2E=1 turns that into an error).
@@ -228,8 +242,7 @@ function M.open(pending)
   end
   local balancing_core = core()
 
-  env_counter = env_counter + 1
-  local name = string.format("%s%d-%d", NAME_PREFIX, own_pid(), env_counter)
+  local name = unused_name()
   local env = setmetatable({
     name = name,
     cgroup = M.cgroup2_mount() .. "/" .. name,
@@ -416,8 +429,9 @@ function Env:frontend(frontend)
   local local_count = frontend.local_count or 0
   for slot, endpoint in ipairs(backends) do
     local address, port = M.split_endpoint(endpoint)
-    check(self:map("map_backend"):update(backend_key(key, slot - 1), abi.backend_value(address, port, slot <= local_count)),
-      "update failed", "map_backend update slot " .. (slot - 1))
+    local value = abi.backend_value(address, port, slot <= local_count)
+    check(self:map("map_backend"):update(backend_key(key, slot - 1), value), "update failed",
+      "map_backend update slot " .. (slot - 1))
   end
   check(self:map("map_service"):update(key, service_value(frontend, #backends)), "update failed",
     "map_service update " .. frontend.address .. ":" .. frontend.port)
