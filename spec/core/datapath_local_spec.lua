@@ -79,6 +79,17 @@ describe("datapath: a frontend without a usable backend", function()
     assert.same({ { errno = kernel.EHOSTUNREACH, step = "connect" } }, run.results)
   end)
 
+  it("fails a frontend whose slot below the count is absent with EHOSTUNREACH and REASON_BACKEND_MISSING", function()
+    local env = kernel.open(pending)
+    local key = env:frontend{ address = VIP, port = PORT, id = 108, backends = env:tcp_servers({ "127.0.0.2" }) }
+    env:map("map_backend"):delete(kernel.backend_key(key, 0)) -- count 1, slot 0 gone
+
+    local run = env:client_inside("tcp", VIP, PORT, 1)
+
+    assert.same({ { errno = kernel.EHOSTUNREACH, step = "connect" } }, run.results)
+    assert_one_failure_event(env, 6, ffi.C.REASON_BACKEND_MISSING)
+  end)
+
   it("fails a local-only frontend with no local backend and reports REASON_NO_LOCAL_BACKEND", function()
     local env = kernel.open(pending)
     local backends = env:tcp_servers({ "127.0.0.2", "127.0.0.3" })

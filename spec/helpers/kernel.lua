@@ -199,6 +199,8 @@ local function backend_key(key, slot)
   return value
 end
 
+M.backend_key = backend_key
+
 -- The environment -------------------------------------------------------------------
 
 local Env = {}
