@@ -6,15 +6,35 @@
 -- (size and target are "-" for the direct variants). Prints a Markdown table:
 -- the median of every variant per target (first, middle, last frontend) and
 -- over all its runs, and the ratios of those medians to the median of
--- "direct" (all its runs).
+-- "direct" (all its runs). "paired" is the median, over every (round,
+-- target) slot, of the run's figure divided by the direct run of the same
+-- slot: runs seconds apart share the machine's background load, so this
+-- ratio is the least disturbed by other work on the machine. "same-netns
+-- paired" is that ratio against the baseline in the same kind of network
+-- namespace: "direct" for the hook (the host's), "direct-netns" for the
+-- kube-proxy variants (each in a fresh namespace of its own).
 
 local path = assert(arg[1], "usage: connect_report.lua RESULTS")
 
 local samples = {} -- key "variant size" -> { all = {...}, first = {...}, ... }
 local order = {}
+local direct_slot = {} -- "round target" -> ns of direct
+local netns_slot = {} -- "round target" -> ns of direct-netns
+local lines = {}
 for line in io.lines(path) do
-  local variant, size, target, _, ns = line:match("^(%S+) (%S+) (%S+) (%S+) (%d+)$")
+  local variant, size, target, round, ns = line:match("^(%S+) (%S+) (%S+) (%S+) (%d+)$")
   if variant then
+    lines[#lines + 1] = { variant = variant, size = size, slot = round .. " " .. target, ns = tonumber(ns) }
+    if variant == "direct" then
+      direct_slot[round .. " " .. target] = tonumber(ns)
+    elseif variant == "direct-netns" then
+      netns_slot[round .. " " .. target] = tonumber(ns)
+    end
+  end
+end
+for _, run in ipairs(lines) do
+  local variant, size, target, ns = run.variant, run.size, run.slot:match(" (%S+)$"), run.ns
+  do
     local key = variant .. " " .. size
     if not samples[key] then
       samples[key] = { variant = variant, size = size, all = {} }
@@ -22,8 +42,18 @@ for line in io.lines(path) do
     end
     local entry = samples[key]
     entry[target] = entry[target] or {}
-    table.insert(entry[target], tonumber(ns))
-    table.insert(entry.all, tonumber(ns))
+    table.insert(entry[target], ns)
+    table.insert(entry.all, ns)
+    entry.paired = entry.paired or {}
+    entry.same = entry.same or {}
+    if direct_slot[run.slot] then
+      table.insert(entry.paired, ns / direct_slot[run.slot])
+    end
+    local own = (variant == "iptables" or variant == "nftables" or variant == "direct-netns")
+      and netns_slot[run.slot] or direct_slot[run.slot]
+    if own then
+      table.insert(entry.same, ns / own)
+    end
   end
 end
 
@@ -74,17 +104,18 @@ local names = {
 }
 
 print("| variant | frontends | runs | first ns | middle ns | last ns | all ns"
-  .. " | ×direct first | ×direct middle | ×direct last | ×direct all |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  .. " | ×direct first | ×direct middle | ×direct last | ×direct all | ×direct paired | ×same-netns paired |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for _, key in ipairs(order) do
   local e = samples[key]
   local direct_like = e.size == "-"
   local first, middle, last = median(e.first), median(e.middle), median(e.last)
   local all = median(e.all)
-  print(string.format("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |",
+  local paired, same = median(e.paired), median(e.same)
+  print(string.format("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
     names[e.variant] or e.variant, direct_like and "–" or e.size, #e.all,
     direct_like and "–" or fmt(first), direct_like and "–" or fmt(middle), direct_like and "–" or fmt(last),
     fmt(all),
     direct_like and "–" or ratio(first), direct_like and "–" or ratio(middle), direct_like and "–" or ratio(last),
-    ratio(all)))
+    ratio(all), paired and string.format("%.2f", paired) or "–", same and string.format("%.2f", same) or "–"))
 end
