@@ -9,6 +9,8 @@
 --   3. /usr/local/share/balancing/balancing.h, /usr/share/balancing/balancing.h.
 local ffi = require("ffi")
 local bit = require("bit")
+-- process-wide LuaJIT limits: every program of lua/balancing loads abi
+require("balancing.jit_options")
 
 local M = {}
 
@@ -77,29 +79,105 @@ function M.htons(port)
 end
 M.ntohs = M.htons
 
+-- Dotted IPv4 text is parsed byte by byte: the reconcile converts every
+-- endpoint address of every Service, and a parser that makes no substrings or
+-- tables keeps that loop inside LuaJIT's compiled traces.
+local byte = string.byte
+local DIGIT_0, DIGIT_9, DOT = 48, 57, 46
+
+-- One octet starting at pos: its value and the position after it, or nil.
+-- "0" is an octet; a leading zero ("01") is not, nor is a value over 255 (a
+-- fourth digit is left for the caller, which then finds no dot).
+local function octet(text, pos)
+  local c = byte(text, pos)
+  if c == nil or c < DIGIT_0 or c > DIGIT_9 then
+    return nil
+  end
+  local value = c - DIGIT_0
+  pos = pos + 1
+  c = byte(text, pos)
+  if value == 0 then
+    if c ~= nil and c >= DIGIT_0 and c <= DIGIT_9 then
+      return nil
+    end
+    return 0, pos
+  end
+  if c ~= nil and c >= DIGIT_0 and c <= DIGIT_9 then
+    value = value * 10 + c - DIGIT_0
+    pos = pos + 1
+    c = byte(text, pos)
+    if c ~= nil and c >= DIGIT_0 and c <= DIGIT_9 then
+      value = value * 10 + c - DIGIT_0
+      pos = pos + 1
+      if value > 255 then
+        return nil
+      end
+    end
+  end
+  return value, pos
+end
+
+-- The four octets of "a.b.c.d", or nil.
+local function octets(text)
+  local a, pos = octet(text, 1)
+  if not a or byte(text, pos) ~= DOT then
+    return nil
+  end
+  local b
+  b, pos = octet(text, pos + 1)
+  if not b or byte(text, pos) ~= DOT then
+    return nil
+  end
+  local c
+  c, pos = octet(text, pos + 1)
+  if not c or byte(text, pos) ~= DOT then
+    return nil
+  end
+  local d
+  d, pos = octet(text, pos + 1)
+  if not d or pos ~= #text + 1 then
+    return nil
+  end
+  return a, b, c, d
+end
+
 -- "10.96.0.10" -> the u32 whose memory holds the bytes 10,96,0,10 (network
--- order), as a Lua number; nil, err for anything that is not dotted IPv4.
+-- order), as a Lua number; nil, err for anything that is not dotted IPv4
+-- (octets 0..255 without leading zeros).
 function M.ipv4_to_u32(text)
   if type(text) ~= "string" then
     return nil, "not an IPv4 address: " .. tostring(text)
   end
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  local a, b, c, d = octets(text)
   if not a then
     return nil, "not an IPv4 address: " .. text
   end
-  local octets = { tonumber(a), tonumber(b), tonumber(c), tonumber(d) }
-  for i = 1, 4 do
-    if octets[i] > 255 or (#({ a, b, c, d })[i] > 1 and ({ a, b, c, d })[i]:sub(1, 1) == "0") then
-      return nil, "not an IPv4 address: " .. text
-    end
-  end
-  local value
   if little_endian then
-    value = octets[1] + octets[2] * 0x100 + octets[3] * 0x10000 + octets[4] * 0x1000000
-  else
-    value = octets[4] + octets[3] * 0x100 + octets[2] * 0x10000 + octets[1] * 0x1000000
+    return a + b * 0x100 + c * 0x10000 + d * 0x1000000
   end
-  return value
+  return d + c * 0x100 + b * 0x10000 + a * 0x1000000
+end
+
+-- "10.96.0.10" -> 0x0A60000A: the address as a number in host order, which
+-- sorts as addresses do; nil for text ipv4_to_u32 refuses.
+function M.ipv4_order(text)
+  if type(text) ~= "string" then
+    return nil
+  end
+  local a, b, c, d = octets(text)
+  if not a then
+    return nil
+  end
+  return ((a * 0x100 + b) * 0x100 + c) * 0x100 + d
+end
+
+-- ipv4_order's number -> the u32 ipv4_to_u32 gives for the same address
+-- (no text parsed again for an address already read once).
+function M.ipv4_order_to_u32(order)
+  if little_endian then
+    return bit.bswap(order) % 0x100000000
+  end
+  return order
 end
 
 function M.u32_to_ipv4(value)
@@ -159,9 +237,14 @@ M.reason_names = {
   [5] = "redirect limit reached, sent untranslated",
 }
 
--- Constructors for the map structs from readable fields.
+-- Constructors for the map structs from readable fields. The ctypes are
+-- looked up once: ffi.new with a declaration string parses it on every call
+-- the interpreter makes.
+local service_key_t = ffi.typeof("struct service_key")
+local backend_value_t = ffi.typeof("struct backend_value")
+
 function M.service_key(address, port, protocol, nat_type)
-  local key = ffi.new("struct service_key")
+  local key = service_key_t()
   key.address = address == "*" and 0 or assert(M.ipv4_to_u32(address))
   key.port = M.htons(port)
   key.protocol = type(protocol) == "string" and protocol_numbers[protocol] or protocol
@@ -170,7 +253,7 @@ function M.service_key(address, port, protocol, nat_type)
 end
 
 function M.backend_value(address, port, is_local)
-  local value = ffi.new("struct backend_value")
+  local value = backend_value_t()
   value.address = assert(M.ipv4_to_u32(address))
   value.port = M.htons(port)
   value.flags = is_local and ffi.C.BACKEND_FLAG_LOCAL or 0

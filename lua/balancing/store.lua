@@ -52,6 +52,12 @@ local function field(obj, ...)
   return value
 end
 
+-- What an absent index entry is iterated as: one shared empty table rather
+-- than a new one on every event (never written to).
+local NONE = setmetatable({}, { __newindex = function()
+  error("balancing.store: NONE is read-only", 2)
+end })
+
 local function array(value)
   if type(value) == "table" then
     return value
@@ -119,7 +125,7 @@ end
 
 local function sorted_values(items, less)
   local out = {}
-  for _, obj in pairs(items or {}) do
+  for _, obj in pairs(items or NONE) do
     out[#out + 1] = obj
   end
   table.sort(out, less or by_namespace_name)
@@ -172,11 +178,11 @@ local function identity(obj)
   end
   local kind = present(obj.kind)
   local name = field(obj, "metadata", "name")
-  local label = type(name) == "string" and string.format("%q", name) or "(no metadata.name)"
-  if kind == nil or kind == "" then
-    return nil, "object " .. label .. ": kind is missing"
-  end
-  if type(kind) ~= "string" or not KNOWN[kind] then
+  if kind == nil or kind == "" or type(kind) ~= "string" or not KNOWN[kind] then
+    local label = type(name) == "string" and string.format("%q", name) or "(no metadata.name)"
+    if kind == nil or kind == "" then
+      return nil, "object " .. label .. ": kind is missing"
+    end
     return nil, string.format("object %s: kind %q is not one of %s", label, tostring(kind),
       table.concat(M.KINDS, ", "))
   end
@@ -232,7 +238,7 @@ end
 -- Services ----------------------------------------------------------------------
 
 local function cluster_ips(service)
-  local ips, seen = {}, {}
+  local ips = {}
   if field(service, "spec", "type") == "ExternalName" then
     return ips
   end
@@ -242,9 +248,18 @@ local function cluster_ips(service)
   end
   for _, ip in ipairs(list) do
     ip = present(ip)
-    if type(ip) == "string" and ip ~= "" and ip ~= "None" and not seen[ip] then
-      seen[ip] = true
-      ips[#ips + 1] = ip
+    if type(ip) == "string" and ip ~= "" and ip ~= "None" then
+      -- at most two (one per IP family): a scan, not a set per Service
+      local seen = false
+      for i = 1, #ips do
+        if ips[i] == ip then
+          seen = true
+          break
+        end
+      end
+      if not seen then
+        ips[#ips + 1] = ip
+      end
     end
   end
   return ips
@@ -332,7 +347,7 @@ end
 -- computed again; the policies that claim a frontend it gained or lost may
 -- see a conflict's winner change.
 local function refresh_service_policies(self, service_key)
-  for policy_key in pairs(self.policies_by_service[service_key] or {}) do
+  for policy_key in pairs(self.policies_by_service[service_key] or NONE) do
     local kind, name = policy_key:match("^([^/]+)/(.*)$")
     local d = self.derived[kind]["/" .. name]
     if d then
@@ -426,31 +441,38 @@ local function copy_labels(obj)
   return labels
 end
 
--- The policies of one kind whose backend selector matches one of the label
--- sets: candidates from the selector index (by one matchLabels pair, or
--- every policy whose selector has none), then the full match.
-local function policies_matching_labels(self, kind, label_sets, each)
-  local by_pair, any = self.policies_by_selector[kind], self.policies_any_selector[kind]
-  local seen = {}
-  local function consider(name)
-    if seen[name] then
-      return
-    end
-    seen[name] = true
-    local d = self.derived[kind]["/" .. name]
-    for _, set in ipairs(label_sets) do
-      if d and d.selector and set.labels and d.selector:matches(set.labels) then
-        each(name, set)
-      end
+-- One candidate of mark_pod_policies, considered once: marked when its
+-- backend selector matches one of the label sets. A LocalRedirect selects
+-- pods of this node only: a pod elsewhere (before and after) cannot change
+-- its backends or its loop-avoidance pods.
+local function mark_if_selecting(self, kind, name, label_sets, seen)
+  if seen[name] then
+    return
+  end
+  seen[name] = true
+  local d = self.derived[kind]["/" .. name]
+  for _, set in ipairs(label_sets) do
+    if d and d.selector and set.labels and d.selector:matches(set.labels)
+        and (kind ~= "LocalRedirectPolicy" or (self.node_name ~= nil and set.node == self.node_name)) then
+      self.dirty[M.policy_owner(kind, name)] = true
     end
   end
+end
+
+-- Marks the policies of one kind whose backend selector matches one of the
+-- label sets (a pod before and after): candidates from the selector index
+-- (by one matchLabels pair, or every policy whose selector has none), then
+-- the full match. (Helpers, not closures: this runs for every Pod event.)
+local function mark_pod_policies(self, kind, label_sets)
+  local by_pair, any = self.policies_by_selector[kind], self.policies_any_selector[kind]
+  local seen = {}
   for name in pairs(any) do
-    consider(name)
+    mark_if_selecting(self, kind, name, label_sets, seen)
   end
   for _, set in ipairs(label_sets) do
     for key, value in pairs(set.labels or {}) do
-      for name in pairs(by_pair[key .. "=" .. value] or {}) do
-        consider(name)
+      for name in pairs(by_pair[key .. "=" .. value] or NONE) do
+        mark_if_selecting(self, kind, name, label_sets, seen)
       end
     end
   end
@@ -488,17 +510,8 @@ handlers.Pod = {
     if new then
       sets[#sets + 1] = new
     end
-    -- A LocalRedirect selects pods of this node only: a pod elsewhere (before
-    -- and after) cannot change its backends or its loop-avoidance pods.
-    local me = self.node_name
-    policies_matching_labels(self, "LocalRedirectPolicy", sets, function(name, set)
-      if me ~= nil and set.node == me then
-        self.dirty[M.policy_owner("LocalRedirectPolicy", name)] = true
-      end
-    end)
-    policies_matching_labels(self, "BalancingPolicy", sets, function(name)
-      self.dirty[M.policy_owner("BalancingPolicy", name)] = true
-    end)
+    mark_pod_policies(self, "LocalRedirectPolicy", sets)
+    mark_pod_policies(self, "BalancingPolicy", sets)
   end,
 }
 

@@ -14,7 +14,7 @@ end
 local function texts(list)
   local out = {}
   for i, r in ipairs(list) do
-    out[i] = r.address .. ":" .. r.port .. (r.is_local and "*" or "")
+    out[i] = r[endpoints.ADDRESS] .. ":" .. r[endpoints.PORT] .. (r[endpoints.IS_LOCAL] and "*" or "")
   end
   table.sort(out)
   return out
@@ -80,6 +80,25 @@ describe("endpoint selection", function()
       local early = fx.slice{ name = "web-a", ports = { { port = 8080 } }, endpoints = { { address = "10.0.0.1" } } }
       assert.same({ "10.0.0.1:8080" }, texts(records({ late, early }, nil)))
       assert.same({ "10.0.0.1:8080" }, texts(records({ early, late }, nil)))
+    end)
+
+    it("keeps a repeated address once among many endpoints, as among few", function()
+      local eps = {}
+      for i = 1, 40 do
+        eps[i] = { address = "10.0.0." .. ((i - 1) % 25 + 1) } -- 10.0.0.1 .. 25, then 1 .. 15 again
+      end
+      local list = texts(records({ fx.slice{ endpoints = eps } }, nil))
+      assert.equals(25, #list)
+      local seen = {}
+      for _, text in ipairs(list) do
+        assert.is_nil(seen[text])
+        seen[text] = true
+      end
+    end)
+
+    it("skips an endpoint whose address is not IPv4 text", function()
+      local slice = fx.slice{ endpoints = { { address = "01.2.3.4" }, { address = "10.0.0.1" }, { address = "a.b" } } }
+      assert.same({ "10.0.0.1:8080" }, texts(records({ slice }, nil)))
     end)
 
     it("marks an endpoint local when its nodeName is this node", function()
@@ -217,10 +236,29 @@ describe("endpoint selection", function()
       local ordered, local_count = endpoints.slot_order(records({ slice }, nil))
       local out = {}
       for i, r in ipairs(ordered) do
-        out[i] = r.address
+        out[i] = r[endpoints.ADDRESS]
       end
       assert.same({ "10.0.0.3", "10.0.0.9", "10.0.0.4", "10.0.0.20", "10.0.0.100" }, out)
       assert.equals(2, local_count)
+    end)
+
+    it("gives the same order for many endpoints as for few", function()
+      local eps = {}
+      for i = 1, 40 do
+        local n = (i * 17) % 40 + 1 -- 1 .. 40, shuffled
+        eps[i] = { address = "10.0." .. (n % 3) .. "." .. n, node = n % 5 == 0 and NODE or "node-2" }
+      end
+      local ordered, local_count = endpoints.slot_order(records({ fx.slice{ endpoints = eps } }, nil))
+      assert.equals(40, #ordered)
+      assert.equals(8, local_count)
+      for i = 2, #ordered do
+        local a, b = ordered[i - 1], ordered[i]
+        if a[endpoints.IS_LOCAL] == b[endpoints.IS_LOCAL] then
+          assert.is_true(a[endpoints.ORDER] < b[endpoints.ORDER])
+        else
+          assert.is_true(a[endpoints.IS_LOCAL])
+        end
+      end
     end)
   end)
 end)

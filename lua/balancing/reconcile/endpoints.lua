@@ -13,9 +13,36 @@
 --     endpoint carries zone hints and at least one names this node's zone.
 --
 -- Pure functions over decoded EndpointSlice objects: no store, no I/O.
+--
+-- They run for every port of every Service in a full reconcile, so they are
+-- written for LuaJIT: no closure made per call (sort orders and filters are
+-- module-level functions; LuaJIT cannot compile closure creation, and a hot
+-- loop that makes one falls back to the interpreter), arrays sized up front,
+-- and as little garbage as the rules allow — at 10,000 Services the
+-- collector's passes over the whole heap are a large part of the cost.
 local abi = require("balancing.abi")
+local new_table = require("table.new") -- LuaJIT: a table sized up front
+
+-- Up to this many records, a repeated address is found by scanning them, and
+-- slot order is an insertion sort: cheaper than a set made (and collected)
+-- per Service port, or table.sort calling back into Lua for every comparison.
+local SMALL = 16
 
 local M = {}
+
+-- An endpoint record is an array, indexed by these names: a full reconcile
+-- makes one per endpoint and Service port, and seven array slots take half
+-- the memory (and half the collector's work) of seven named fields.
+--   ADDRESS   the address text ("10.244.1.5")
+--   ORDER     the address as a number in host order, for sorting (abi.ipv4_order)
+--   PORT      the backend port (the slice's port of the Service port's name)
+--   IS_LOCAL  the endpoint runs on this node
+--   READY     ready (unset counts as true)
+--   FALLBACK  serving and terminating: what the terminating fallback uses
+--   ZONES     the set of its zone hints, or nil
+local ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES = 1, 2, 3, 4, 5, 6, 7
+M.ADDRESS, M.ORDER, M.PORT, M.IS_LOCAL, M.READY, M.FALLBACK, M.ZONES =
+  ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES
 
 -- lua-cjson decodes JSON null as a userdata sentinel; treat it as absent.
 local function present(v)
@@ -44,11 +71,9 @@ local function valid_port(port)
 end
 M.valid_port = valid_port
 
--- The number a dotted IPv4 address reads as (host order), for sorting.
-local function address_order(text)
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
-end
+-- The number a dotted IPv4 address reads as (host order), for sorting; nil
+-- for text that is not one.
+local address_order = abi.ipv4_order
 M.address_order = address_order
 
 -- The port a slice serves for one Service port: the slice port of the same
@@ -85,64 +110,110 @@ local function zone_hints(endpoint)
 end
 
 local function slice_name(slice)
-  local meta = present(slice.metadata) or {}
-  return present(meta.name) or ""
+  local meta = present(slice.metadata)
+  return meta and present(meta.name) or ""
 end
 
--- The endpoints of the given slices for one Service port, as records
---   { address, order, port, node_name, is_local, ready, serving, terminating, zones }
--- (order: the address as a number, for sorting)
+local function slice_name_less(a, b)
+  return slice_name(a) < slice_name(b)
+end
+
+-- The endpoints of the given slices for one Service port, as records (see
+-- ADDRESS ... ZONES above).
 -- IPv4 slices only; an address is kept once (the first occurrence, slices
 -- taken in name order, endpoints in slice order); an endpoint's first
 -- address is its address, as in kube-proxy.
 function M.from_slices(slices, port_name, protocol, node_name)
   port_name = M.port_name(port_name)
   protocol = M.protocol(protocol)
-  local ordered = {}
-  for _, slice in ipairs(slices or {}) do
-    ordered[#ordered + 1] = slice
+  local ordered = slices or {}
+  if #ordered > 1 then
+    ordered = {}
+    for i, slice in ipairs(slices) do
+      ordered[i] = slice
+    end
+    table.sort(ordered, slice_name_less)
   end
-  table.sort(ordered, function(a, b)
-    return slice_name(a) < slice_name(b)
-  end)
 
-  local records, seen = {}, {}
+  local records, count, seen = nil, 0, nil
   for _, slice in ipairs(ordered) do
     local port = present(slice.addressType) == "IPv4" and slice_port(slice, port_name, protocol)
-    if port then
-      for _, endpoint in ipairs(present(slice.endpoints) or {}) do
+    local list = port and present(slice.endpoints)
+    if type(list) == "table" then
+      records = records or new_table(#list, 0)
+      for _, endpoint in ipairs(list) do
         local addresses = present(endpoint.addresses)
         local address = addresses and present(addresses[1])
-        if address and not seen[address] and abi.ipv4_to_u32(address) then
-          seen[address] = true
+        local repeated = false
+        if seen then
+          repeated = seen[address] ~= nil
+        elseif address ~= nil then
+          for i = 1, count do
+            if records[i][ADDRESS] == address then
+              repeated = true
+              break
+            end
+          end
+        end
+        local order = address and not repeated and address_order(address)
+        if order then
+          count = count + 1
+          if seen then
+            seen[address] = true
+          elseif count > SMALL then
+            seen = {}
+            for i = 1, count - 1 do
+              seen[records[i][ADDRESS]] = true
+            end
+            seen[address] = true
+          end
           local conditions = present(endpoint.conditions) or {}
           local ready, serving, terminating =
             condition(conditions, "ready"), condition(conditions, "serving"), condition(conditions, "terminating")
-          local endpoint_node = present(endpoint.nodeName)
-          records[#records + 1] = {
-            address = address,
-            order = address_order(address),
-            port = port,
-            node_name = endpoint_node,
-            is_local = node_name ~= nil and endpoint_node == node_name,
-            -- unset ready and serving mean true, unset terminating false
-            -- (the EndpointSlice API's rule, as kube-proxy reads it)
-            ready = ready == nil or ready == true,
-            serving = serving == nil or serving == true,
-            terminating = terminating == true,
-            zones = zone_hints(endpoint),
+          -- unset ready and serving mean true, unset terminating false
+          -- (the EndpointSlice API's rule, as kube-proxy reads it)
+          records[count] = {
+            address,                                                           -- ADDRESS
+            order,                                                             -- ORDER
+            port,                                                              -- PORT
+            node_name ~= nil and present(endpoint.nodeName) == node_name,      -- IS_LOCAL
+            ready == nil or ready == true,                                     -- READY
+            (serving == nil or serving == true) and terminating == true,       -- FALLBACK
+            (zone_hints(endpoint)),                                            -- ZONES
           }
         end
       end
     end
   end
-  return records
+  return records or {}
 end
 
-local function filter(records, predicate)
-  local out = {}
-  for _, record in ipairs(records) do
-    if predicate(record) then
+-- An empty result, shared (never written to).
+local NONE = setmetatable({}, { __newindex = function()
+  error("balancing.reconcile.endpoints: NONE is read-only", 2)
+end })
+
+-- The records for which predicate(record, arg) holds: records itself when
+-- that is all of them (the usual case: every endpoint ready), NONE when none
+-- (the usual local set), else a new array. Callers only read the result.
+local function filter(records, predicate, arg)
+  local n = #records
+  local kept = 0
+  for i = 1, n do
+    if predicate(records[i], arg) then
+      kept = kept + 1
+    end
+  end
+  if kept == n then
+    return records
+  end
+  if kept == 0 then
+    return NONE
+  end
+  local out = new_table(kept, 0)
+  for i = 1, n do
+    local record = records[i]
+    if predicate(record, arg) then
       out[#out + 1] = record
     end
   end
@@ -150,7 +221,20 @@ local function filter(records, predicate)
 end
 
 local function serving_terminating(record)
-  return record.serving and record.terminating
+  return record[FALLBACK]
+end
+
+-- ready, and in the topology zone when there is one
+local function ready_in_zone(record, topology)
+  return record[READY] and (topology == nil or record[ZONES][topology] == true)
+end
+
+local function local_ready(record)
+  return record[IS_LOCAL] and record[READY]
+end
+
+local function local_serving_terminating(record)
+  return record[IS_LOCAL] and record[FALLBACK]
 end
 
 -- The zone the cluster set is narrowed to, or nil: only when every ready
@@ -158,11 +242,12 @@ end
 function M.topology_zone(records, zone)
   local any_ready, all_hinted, for_zone = false, true, false
   for _, record in ipairs(records) do
-    if record.ready then
+    if record[READY] then
       any_ready = true
-      if not record.zones then
+      local zones = record[ZONES]
+      if not zones then
         all_hinted = false
-      elseif zone and record.zones[zone] then
+      elseif zone and zones[zone] then
         for_zone = true
       end
     end
@@ -177,46 +262,66 @@ end
 -- Local-policy frontend use.
 function M.categorize(records, zone)
   local topology = M.topology_zone(records, zone)
-  local cluster = filter(records, function(r)
-    return r.ready and (topology == nil or r.zones[topology] == true)
-  end)
+  local cluster = filter(records, ready_in_zone, topology)
   if #cluster == 0 then
     -- no ready endpoint anywhere (topology never empties the set: it only
     -- applies when a ready endpoint is hinted for this zone)
     cluster = filter(records, serving_terminating)
   end
 
-  local local_ = filter(records, function(r)
-    return r.is_local and r.ready
-  end)
+  local local_ = filter(records, local_ready)
   if #local_ == 0 then
-    local_ = filter(records, function(r)
-      return r.is_local and serving_terminating(r)
-    end)
+    local_ = filter(records, local_serving_terminating)
   end
   return cluster, local_
 end
 
--- Slot order: this node's endpoints first, then the others; each group by
--- address, then port. Returns the ordered array and the number of local ones.
-function M.slot_order(records)
-  local ordered = {}
-  for i, record in ipairs(records) do
-    ordered[i] = record
+-- Slot order: local first, then by address, then port (addresses are
+-- unique among records, so this is a total order and any sort gives it).
+local function slot_less(a, b)
+  if a[IS_LOCAL] ~= b[IS_LOCAL] then
+    return a[IS_LOCAL]
   end
-  table.sort(ordered, function(a, b)
-    if a.is_local ~= b.is_local then
-      return a.is_local
-    end
-    if a.order ~= b.order then
-      return a.order < b.order
-    end
-    return a.port < b.port
-  end)
-  local local_count = 0
-  for _, record in ipairs(ordered) do
-    if record.is_local then
+  if a[ORDER] ~= b[ORDER] then
+    return a[ORDER] < b[ORDER]
+  end
+  return a[PORT] < b[PORT]
+end
+
+-- Slot order: this node's endpoints first, then the others; each group by
+-- address, then port. Returns the records in that order — the array itself
+-- when it is in that order already (slices usually list their endpoints by
+-- address), else a new one — and the number of local ones.
+function M.slot_order(records)
+  local n = #records
+  local local_count, in_order = 0, true
+  for i = 1, n do
+    local record = records[i]
+    if record[IS_LOCAL] then
       local_count = local_count + 1
+    end
+    if i > 1 and in_order and not slot_less(records[i - 1], record) then
+      in_order = false
+    end
+  end
+  if in_order then
+    return records, local_count
+  end
+  local ordered = new_table(n, 0)
+  for i = 1, n do
+    ordered[i] = records[i]
+  end
+  if n > SMALL then
+    table.sort(ordered, slot_less)
+  else
+    for i = 2, n do
+      local record = ordered[i]
+      local j = i - 1
+      while j >= 1 and slot_less(record, ordered[j]) do
+        ordered[j + 1] = ordered[j]
+        j = j - 1
+      end
+      ordered[j + 1] = record
     end
   end
   return ordered, local_count

@@ -11,6 +11,7 @@ local ffi = require("ffi")
 local abi = require("balancing.abi")
 local log = require("balancing.log")
 local endpoints = require("balancing.reconcile.endpoints")
+local new_table = require("table.new") -- LuaJIT: a table sized up front
 
 local M = {}
 
@@ -73,32 +74,47 @@ local function affinity_seconds(spec)
   return math.min(timeout, MAX_AFFINITY_SECONDS)
 end
 
--- The ClusterIPs: spec.clusterIPs, else spec.clusterIP; the field path of each.
-local function cluster_ips(spec)
-  local list = present(spec.clusterIPs)
-  if type(list) == "table" and #list > 0 then
-    local out = {}
-    for i, ip in ipairs(list) do
-      out[i] = { ip = present(ip), path = string.format("spec.clusterIPs[%d]", i - 1) }
-    end
-    return out
+-- Field paths with a list position, made once per position: the reconcile
+-- of every Service asks for "spec.ports[0]" again.
+local function indexed_path(cache, format, i)
+  local path = cache[i]
+  if not path then
+    path = string.format(format, i)
+    cache[i] = path
   end
-  local single = present(spec.clusterIP)
-  if single ~= nil then
-    return { { ip = single, path = "spec.clusterIP" } }
+  return path
+end
+local CLUSTER_IP_PATHS, INGRESS_PATHS, EXTERNAL_IP_PATHS, PORT_PATHS, NODE_PORT_PATHS = {}, {}, {}, {}, {}
+
+-- The address as a number (its sort order, abi.ipv4_order), or nil when it
+-- is not IPv4 text; false for an IPv6 address, which this version skips.
+local function address_number(ip)
+  if is_ipv6(ip) then
+    return false
   end
-  return {}
+  return abi.ipv4_order(ip)
 end
 
 -- Every address frontend of the Service, in a fixed order (ClusterIP, load
--- balancer, external): { ip, path, mode, policy } where policy says whether
--- the internal or the external traffic policy applies.
+-- balancer, external): { ip, number, path, mode }. The internal traffic
+-- policy applies to ClusterIP frontends, the external one to the others.
 local function address_frontends(spec, status, service_type)
   local out = {}
-  for _, entry in ipairs(cluster_ips(spec)) do
-    -- "None" is a headless Service: no virtual IP, clients resolve pods by DNS
-    if entry.ip ~= "None" and entry.ip ~= "" then
-      out[#out + 1] = { ip = entry.ip, path = entry.path, mode = "ClusterIP", policy = "internal" }
+  -- the ClusterIPs: spec.clusterIPs, else spec.clusterIP
+  local list = present(spec.clusterIPs)
+  if type(list) == "table" and #list > 0 then
+    for i, ip in ipairs(list) do
+      ip = present(ip)
+      -- "None" is a headless Service: no virtual IP, clients resolve pods by DNS
+      if ip ~= "None" and ip ~= "" then
+        out[#out + 1] = { ip = ip, number = address_number(ip),
+          path = indexed_path(CLUSTER_IP_PATHS, "spec.clusterIPs[%d]", i - 1), mode = "ClusterIP" }
+      end
+    end
+  else
+    local ip = present(spec.clusterIP)
+    if ip ~= nil and ip ~= "None" and ip ~= "" then
+      out[#out + 1] = { ip = ip, number = address_number(ip), path = "spec.clusterIP", mode = "ClusterIP" }
     end
   end
   if service_type == "LoadBalancer" then
@@ -106,20 +122,37 @@ local function address_frontends(spec, status, service_type)
       local ip = field(ingress, "ip")
       -- an ingress may carry only a hostname (some cloud balancers): nothing to program
       if ip ~= nil then
-        out[#out + 1] = { ip = ip, path = string.format("status.loadBalancer.ingress[%d].ip", i - 1),
-          mode = "LoadBalancer", policy = "external" }
+        out[#out + 1] = { ip = ip, number = address_number(ip),
+          path = indexed_path(INGRESS_PATHS, "status.loadBalancer.ingress[%d].ip", i - 1),
+          mode = "LoadBalancer" }
       end
     end
   end
   for i, ip in ipairs(present(spec.externalIPs) or {}) do
-    out[#out + 1] = { ip = present(ip), path = string.format("spec.externalIPs[%d]", i - 1),
-      mode = "ExternalIP", policy = "external" }
+    ip = present(ip)
+    out[#out + 1] = { ip = ip, number = address_number(ip),
+      path = indexed_path(EXTERNAL_IP_PATHS, "spec.externalIPs[%d]", i - 1), mode = "ExternalIP" }
   end
   return out
 end
 
+local service_value_t = ffi.typeof("struct service_value")
+local backend_value_t = ffi.typeof("struct backend_value")
+local BACKEND_FLAG_LOCAL = ffi.C.BACKEND_FLAG_LOCAL
+local ADDRESS_ORDER, BACKEND_PORT, IS_LOCAL = endpoints.ORDER, endpoints.PORT, endpoints.IS_LOCAL
+
+-- abi.backend_value for an endpoint record, from the address number the
+-- record already holds rather than its text
+local function backend_value(record)
+  local value = backend_value_t()
+  value.address = abi.ipv4_order_to_u32(record[ADDRESS_ORDER])
+  value.port = abi.htons(record[BACKEND_PORT])
+  value.flags = record[IS_LOCAL] and BACKEND_FLAG_LOCAL or 0
+  return value
+end
+
 local function service_value(service_id, mode, affinity, local_only, total, local_count)
-  local value = ffi.new("struct service_value")
+  local value = service_value_t()
   value.service_id = service_id
   value.total_count = total
   value.local_count = local_count
@@ -129,28 +162,70 @@ local function service_value(service_id, mode, affinity, local_only, total, loca
   return value
 end
 
+-- A frontend as one number, unique per address:port/protocol and in their
+-- sort order (address, then port, then TCP before UDP); the NodePort
+-- wildcard "*" (number -1) sorts first. At most 2^49: exact in a double.
+local function frontend_number(number, port, protocol)
+  return ((number + 1) * 0x10000 + port) * 2 + (protocol == "UDP" and 1 or 0)
+end
+
 local function frontend_order(a, b)
-  if a.sort[1] ~= b.sort[1] then
-    return a.sort[1] < b.sort[1]
+  return a.sort < b.sort
+end
+
+-- What one Service's reconcile gathers: its rejections (each reason once: a
+-- bad address is met once per service port), the frontends so far and the
+-- frontends taken (number → the field that took it). The helpers below take
+-- it as their first argument rather than closing over it: LuaJIT cannot
+-- compile the creation of a closure, and this runs for every Service.
+local function reject(state, reason)
+  local rejected = state.rejected
+  if not rejected then
+    rejected = {}
+    state.rejected = rejected
   end
-  if a.sort[2] ~= b.sort[2] then
-    return a.sort[2] < b.sort[2]
+  if not rejected[reason] then
+    rejected[reason] = true
+    local rejections = state.rejections
+    rejections[#rejections + 1] = { kind = "Service", name = state.full_name, reason = reason }
   end
-  return a.sort[3] < b.sort[3]
+end
+
+-- A frontend of the service port with the endpoints of its traffic policy,
+-- in slot order (ordered, and how many of them are local).
+local function add(state, address, number, path, mode, port, protocol, policy_local, ordered, local_count)
+  local key_number = frontend_number(number, port, protocol)
+  local taken_by = state.taken[key_number]
+  if taken_by then
+    local key_text = string.format("%s:%d/%s", address, port, protocol)
+    reject(state, string.format("%s: frontend %s is already programmed by %s", path, key_text, taken_by))
+    return
+  end
+  state.taken[key_number] = path
+  local count = #ordered
+  if count > MAX_BACKENDS then
+    reject(state, string.format("%s: %d backends, only the first %d are programmed", path, count, MAX_BACKENDS))
+    count, local_count = MAX_BACKENDS, math.min(local_count, MAX_BACKENDS)
+  end
+  local backends = new_table(count, 0)
+  for i = 1, count do
+    backends[i] = backend_value(ordered[i])
+  end
+  local frontends = state.frontends
+  frontends[#frontends + 1] = {
+    key = abi.service_key(address, port, protocol, NAT_TYPE),
+    value = service_value(state.service_id, mode, state.affinity, policy_local, count, local_count),
+    backends = backends,
+    sort = key_number, -- removed once sorted
+  }
 end
 
 function M.desired(store, ctx, namespace, name)
-  local entries = { owner = M.owner_key(namespace, name), frontends = {} }
-  local rejections = {}
+  local rejections, frontends = {}, {}
+  local entries = { owner = M.owner_key(namespace, name), frontends = frontends }
   local full_name = namespace .. "/" .. name
-  local rejected = {}
-  -- a bad address is met once per service port; report it once
-  local function reject(reason)
-    if not rejected[reason] then
-      rejected[reason] = true
-      rejections[#rejections + 1] = { kind = "Service", name = full_name, reason = reason }
-    end
-  end
+  local state = { rejections = rejections, rejected = false, full_name = full_name, taken = {}, frontends = frontends,
+    service_id = false, affinity = 0 }
 
   local svc = store:get("Service", namespace, name)
   local spec = svc and present(svc.spec)
@@ -165,101 +240,78 @@ function M.desired(store, ctx, namespace, name)
 
   local service_id, id_err = store.ids:service_id(svc)
   if not service_id then
-    reject("metadata: no service ID: " .. tostring(id_err))
+    reject(state, "metadata: no service ID: " .. tostring(id_err))
     return entries, rejections
   end
+  state.service_id = service_id
 
   local affinity, affinity_problem = affinity_seconds(spec)
   if affinity_problem then
-    reject(affinity_problem)
+    reject(state, affinity_problem)
   end
+  state.affinity = affinity
   local internal_local = is_local_policy(present(spec.internalTrafficPolicy))
   local external_local = is_local_policy(present(spec.externalTrafficPolicy))
   local node_port_type = service_type == "NodePort" or service_type == "LoadBalancer"
-  local addresses = address_frontends(spec, present(svc.status) or {}, service_type)
+  local addresses = address_frontends(spec, present(svc.status), service_type)
   local slices = store:endpoint_slices_of(namespace, name) or {}
   local node_name = ctx and ctx.node_name
 
-  -- keys taken so far: "address:port/protocol" → the field that took it
-  local taken = {}
-  local frontends = {}
-
-  local function add(address, path, mode, port, protocol, policy_local, categorized)
-    local key_text = string.format("%s:%d/%s", address, port, protocol)
-    if taken[key_text] then
-      reject(string.format("%s: frontend %s is already programmed by %s", path, key_text, taken[key_text]))
-      return
-    end
-    taken[key_text] = path
-    -- every frontend of a service port shares one of two slot orders
-    local set = policy_local and "local_" or "cluster"
-    if not categorized.ordered[set] then
-      categorized.ordered[set] = { endpoints.slot_order(categorized[set]) }
-    end
-    local ordered, local_count = categorized.ordered[set][1], categorized.ordered[set][2]
-    if #ordered > MAX_BACKENDS then
-      reject(string.format("%s: %d backends, only the first %d are programmed", path, #ordered, MAX_BACKENDS))
-      local cut = {}
-      for i = 1, MAX_BACKENDS do
-        cut[i] = ordered[i]
-      end
-      ordered, local_count = cut, math.min(local_count, MAX_BACKENDS)
-    end
-    local backends = {}
-    for i, record in ipairs(ordered) do
-      backends[i] = abi.backend_value(record.address, record.port, record.is_local)
-    end
-    frontends[#frontends + 1] = {
-      key = abi.service_key(address, port, protocol, NAT_TYPE),
-      value = service_value(service_id, mode, affinity, policy_local, #backends, local_count),
-      backends = backends,
-      sort = { address == "*" and -1 or endpoints.address_order(address), port, abi.protocol_number(protocol) },
-    }
-  end
-
   for i, port in ipairs(present(spec.ports) or {}) do
-    local path = string.format("spec.ports[%d]", i - 1)
     local protocol = endpoints.protocol(port.protocol)
-    local port_label = present(port.name) or tostring(present(port.port))
     if not PROTOCOLS[protocol] then
       -- SCTP (or anything new): the socket hooks translate TCP and UDP only
       log.info("service port skipped: protocol not supported", {
-        service = full_name, port = port_label, protocol = tostring(protocol) })
+        service = full_name, port = present(port.name) or tostring(present(port.port)),
+        protocol = tostring(protocol) })
     elseif not endpoints.valid_port(present(port.port)) then
-      reject(string.format("%s.port: %s is not a port number (1..65535)", path, tostring(present(port.port))))
+      reject(state, string.format("%s.port: %s is not a port number (1..65535)",
+        indexed_path(PORT_PATHS, "spec.ports[%d]", i - 1), tostring(present(port.port))))
     else
       local records = endpoints.from_slices(slices, port.name, protocol, node_name)
       local cluster, local_ = endpoints.categorize(records, ctx and ctx.zone)
-      local categorized = { cluster = cluster, local_ = local_, ordered = {} }
+      -- every frontend of the port shares one of two slot orders (both cheap
+      -- when unused: an empty local set, a set already in order, is returned
+      -- as it is)
+      local cluster_ordered, cluster_local_count = endpoints.slot_order(cluster)
+      local local_ordered, local_count = endpoints.slot_order(local_)
 
       for _, fe in ipairs(addresses) do
-        if not is_ipv6(fe.ip) then -- this version programs IPv4 only
-          if not abi.ipv4_to_u32(fe.ip) then
-            reject(string.format("%s: %q is not an IPv4 address", fe.path, tostring(fe.ip)))
-          else
-            local policy_local = external_local
-            if fe.policy == "internal" then
-              policy_local = internal_local
-            end
-            add(fe.ip, fe.path, fe.mode, port.port, protocol, policy_local, categorized)
+        if fe.number == nil then
+          reject(state, string.format("%s: %q is not an IPv4 address", fe.path, tostring(fe.ip)))
+        elseif fe.number then -- false: IPv6, and this version programs IPv4 only
+          local policy_local = external_local
+          if fe.mode == "ClusterIP" then
+            policy_local = internal_local
           end
+          local ordered, count = cluster_ordered, cluster_local_count
+          if policy_local then
+            ordered, count = local_ordered, local_count
+          end
+          add(state, fe.ip, fe.number, fe.path, fe.mode, port.port, protocol, policy_local, ordered, count)
         end
       end
 
       local node_port = present(port.nodePort)
       if node_port_type and node_port ~= nil then
         if not endpoints.valid_port(node_port) then
-          reject(string.format("%s.nodePort: %s is not a port number (1..65535)", path, tostring(node_port)))
+          reject(state, string.format("%s.nodePort: %s is not a port number (1..65535)",
+            indexed_path(PORT_PATHS, "spec.ports[%d]", i - 1), tostring(node_port)))
         else
-          add("*", path .. ".nodePort", "NodePort", node_port, protocol, external_local, categorized)
+          local ordered, count = cluster_ordered, cluster_local_count
+          if external_local then
+            ordered, count = local_ordered, local_count
+          end
+          add(state, "*", -1, indexed_path(NODE_PORT_PATHS, "spec.ports[%d].nodePort", i - 1), "NodePort",
+            node_port, protocol, external_local, ordered, count)
         end
       end
     end
   end
 
   table.sort(frontends, frontend_order)
-  for i, fe in ipairs(frontends) do
-    entries.frontends[i] = { key = fe.key, value = fe.value, backends = fe.backends }
+  for _, fe in ipairs(frontends) do
+    fe.sort = nil
   end
   return entries, rejections
 end
