@@ -117,19 +117,71 @@ describe("reconcile.node", function()
       assert.same({ [11] = "192.168.0.1" }, (decode.node_proxy_ips(entries)))
     end)
 
-    it("skips a node without a valid ID, with a rejection naming the node and the annotation", function()
+    it("skips a node without the nodeId annotation and does not reject it: its agent writes the annotation",
+      function()
+        local store = store_of{
+          fx.node{ name = "node-1", internal_ip = "192.168.0.1" },
+          fx.node{ name = "node-2", internal_ip = "192.168.0.2", proxy_ip = "172.16.0.2" },
+          fx.node{ name = "node-3", node_id = 13, internal_ip = "192.168.0.3" },
+        }
+        local entries, rejections = node.desired(store, node.context(store, "node-1", false))
+        assert.same({ [13] = "192.168.0.3" }, (decode.node_proxy_ips(entries)))
+        assert.same({ ["192.168.0.1"] = 0, ["192.168.0.2"] = 0, ["192.168.0.3"] = 13 }, (decode.node_ips(entries)))
+        assert.same({}, rejections)
+      end)
+
+    it("mentions a node without an ID at debug level only", function()
+      local log = require("balancing.log")
+      local cjson = require("cjson")
+      local lines = {}
+      local level = log.level()
+      log.set_sink(function(line) lines[#lines + 1] = line end)
+      local store = store_of{ fx.node{ name = "node-2", internal_ip = "192.168.0.2" } }
+      local ok, err = pcall(function()
+        assert(log.set_level("info"))
+        node.desired(store, node.context(store, "node-1", false))
+        assert.same({}, lines)
+        assert(log.set_level("debug"))
+        node.desired(store, node.context(store, "node-1", false))
+      end)
+      log.set_sink(nil)
+      log.set_level(level)
+      assert(ok, err)
+      assert.equals(1, #lines)
+      local line = cjson.decode(lines[1])
+      assert.equals("debug", line.level)
+      assert.equals("node-2", line.node)
+    end)
+
+    it("rejects nothing on a fresh cluster where no node has an ID yet", function()
       local store = store_of{
         fx.node{ name = "node-1", internal_ip = "192.168.0.1" },
-        fx.node{ name = "node-2", node_id = "0", internal_ip = "192.168.0.2" },
-        fx.node{ name = "node-3", node_id = 13, internal_ip = "192.168.0.3" },
+        fx.node{ name = "node-2", internal_ip = "192.168.0.2" },
       }
       local entries, rejections = node.desired(store, node.context(store, "node-1", false))
-      assert.same({ [13] = "192.168.0.3" }, (decode.node_proxy_ips(entries)))
-      assert.same({
-        "node-1: metadata.annotations[balancing.elf.io/nodeId]: missing",
-        'node-2: metadata.annotations[balancing.elf.io/nodeId]: "0" is not a non-zero decimal uint32',
-      }, reasons(rejections))
+      assert.same({}, rejections)
+      assert.same({}, entries.node_proxy_ips)
+      assert.same({ ["192.168.0.1"] = 0, ["192.168.0.2"] = 0 }, (decode.node_ips(entries)))
     end)
+
+    it("skips a node whose ID is not a non-zero decimal uint32, with a rejection naming the node and the annotation",
+      function()
+        local store = store_of{
+          fx.node{ name = "node-1", node_id = "0", internal_ip = "192.168.0.1" },
+          fx.node{ name = "node-2", node_id = "abc", internal_ip = "192.168.0.2" },
+          fx.node{ name = "node-3", node_id = 13, internal_ip = "192.168.0.3" },
+          fx.node{ name = "node-4", node_id = "4294967296", internal_ip = "192.168.0.4" },
+          fx.node{ name = "node-5", node_id = "", internal_ip = "192.168.0.5" },
+        }
+        local entries, rejections = node.desired(store, node.context(store, "node-1", false))
+        assert.same({ [13] = "192.168.0.3" }, (decode.node_proxy_ips(entries)))
+        assert.same({
+          'node-1: metadata.annotations[balancing.elf.io/nodeId]: "0" is not a non-zero decimal uint32',
+          'node-2: metadata.annotations[balancing.elf.io/nodeId]: "abc" is not a non-zero decimal uint32',
+          'node-4: metadata.annotations[balancing.elf.io/nodeId]: "4294967296" is not a non-zero decimal uint32',
+          'node-5: metadata.annotations[balancing.elf.io/nodeId]: "" is not a non-zero decimal uint32',
+        }, reasons(rejections))
+      end)
 
     it("falls back to the first InternalIP when nodeProxyIpv4 is not an IPv4 address, with a rejection", function()
       local store = store_of{ fx.node{ name = "node-1", node_id = 11, internal_ip = "192.168.0.1",

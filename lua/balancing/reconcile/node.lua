@@ -5,8 +5,16 @@
 --   local entries, rejections = node.desired(store, ctx)
 --
 -- Pure: the same store gives the same context and entries, in the same order.
+--
+-- A Node without the balancing.elf.io/nodeId annotation is not at fault: each
+-- agent writes it for its own node when missing (API.md "Annotations"), so on
+-- a fresh cluster no node has one yet. Such a node has node ID 0 in
+-- map_node_ip (its NodePorts still resolve) and no map_node_proxy_ip entry
+-- until the annotation appears. Only an ID that is present and invalid, or
+-- that an earlier node already holds, is reported.
 local ffi = require("ffi")
 local abi = require("balancing.abi")
+local log = require("balancing.log")
 
 local M = {}
 
@@ -56,11 +64,12 @@ local function ipv4_addresses(node_obj)
 end
 
 -- The node's ID from its annotation: a decimal uint32, non-zero. Returns
--- the number, or nil and the reason naming the annotation.
+-- the number; nil when the annotation is missing (not yet written: no
+-- reason); nil and the reason naming the annotation when it is invalid.
 function M.node_id(node_obj)
   local text = present(metadata_map(node_obj, "annotations")[M.NODE_ID_ANNOTATION])
   if text == nil then
-    return nil, string.format("metadata.annotations[%s]: missing", M.NODE_ID_ANNOTATION)
+    return nil
   end
   local value = type(text) == "string" and text:match("^%d+$") and tonumber(text)
   if not value or value == 0 or value > MAX_NODE_ID then
@@ -124,11 +133,6 @@ function M.context(store, name, out_cluster)
   return ctx
 end
 
-local function address_order(text)
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
-end
-
 function M.desired(store, ctx) -- luacheck: no unused args
   local entries = { owner = M.OWNER, frontends = {}, node_ips = {}, node_proxy_ips = {} }
   local rejections = {}
@@ -150,8 +154,11 @@ function M.desired(store, ctx) -- luacheck: no unused args
   for _, node_obj in ipairs(nodes) do
     local name = node_name(node_obj)
     local id, err = M.node_id(node_obj)
-    if not id then
+    if err then
       reject(name, err)
+    elseif not id then
+      log.debug("node has no ID yet: node ID 0 in map_node_ip, no proxy IP entry", {
+        node = name, annotation = M.NODE_ID_ANNOTATION })
     elseif id_owner[id] then
       reject(name, string.format("metadata.annotations[%s]: %d is already the ID of node %s",
         M.NODE_ID_ANNOTATION, id, id_owner[id]))
@@ -172,7 +179,7 @@ function M.desired(store, ctx) -- luacheck: no unused args
         key.address = abi.ipv4_to_u32(entry.address)
         local value = ffi.new("struct node_ip_value")
         value.node_id = ids[name] or 0
-        node_ips[#node_ips + 1] = { key = key, value = value, sort = address_order(entry.address) }
+        node_ips[#node_ips + 1] = { key = key, value = value, sort = abi.ipv4_order(entry.address) }
       end
     end
 
