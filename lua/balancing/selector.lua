@@ -11,7 +11,9 @@
 --   DoesNotExist  the key is absent.
 -- An empty selector ({}) matches everything. Errors name the part at fault
 -- relative to the selector (the caller prefixes its own field path); list
--- positions count from 1: `matchExpressions[1].operator: unknown operator "Foo"`.
+-- positions count from 0, as the API server counts them in its own messages:
+-- `matchExpressions[0].operator: unknown operator "Foo"` is the first
+-- expression, `matchExpressions[0].values[1]` its second value.
 local cjson = require("cjson")
 
 local M = {}
@@ -69,7 +71,7 @@ local function compile_expression(expr, where)
   local set = {}
   for i, value in ipairs(values) do
     if type(value) ~= "string" then
-      return nil, string.format("%s.values[%d]: must be a string, not %s", where, i, quote(value))
+      return nil, string.format("%s.values[%d]: must be a string, not %s", where, i - 1, quote(value))
     end
     set[value] = true
   end
@@ -114,7 +116,7 @@ function M.compile(spec)
       return nil, "matchExpressions: must be a list"
     end
     for i, expr in ipairs(spec.matchExpressions) do
-      local compiled, err = compile_expression(expr, string.format("matchExpressions[%d]", i))
+      local compiled, err = compile_expression(expr, string.format("matchExpressions[%d]", i - 1))
       if not compiled then
         return nil, err
       end

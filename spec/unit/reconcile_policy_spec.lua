@@ -253,6 +253,14 @@ describe("policy rules", function()
         lr_reason{ selector = { matchExpressions = { { key = "app", operator = "Near" } } } })
     end)
 
+    it("names list positions inside a selector from 0, as every other field path", function()
+      assert.equals('spec.backend.endpointSelector.matchExpressions[1].values[0]: must be a string, not "7"',
+        lr_reason{ selector = { matchExpressions = {
+          { key = "app", operator = "Exists" },
+          { key = "tier", operator = "In", values = { 7 } },
+        } } })
+    end)
+
     it("is refused for a BalancingPolicy with both backend kinds or neither", function()
       assert.equals("spec.backend: exactly one of serviceEndpoint and addressEndpoint, not both",
         bl_reason{ backend = {

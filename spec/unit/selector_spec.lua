@@ -145,42 +145,42 @@ describe("selector.compile / matches", function()
     end)
 
     it("an unknown operator", function()
-      fails(expr("a", "Foo", { "x" }), 'matchExpressions[1].operator: unknown operator "Foo"')
+      fails(expr("a", "Foo", { "x" }), 'matchExpressions[0].operator: unknown operator "Foo"')
     end)
 
-    it("names the position of the failing expression, counting from 1", function()
+    it("names the position of the failing expression, counting from 0 as the API server does", function()
       fails({ matchExpressions = {
         { key = "a", operator = "Exists" },
         { key = "b", operator = "Equals", values = { "x" } },
-      } }, "matchExpressions[2].operator")
+      } }, 'matchExpressions[1].operator: unknown operator "Equals"')
     end)
 
     it("a missing operator", function()
-      fails({ matchExpressions = { { key = "a" } } }, "matchExpressions[1].operator: missing")
+      fails({ matchExpressions = { { key = "a" } } }, "matchExpressions[0].operator: missing")
     end)
 
     it("a missing key", function()
-      fails({ matchExpressions = { { operator = "Exists" } } }, "matchExpressions[1].key: missing")
+      fails({ matchExpressions = { { operator = "Exists" } } }, "matchExpressions[0].key: missing")
     end)
 
     it("values missing for In", function()
-      fails(expr("a", "In"), "matchExpressions[1].values: required (non-empty) for operator In")
+      fails(expr("a", "In"), "matchExpressions[0].values: required (non-empty) for operator In")
     end)
 
     it("values empty for NotIn", function()
-      fails(expr("a", "NotIn", {}), "matchExpressions[1].values: required (non-empty) for operator NotIn")
+      fails(expr("a", "NotIn", {}), "matchExpressions[0].values: required (non-empty) for operator NotIn")
     end)
 
     it("values given for Exists", function()
-      fails(expr("a", "Exists", { "x" }), "matchExpressions[1].values: must be empty for operator Exists")
+      fails(expr("a", "Exists", { "x" }), "matchExpressions[0].values: must be empty for operator Exists")
     end)
 
     it("values given for DoesNotExist", function()
-      fails(expr("a", "DoesNotExist", { "x" }), "matchExpressions[1].values: must be empty for operator DoesNotExist")
+      fails(expr("a", "DoesNotExist", { "x" }), "matchExpressions[0].values: must be empty for operator DoesNotExist")
     end)
 
     it("a non-string value in values", function()
-      fails(expr("a", "In", { "x", 1 }), "matchExpressions[1].values[2]: must be a string")
+      fails(expr("a", "In", { "x", 1 }), "matchExpressions[0].values[1]: must be a string")
     end)
 
     it("a non-string label value in matchLabels", function()

@@ -166,16 +166,14 @@ local function parse_port_list(list, path, required)
   return ports
 end
 
--- selector.compile names the part at fault relative to the selector, counting
--- list positions from 1 ("matchExpressions[1].operator: ..."); here it joins
--- the policy's field path, where positions count from 0 as everywhere else.
+-- selector.compile names the part at fault relative to the selector, with
+-- list positions from 0 like every field path here ("matchExpressions[0]
+-- .operator: ..."); it joins the policy's field path as a sub-field, or
+-- after a colon when it is about the selector itself ("missing").
 local function parse_selector(spec, path)
   local compiled, err = selector.compile(present(spec))
   if not compiled then
     if err:match("^match") then
-      err = err:gsub("^(matchExpressions)%[(%d+)%]", function(field, position)
-        return string.format("%s[%d]", field, tonumber(position) - 1)
-      end)
       return nil, path .. "." .. err
     end
     return nil, path .. ": " .. err
