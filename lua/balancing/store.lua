@@ -128,7 +128,9 @@ local function sorted_values(items, less)
   for _, obj in pairs(items or NONE) do
     out[#out + 1] = obj
   end
-  table.sort(out, less or by_namespace_name)
+  if #out > 1 then -- the usual index bucket holds one object
+    table.sort(out, less or by_namespace_name)
+  end
   return out
 end
 
