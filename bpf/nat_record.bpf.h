@@ -30,7 +30,9 @@ static __always_inline bool nat_record_same(const struct nat_record_value *a,
 }
 
 /* 0, or the map's negative errno. An unconnected UDP socket sends many
- * datagrams to the same backend: an unchanged record is not rewritten. */
+ * datagrams to the same backend: an unchanged record is not rewritten. A
+ * connect() comes once per socket, so its record is new and the lookup would
+ * only cost a cold hash-bucket walk (measured by scripts/bench/connect). */
 static __always_inline int nat_record_store(const struct sock4_xlate *x)
 {
 	struct nat_record_key key = {
@@ -45,9 +47,11 @@ static __always_inline int nat_record_store(const struct sock4_xlate *x)
 	};
 	struct nat_record_value *old;
 
-	old = bpf_map_lookup_elem(&map_nat_record, &key);
-	if (old && nat_record_same(old, &value))
-		return 0;
+	if (x->hook == HOOK_SENDMSG4) {
+		old = bpf_map_lookup_elem(&map_nat_record, &key);
+		if (old && nat_record_same(old, &value))
+			return 0;
+	}
 	return bpf_map_update_elem(&map_nat_record, &key, &value, BPF_ANY);
 }
 
