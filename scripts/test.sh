@@ -36,6 +36,10 @@ if [[ ${BALANCING_SANITIZE:-0} == 1 ]]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test: not root, so the kernel and end-to-end specs are skipped (shown as pending)"
+fi
+
 output=$(mktemp)
 trap 'rm -f "$output"' EXIT
 # shellcheck disable=SC2086
