@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake make gcc pkg-config clang llvm
   libbpf-dev bpftool libelf-dev zlib1g-dev
-  luajit libluajit-5.1-dev lua-cjson lua-yaml lua-busted lua-check
+  luajit libluajit-5.1-dev lua-cjson lua-yaml lua-filesystem lua-system lua-busted lua-check
   libcurl4-openssl-dev libev-dev
   iproute2 iptables nftables dnsmasq-base dnsutils python3 curl jq
 )
