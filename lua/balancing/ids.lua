@@ -14,7 +14,7 @@
 -- name. The store calls service_id / release_service and register_policy /
 -- release_policy on every event, so IDs do not depend on reconcile order.
 local bit = require("bit")
-local cjson = require("cjson")
+local object = require("balancing.object")
 
 local M = {}
 
@@ -27,16 +27,7 @@ M.POLICY_ID_MIN = 1
 M.POLICY_ID_MAX = 0x7FFFFFFF
 M.ANNOTATION = "balancing.elf.io/serviceId"
 
-local function present(value)
-  if value == nil or value == cjson.null then
-    return nil
-  end
-  return value
-end
-
-local function metadata(obj)
-  return type(obj) == "table" and present(obj.metadata) or {}
-end
+local present, metadata = object.present, object.metadata
 
 -- FNV-1a, 32 bits. The multiply by 16777619 (2^24 + 403) is split so that
 -- no intermediate exceeds the 2^53 a double holds exactly.
@@ -205,8 +196,7 @@ function Registry:register_policy(policy)
   end
   drop_claim(self, record)
   record.object, record.id, record.invalid = policy, nil, nil
-  local annotations = present(metadata(policy).annotations)
-  local text = type(annotations) == "table" and present(annotations[M.ANNOTATION]) or nil
+  local text = object.field(policy, "metadata", "annotations", M.ANNOTATION)
   if text ~= nil then
     local id, reason = M.parse_policy_id(text)
     if id then

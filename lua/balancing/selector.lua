@@ -14,30 +14,17 @@
 -- positions count from 0, as the API server counts them in its own messages:
 -- `matchExpressions[0].operator: unknown operator "Foo"` is the first
 -- expression, `matchExpressions[0].values[1]` its second value.
-local cjson = require("cjson")
+local object = require("balancing.object")
 
 local M = {}
 
 local Selector = {}
 Selector.__index = Selector
 
-local function absent(value)
-  return value == nil or value == cjson.null
-end
+local absent, present, is_list = object.absent, object.present, object.is_list
 
 local function quote(value)
   return string.format("%q", tostring(value))
-end
-
-local function is_array(value)
-  if type(value) ~= "table" then
-    return false
-  end
-  local n = 0
-  for _ in pairs(value) do
-    n = n + 1
-  end
-  return n == #value
 end
 
 local OPERATORS = { In = true, NotIn = true, Exists = true, DoesNotExist = true }
@@ -65,7 +52,7 @@ local function compile_expression(expr, where)
   if absent(values) then
     values = {}
   end
-  if not is_array(values) then
+  if not is_list(values) then
     return nil, where .. ".values: must be a list of strings"
   end
   local set = {}
@@ -105,14 +92,14 @@ function M.compile(spec)
       end
       if type(value) ~= "string" then
         return nil, string.format("matchLabels.%s: must be a string, not %s", key,
-          value == cjson.null and "null" or quote(value))
+          absent(value) and "null" or quote(value))
       end
       match_labels[key] = value
     end
   end
   local expressions = {}
   if not absent(spec.matchExpressions) then
-    if not is_array(spec.matchExpressions) then
+    if not is_list(spec.matchExpressions) then
       return nil, "matchExpressions: must be a list"
     end
     for i, expr in ipairs(spec.matchExpressions) do
@@ -138,10 +125,7 @@ function Selector:matches(labels)
     end
   end
   for _, expr in ipairs(self.expressions) do
-    local value = labels[expr.key]
-    if value == cjson.null then
-      value = nil
-    end
+    local value = present(labels[expr.key])
     local op = expr.operator
     if op == "In" then
       if value == nil or not expr.values[value] then

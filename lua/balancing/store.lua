@@ -13,8 +13,8 @@
 --
 -- Objects are kept as given (decoded JSON; cjson.null counts as absent) and
 -- must not be modified by readers. Arrays returned by the accessors are fresh.
-local cjson = require("cjson")
 local ids = require("balancing.ids")
+local object = require("balancing.object")
 local selector = require("balancing.selector")
 
 local M = {}
@@ -34,23 +34,7 @@ end
 
 local POLICY_PREFIX = { LocalRedirectPolicy = "localRedirect/", BalancingPolicy = "balancing/" }
 
-local function present(value)
-  if value == cjson.null then
-    return nil
-  end
-  return value
-end
-
-local function field(obj, ...)
-  local value = obj
-  for i = 1, select("#", ...) do
-    if type(value) ~= "table" then
-      return nil
-    end
-    value = present(value[select(i, ...)])
-  end
-  return value
-end
+local present, field = object.present, object.field
 
 -- What an absent index entry is iterated as: one shared empty table rather
 -- than a new one on every event (never written to).
@@ -115,13 +99,7 @@ local function bucket_remove(index, bucket_key, object_key)
   end
 end
 
-local function by_namespace_name(a, b)
-  local ma, mb = a.metadata, b.metadata
-  if ma.namespace ~= mb.namespace then
-    return (present(ma.namespace) or "") < (present(mb.namespace) or "")
-  end
-  return ma.name < mb.name
-end
+local by_namespace_name = object.by_namespace_name
 
 local function sorted_values(items, less)
   local out = {}

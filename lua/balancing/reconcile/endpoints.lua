@@ -21,6 +21,7 @@
 -- and as little garbage as the rules allow — at 10,000 Services the
 -- collector's passes over the whole heap are a large part of the cost.
 local abi = require("balancing.abi")
+local object = require("balancing.object")
 local new_table = require("table.new") -- LuaJIT: a table sized up front
 
 -- Up to this many records, a repeated address is found by scanning them, and
@@ -44,13 +45,7 @@ local ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES = 1, 2, 3, 4, 5, 6,
 M.ADDRESS, M.ORDER, M.PORT, M.IS_LOCAL, M.READY, M.FALLBACK, M.ZONES =
   ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES
 
--- lua-cjson decodes JSON null as a userdata sentinel; treat it as absent.
-local function present(v)
-  if v == nil or type(v) == "userdata" then
-    return nil
-  end
-  return v
-end
+local present = object.present
 
 -- A port name as the API compares it: absent, null and "" are the same
 -- (a Service with a single port may leave it unnamed on both sides).
@@ -109,10 +104,7 @@ local function zone_hints(endpoint)
   return any and set or nil
 end
 
-local function slice_name(slice)
-  local meta = present(slice.metadata)
-  return meta and present(meta.name) or ""
-end
+local slice_name = object.name
 
 local function slice_name_less(a, b)
   return slice_name(a) < slice_name(b)

@@ -14,6 +14,7 @@
 -- that an earlier node already holds, is reported.
 local ffi = require("ffi")
 local abi = require("balancing.abi")
+local object = require("balancing.object")
 local log = require("balancing.log")
 
 local M = {}
@@ -25,23 +26,12 @@ M.ZONE_LABEL = "topology.kubernetes.io/zone"
 
 local MAX_NODE_ID = 0xFFFFFFFF
 
--- lua-cjson decodes JSON null as a userdata sentinel; treat it as absent.
-local function present(v)
-  if v == nil or type(v) == "userdata" then
-    return nil
-  end
-  return v
-end
+local present, field = object.present, object.field
+local node_name = object.name
 
-local function metadata_map(node_obj, which)
-  local meta = present(node_obj.metadata)
-  local map = meta and present(meta[which])
-  return type(map) == "table" and map or {}
-end
-
-local function node_name(node_obj)
-  local meta = present(node_obj.metadata) or {}
-  return present(meta.name) or ""
+-- One of the node's annotations, or nil when it is absent.
+local function annotation(node_obj, name)
+  return field(node_obj, "metadata", "annotations", name)
 end
 
 local function is_ipv4(text)
@@ -52,8 +42,7 @@ end
 -- as { type = "InternalIP"|..., address = "..." }.
 local function ipv4_addresses(node_obj)
   local out, seen = {}, {}
-  local status = present(node_obj.status)
-  for _, entry in ipairs(status and present(status.addresses) or {}) do
+  for _, entry in ipairs(field(node_obj, "status", "addresses") or {}) do
     local address = type(entry) == "table" and present(entry.address)
     if is_ipv4(address) and not seen[address] then
       seen[address] = true
@@ -67,7 +56,7 @@ end
 -- the number; nil when the annotation is missing (not yet written: no
 -- reason); nil and the reason naming the annotation when it is invalid.
 function M.node_id(node_obj)
-  local text = present(metadata_map(node_obj, "annotations")[M.NODE_ID_ANNOTATION])
+  local text = annotation(node_obj, M.NODE_ID_ANNOTATION)
   if text == nil then
     return nil
   end
@@ -94,7 +83,7 @@ end
 -- naming the annotation when it was present but not an IPv4 address (the
 -- InternalIP is used then).
 function M.proxy_ip(node_obj)
-  local annotated = present(metadata_map(node_obj, "annotations")[M.PROXY_IP_ANNOTATION])
+  local annotated = annotation(node_obj, M.PROXY_IP_ANNOTATION)
   if annotated ~= nil then
     if is_ipv4(annotated) then
       return annotated
@@ -119,7 +108,8 @@ function M.context(store, name, out_cluster)
   if not node_obj then
     return ctx
   end
-  for k, v in pairs(metadata_map(node_obj, "labels")) do
+  local labels = field(node_obj, "metadata", "labels")
+  for k, v in pairs(type(labels) == "table" and labels or {}) do
     ctx.labels[k] = v
   end
   local zone = present(ctx.labels[M.ZONE_LABEL])

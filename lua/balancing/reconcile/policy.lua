@@ -23,8 +23,8 @@
 --    loses only the frontends they share, keeps the others, and gets one
 --    rejection per frontend lost.
 local ffi = require("ffi")
-local cjson = require("cjson")
 local abi = require("balancing.abi")
+local object = require("balancing.object")
 local selector = require("balancing.selector")
 local ids = require("balancing.ids")
 
@@ -38,13 +38,7 @@ M.KINDS = {
 
 local REDIRECT_MODES = { podEndpoint = true, hostPort = true, nodeProxy = true }
 
--- A JSON null (cjson.null) is an absent field.
-local function present(value)
-  if value == nil or value == cjson.null then
-    return nil
-  end
-  return value
-end
+local present, field, is_list = object.present, object.field, object.is_list
 M.present = present
 
 local function show(value)
@@ -55,17 +49,6 @@ local function show(value)
     return "an object or list"
   end
   return tostring(value)
-end
-
-local function is_list(value)
-  if type(value) ~= "table" then
-    return false
-  end
-  local n = 0
-  for _ in pairs(value) do
-    n = n + 1
-  end
-  return n == #value
 end
 
 -- "10.0.0.2" -> 0x0A000002, for sorting addresses as numbers.
@@ -181,8 +164,8 @@ local function parse_selector(spec, path)
   return compiled
 end
 
-local function exactly_one(object, path, a, b)
-  local has_a, has_b = present(object[a]) ~= nil, present(object[b]) ~= nil
+local function exactly_one(parent, path, a, b)
+  local has_a, has_b = present(parent[a]) ~= nil, present(parent[b]) ~= nil
   if has_a and has_b then
     return nil, string.format("%s: exactly one of %s and %s, not both", path, a, b)
   end
@@ -220,10 +203,10 @@ local function parse_frontend(spec)
     return nil, err
   end
   if which == "serviceMatcher" then
-    for _, field in ipairs({ "namespace", "serviceName" }) do
-      local value = present(matcher[field])
+    for _, key in ipairs({ "namespace", "serviceName" }) do
+      local value = present(matcher[key])
       if type(value) ~= "string" or value == "" then
-        return nil, string.format("%s.%s: required (a string)", path, field)
+        return nil, string.format("%s.%s: required (a string)", path, key)
       end
     end
     local ports
@@ -557,8 +540,7 @@ end
 
 -- A usable pod is Running, Ready, has a pod IP and is not being deleted.
 function M.usable_pod(pod)
-  local metadata = present(pod.metadata) or {}
-  if present(metadata.deletionTimestamp) ~= nil then
+  if field(pod, "metadata", "deletionTimestamp") ~= nil then
     return false
   end
   local status = present(pod.status)
@@ -603,8 +585,7 @@ function M.pod_ipv4(pod)
 end
 
 function M.pod_node(pod)
-  local spec = present(pod.spec) or {}
-  local name = present(spec.nodeName)
+  local name = field(pod, "spec", "nodeName")
   if type(name) ~= "string" or name == "" then
     return nil
   end
@@ -613,10 +594,7 @@ end
 
 -- Conflicts ----------------------------------------------------------------
 
-local function name_of(policy)
-  return (present(policy.metadata) or {}).name or ""
-end
-M.name_of = name_of
+local name_of = object.name
 
 -- Whether policy a is older than b: creationTimestamp, then name (a policy
 -- without a creationTimestamp, from a manifest, counts as newer), the same

@@ -10,6 +10,7 @@
 local ffi = require("ffi")
 local abi = require("balancing.abi")
 local log = require("balancing.log")
+local object = require("balancing.object")
 local endpoints = require("balancing.reconcile.endpoints")
 local new_table = require("table.new") -- LuaJIT: a table sized up front
 
@@ -23,24 +24,7 @@ local DEFAULT_AFFINITY_SECONDS = 10800 -- kube-proxy's default (3 hours)
 local MAX_AFFINITY_SECONDS = 86400     -- the API's upper bound (1 day)
 local MAX_BACKENDS = ffi.C.MAX_BACKENDS_PER_FRONTEND
 
--- lua-cjson decodes JSON null as a userdata sentinel; treat it as absent.
-local function present(v)
-  if v == nil or type(v) == "userdata" then
-    return nil
-  end
-  return v
-end
-
-local function field(t, ...)
-  for i = 1, select("#", ...) do
-    t = present(t)
-    if type(t) ~= "table" then
-      return nil
-    end
-    t = t[select(i, ...)]
-  end
-  return present(t)
-end
+local present, field = object.present, object.field
 
 function M.owner_key(namespace, name)
   return "service/" .. namespace .. "/" .. name
