@@ -48,8 +48,7 @@ local function endpoint_targets(store, ctx, backend)
   end
   local node_address = NODE_ADDRESS[backend.mode]
   for _, pod in ipairs(store:pods_matching(backend.selector) or {}) do
-    local metadata = policy.present(pod.metadata) or {}
-    if backend.selector:matches(policy.present(metadata.labels)) and policy.usable_pod(pod) then
+    if policy.backend_pod(backend.selector, pod) then
       local node_name = policy.pod_node(pod)
       local address
       if node_address then
@@ -66,16 +65,13 @@ local function endpoint_targets(store, ctx, backend)
   return targets.sorted()
 end
 
-function M.desired(store, ctx, name)
-  local entries = policy.empty_entries(KIND, name)
-  local plan, rejections = policy.prepare(KIND, store, ctx, name)
-  if not plan or #plan.frontends == 0 then
-    return entries, rejections
-  end
+local function backends(store, ctx, plan)
   local backend = plan.spec.backend
-  entries.frontends = policy.frontend_entries(KIND, plan, backend.mode,
-    endpoint_targets(store, ctx, backend))
-  return entries, rejections
+  return backend.mode, endpoint_targets(store, ctx, backend)
+end
+
+function M.desired(store, ctx, name)
+  return policy.desired(KIND, store, ctx, name, backends)
 end
 
 return M

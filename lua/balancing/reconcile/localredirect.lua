@@ -16,6 +16,7 @@
 -- On an agent outside the cluster (ctx.out_cluster) a LocalRedirectPolicy
 -- programs nothing: such a host runs no pods, so it never has a local backend.
 -- The spec is still checked, so an invalid one is reported there too.
+local object = require("balancing.object")
 local policy = require("balancing.reconcile.policy")
 
 local M = {}
@@ -26,41 +27,34 @@ local KIND = "LocalRedirectPolicy"
 local function local_backend_pods(store, ctx, backend)
   local pods = {}
   for _, pod in ipairs(store:pods_on_node(ctx.node_name) or {}) do
-    local metadata = policy.present(pod.metadata) or {}
-    if policy.pod_node(pod) == ctx.node_name and backend.selector:matches(policy.present(metadata.labels))
-        and policy.usable_pod(pod) and policy.pod_ipv4(pod) then
+    if policy.pod_node(pod) == ctx.node_name and policy.backend_pod(backend.selector, pod)
+        and policy.pod_ipv4(pod) then
       pods[#pods + 1] = pod
     end
   end
-  table.sort(pods, function(a, b)
-    if a.metadata.namespace ~= b.metadata.namespace then
-      return (a.metadata.namespace or "") < (b.metadata.namespace or "")
-    end
-    return a.metadata.name < b.metadata.name
-  end)
+  table.sort(pods, object.by_namespace_name)
   return pods
 end
 
-function M.desired(store, ctx, name)
-  local entries = policy.empty_entries(KIND, name)
-  local plan, rejections = policy.prepare(KIND, store, ctx, name)
-  if not plan or #plan.frontends == 0 then
-    return entries, rejections
-  end
+-- Only local backends: with none, nothing (not even the loop pods).
+local function backends(store, ctx, plan, entries)
   local pods = local_backend_pods(store, ctx, plan.spec.backend)
   if #pods == 0 then
-    return entries, rejections
+    return nil
   end
   local targets = policy.targets()
   for _, pod in ipairs(pods) do
     targets.add(policy.pod_ipv4(pod), true)
     local metadata = pod.metadata
     entries.loop_pods[#entries.loop_pods + 1] = {
-      namespace = metadata.namespace, name = metadata.name, uid = policy.present(metadata.uid),
+      namespace = metadata.namespace, name = metadata.name, uid = object.present(metadata.uid),
     }
   end
-  entries.frontends = policy.frontend_entries(KIND, plan, plan.spec.frontend.mode, targets.sorted())
-  return entries, rejections
+  return plan.spec.frontend.mode, targets.sorted()
+end
+
+function M.desired(store, ctx, name)
+  return policy.desired(KIND, store, ctx, name, backends)
 end
 
 return M

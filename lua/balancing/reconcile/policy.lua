@@ -1,10 +1,10 @@
 -- The rules LocalRedirectPolicy and BalancingPolicy share (API.md, "PortInfo",
 -- "Both policies"): reading and checking a spec, turning its frontend into
 -- address:port/protocol frontends with their backend port, the usable-pod test,
--- where a policy applies, and which of two policies of one kind owns a frontend.
--- reconcile/localredirect.lua and reconcile/balancing.lua only add their
--- backends. Everything here is pure: the same store and context give the same
--- answer, in the same order.
+-- where a policy applies, which of two policies of one kind owns a frontend,
+-- and the flow of a reconcile (desired). reconcile/localredirect.lua and
+-- reconcile/balancing.lua only add their backends. Everything here is pure:
+-- the same store and context give the same answer, in the same order.
 --
 -- Choices where API.md is silent (each has a spec in reconcile_policy_spec.lua):
 --  * field paths in reasons count list positions from 0, as the API server
@@ -39,7 +39,6 @@ M.KINDS = {
 local REDIRECT_MODES = { podEndpoint = true, hostPort = true, nodeProxy = true }
 
 local present, field, is_list = object.present, object.field, object.is_list
-M.present = present
 
 local function show(value)
   if type(value) == "string" then
@@ -568,6 +567,11 @@ function M.usable_pod(pod)
   return false
 end
 
+-- A backend pod: one the backend selector picks by its labels, and usable.
+function M.backend_pod(compiled, pod)
+  return compiled:matches(field(pod, "metadata", "labels")) and M.usable_pod(pod)
+end
+
 -- The pod's IPv4 address (status.podIP, else the first IPv4 of status.podIPs).
 function M.pod_ipv4(pod)
   local status = present(pod.status) or {}
@@ -678,6 +682,23 @@ function M.prepare(kind, store, ctx, name)
   local frontends, rejections = M.resolve_conflicts(store, ctx, kind, policy,
     M.frontends(store, spec))
   return { policy = policy, spec = spec, id = id, frontends = frontends }, rejections
+end
+
+-- desired(kind, store, ctx, name, backends) → entries, rejections: the flow
+-- both kinds share. backends(store, ctx, plan, entries) gives the NAT mode and
+-- the targets (M.targets().sorted()) of the won frontends, or nil when the
+-- policy programs nothing right now; it may add to entries (loop_pods).
+function M.desired(kind, store, ctx, name, backends)
+  local entries = M.empty_entries(kind, name)
+  local plan, rejections = M.prepare(kind, store, ctx, name)
+  if not plan or #plan.frontends == 0 then
+    return entries, rejections
+  end
+  local mode, targets = backends(store, ctx, plan, entries)
+  if mode then
+    entries.frontends = M.frontend_entries(kind, plan, mode, targets)
+  end
+  return entries, rejections
 end
 
 -- Backend targets: { address = "10.244.1.5", is_local = bool }. One entry per
