@@ -30,11 +30,7 @@ local TYPE_ORDER = { localRedirect = 1, balancing = 2, service = 3 }
 
 -- "10.96.0.10" → 0x0a60000a for sorting; the NodePort wildcard sorts first.
 local function address_order(text)
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then
-    return -1
-  end
-  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+  return abi.ipv4_order(text) or -1
 end
 
 -- "service/default/web" → "default/web"; "localRedirect/node-dns" → "node-dns".

@@ -50,12 +50,9 @@ local function show(value)
   return tostring(value)
 end
 
--- "10.0.0.2" -> 0x0A000002, for sorting addresses as numbers.
-local function address_order(text)
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
-end
-M.address_order = address_order
+-- "10.0.0.2" -> 0x0A000002, for sorting addresses as numbers (every address
+-- here is checked IPv4 text already).
+local address_order = abi.ipv4_order
 
 -- A usable IPv4 address text, or nil, reason. 0.0.0.0 is refused: address 0
 -- is the NodePort wildcard of map_service.
