@@ -123,8 +123,22 @@ function M.context(store, name, out_cluster)
   return ctx
 end
 
+local function by_sort(a, b)
+  return a.sort < b.sort
+end
+
+-- The { key, value, sort } entries as { key, value }, in sort order.
+local function in_sort_order(list)
+  table.sort(list, by_sort)
+  local out = {}
+  for i, e in ipairs(list) do
+    out[i] = { key = e.key, value = e.value }
+  end
+  return out
+end
+
 function M.desired(store, ctx) -- luacheck: no unused args
-  local entries = { owner = M.OWNER, frontends = {}, node_ips = {}, node_proxy_ips = {} }
+  local entries = { owner = M.OWNER, frontends = {} }
   local rejections = {}
   local function reject(name, reason)
     rejections[#rejections + 1] = { kind = "Node", name = name, reason = reason }
@@ -192,17 +206,8 @@ function M.desired(store, ctx) -- luacheck: no unused args
     end
   end
 
-  local function by_sort(a, b)
-    return a.sort < b.sort
-  end
-  table.sort(node_ips, by_sort)
-  table.sort(proxy_ips, by_sort)
-  for i, e in ipairs(node_ips) do
-    entries.node_ips[i] = { key = e.key, value = e.value }
-  end
-  for i, e in ipairs(proxy_ips) do
-    entries.node_proxy_ips[i] = { key = e.key, value = e.value }
-  end
+  entries.node_ips = in_sort_order(node_ips)
+  entries.node_proxy_ips = in_sort_order(proxy_ips)
   return entries, rejections
 end
 
