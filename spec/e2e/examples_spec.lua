@@ -2,6 +2,7 @@
 -- prints exactly the checked-in expected outputs (reviewed by hand), and the
 -- standalone directory plans its loopback frontends.
 local cjson = require("cjson")
+local scratch = require("helpers.scratch")
 
 local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 local AGENT = build_dir .. "/bin/balancing-agent"
@@ -16,17 +17,15 @@ end
 -- Runs the agent with arguments (no shell metacharacters in them); returns
 -- status, stdout, stderr.
 local function run(args)
-  local handle = assert(io.popen("mktemp -d"))
-  local scratch = handle:read("*l")
-  handle:close()
+  local work = scratch.temp_dir()
   local command = "env -u NODE_NAME -u BALANCING_MANIFESTS -u BALANCING_OUT_CLUSTER -u BALANCING_LUA_DIR "
     .. "-u BALANCING_LOG_LEVEL " .. AGENT .. " " .. table.concat(args, " ")
-    .. " >" .. scratch .. "/out 2>" .. scratch .. "/err; echo $?"
-  handle = assert(io.popen(command))
+    .. " >" .. work .. "/out 2>" .. work .. "/err; echo $?"
+  local handle = assert(io.popen(command))
   local status = tonumber(handle:read("*l"))
   handle:close()
-  local stdout, stderr = read_all(scratch .. "/out"), read_all(scratch .. "/err")
-  os.execute("rm -rf " .. scratch)
+  local stdout, stderr = read_all(work .. "/out"), read_all(work .. "/err")
+  scratch.remove_dir(work)
   return status, stdout, stderr
 end
 

@@ -2,14 +2,14 @@
 -- balancing-agent (options, plan) and inspect (its command line). No root,
 -- no kernel: plan touches nothing.
 local cjson = require("cjson")
+local scratch = require("helpers.scratch")
 
 local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 local AGENT = build_dir .. "/bin/balancing-agent"
 local INSPECT = build_dir .. "/bin/inspect"
 
-local function sh_quote(text)
-  return "'" .. tostring(text):gsub("'", "'\\''") .. "'"
-end
+local sh_quote, temp_dir, write_file = scratch.quote, scratch.temp_dir, scratch.write_file
+local remove_dir = scratch.remove_dir
 
 local function read_all(path)
   local file = io.open(path, "rb")
@@ -21,24 +21,10 @@ local function read_all(path)
   return text
 end
 
-local function temp_dir()
-  local handle = assert(io.popen("mktemp -d"))
-  local dir = handle:read("*l")
-  handle:close()
-  return dir
-end
-
-local function write_file(path, text)
-  assert(os.execute("mkdir -p " .. sh_quote(path:match("^(.*)/[^/]*$"))) == 0)
-  local file = assert(io.open(path, "w"))
-  file:write(text)
-  file:close()
-end
-
 -- Runs a binary with arguments and extra environment (name → value, false to
 -- unset); returns exit status, stdout, stderr.
 local function run(binary, args, env)
-  local scratch = temp_dir()
+  local work = temp_dir()
   local parts = { "env" }
   -- a clean slate for the variables the binaries read, so that the caller's
   -- environment does not leak into what is tested
@@ -56,12 +42,12 @@ local function run(binary, args, env)
   for _, arg in ipairs(args) do
     parts[#parts + 1] = sh_quote(arg)
   end
-  local command = table.concat(parts, " ") .. " >" .. scratch .. "/out 2>" .. scratch .. "/err; echo $?"
+  local command = table.concat(parts, " ") .. " >" .. work .. "/out 2>" .. work .. "/err; echo $?"
   local handle = assert(io.popen(command))
   local status = tonumber(handle:read("*l"))
   handle:close()
-  local stdout, stderr = read_all(scratch .. "/out"), read_all(scratch .. "/err")
-  os.execute("rm -rf " .. sh_quote(scratch))
+  local stdout, stderr = read_all(work .. "/out"), read_all(work .. "/err")
+  remove_dir(work)
   return status, stdout, stderr
 end
 
@@ -180,7 +166,7 @@ describe("balancing-agent", function()
   it("says plainly that the run mode is not built yet (exit 2) once its options are valid", function()
     local dir = cluster_dir()
     local status, stdout, stderr = run(AGENT, { "--manifests", dir, "--log-level", "debug" })
-    os.execute("rm -rf " .. sh_quote(dir))
+    remove_dir(dir)
     assert.equals(2, status)
     assert.equals("", stdout)
     assert.equals(1, #lines_of(stderr))
@@ -194,7 +180,7 @@ describe("balancing-agent plan", function()
     dir = cluster_dir()
   end)
   after_each(function()
-    os.execute("rm -rf " .. sh_quote(dir))
+    remove_dir(dir)
   end)
 
   it("--help prints its usage, exit 0", function()
@@ -260,7 +246,7 @@ describe("balancing-agent plan", function()
       overrides = temp_dir()
     end)
     after_each(function()
-      os.execute("rm -rf " .. sh_quote(overrides))
+      remove_dir(overrides)
     end)
 
     -- Wraps the built-in reconcile/service.lua (found through the host's
@@ -367,7 +353,7 @@ end }
   it("finds no modules when BALANCING_LUA_BUILTIN_DIR points elsewhere, and says which", function()
     local empty = temp_dir()
     local status, _, stderr = run(AGENT, { "plan", "--help" }, { BALANCING_LUA_BUILTIN_DIR = empty })
-    os.execute("rm -rf " .. sh_quote(empty))
+    remove_dir(empty)
     assert.equals(1, status)
     local logs = log_lines(stderr)
     assert.equals("balancing.plan", logs[1].module)

@@ -4,28 +4,9 @@
 local cjson = require("cjson")
 local log = require("balancing.log")
 local plan = require("balancing.plan")
+local scratch = require("helpers.scratch")
 
-local function sh_quote(text)
-  return "'" .. text:gsub("'", "'\\''") .. "'"
-end
-
-local function temp_dir()
-  local handle = assert(io.popen("mktemp -d"))
-  local dir = handle:read("*l")
-  handle:close()
-  return dir
-end
-
-local function write_file(path, text)
-  assert(os.execute("mkdir -p " .. sh_quote(path:match("^(.*)/[^/]*$"))) == 0)
-  local file = assert(io.open(path, "w"))
-  file:write(text)
-  file:close()
-end
-
-local function remove_dir(dir)
-  os.execute("rm -rf " .. sh_quote(dir))
-end
+local temp_dir, write_file, remove_dir = scratch.temp_dir, scratch.write_file, scratch.remove_dir
 
 -- A writer with :write that keeps what it is given.
 local function capture()
