@@ -108,13 +108,7 @@ local function cluster_dir()
   return dir
 end
 
-local function find(frontends, address, port, protocol)
-  for _, f in ipairs(frontends) do
-    if f.address == address and f.port == port and f.protocol == protocol then
-      return f
-    end
-  end
-end
+local find = require("helpers.frontend_view").find
 
 describe("balancing-agent", function()
   setup(function()

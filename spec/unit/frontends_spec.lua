@@ -4,6 +4,7 @@ local ffi = require("ffi")
 local cjson = require("cjson")
 local abi = require("balancing.abi")
 local frontends = require("balancing.frontends")
+local frontend_view = require("helpers.frontend_view")
 
 local function value(fields)
   local v = ffi.new("struct service_value")
@@ -84,11 +85,7 @@ describe("frontends.from_entries", function()
   local view = frontends.from_entries({ dns_service, web, dns_balancing, dns_redirect }, ids)
 
   local function find(address, port, protocol, type_name)
-    for _, f in ipairs(view) do
-      if f.address == address and f.port == port and f.protocol == protocol and f.type == type_name then
-        return f
-      end
-    end
+    return frontend_view.find(view, address, port, protocol, type_name)
   end
 
   it("gives one element per programmed entry, shadowed Service entries included", function()

@@ -131,13 +131,7 @@ local function run(argv, env)
   return status, out.text(), err.text(), lines
 end
 
-local function find(view, address, port, protocol, type_name)
-  for _, f in ipairs(view) do
-    if f.address == address and f.port == port and f.protocol == protocol and f.type == type_name then
-      return f
-    end
-  end
-end
+local find = require("helpers.frontend_view").find
 
 describe("plan.main", function()
   local dir
