@@ -2,12 +2,14 @@
 -- balancing-agent (options, plan) and inspect (its command line). No root,
 -- no kernel: plan touches nothing.
 local cjson = require("cjson")
+local frontend_view = require("helpers.frontend_view")
 local scratch = require("helpers.scratch")
 
 local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 local AGENT = build_dir .. "/bin/balancing-agent"
 local INSPECT = build_dir .. "/bin/inspect"
 
+local find = frontend_view.find
 local sh_quote, temp_dir, write_file = scratch.quote, scratch.temp_dir, scratch.write_file
 local remove_dir = scratch.remove_dir
 
@@ -107,8 +109,6 @@ local function cluster_dir()
   end
   return dir
 end
-
-local find = require("helpers.frontend_view").find
 
 describe("balancing-agent", function()
   setup(function()

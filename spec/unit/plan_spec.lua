@@ -4,8 +4,10 @@
 local cjson = require("cjson")
 local log = require("balancing.log")
 local plan = require("balancing.plan")
+local frontend_view = require("helpers.frontend_view")
 local scratch = require("helpers.scratch")
 
+local find = frontend_view.find
 local temp_dir, write_file, remove_dir = scratch.temp_dir, scratch.write_file, scratch.remove_dir
 
 -- A writer with :write that keeps what it is given.
@@ -130,8 +132,6 @@ local function run(argv, env)
   log.set_sink(nil)
   return status, out.text(), err.text(), lines
 end
-
-local find = require("helpers.frontend_view").find
 
 describe("plan.main", function()
   local dir
