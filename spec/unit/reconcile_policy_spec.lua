@@ -458,6 +458,19 @@ describe("policy rules", function()
       assert.same({}, rejections)
     end)
 
+    it("among three, leave the frontend to the oldest that programs it, past an older invalid one", function()
+      local broken = lr{ name = "broken", id = "5", created = "2023-01-01T00:00:00Z",
+        address = { ip = "10.96.0.10", ports = { port("53", "UDP") } }, ports = { port("99999", "UDP") } }
+      local youngest = lr{ name = "youngest", id = "2", created = "2024-02-01T00:00:00Z",
+        address = { ip = "10.96.0.10", ports = { port("53", "UDP") } } }
+      local objects = dns_objects{ broken, older, youngest }
+      assert.same({ "10.96.0.10:53/UDP" }, world.keys(world.run(localredirect, objects, "node-local-dns")))
+      local frontends, rejections = world.run(localredirect, objects, "youngest")
+      assert.same({}, frontends)
+      assert.same({ "frontend 10.96.0.10:53/UDP is claimed by older LocalRedirectPolicy node-local-dns"
+        .. " (only this frontend is not programmed)" }, world.reasons(rejections))
+    end)
+
     it("leave the frontend to the older one even while it has no backend here (pod churn moves nothing)", function()
       local older_elsewhere = lr{ name = "node-local-dns", id = "1", created = "2024-01-01T00:00:00Z",
         address = { ip = "10.96.0.10", ports = { port("53", "UDP") } },

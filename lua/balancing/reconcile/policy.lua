@@ -35,7 +35,6 @@ M.KINDS = {
   BalancingPolicy = { owner = "balancing/", nat_type = "balancing" },
 }
 
-
 local REDIRECT_MODES = { podEndpoint = true, hostPort = true, nodeProxy = true }
 
 local present, field, is_list = object.present, object.field, object.is_list
@@ -519,19 +518,6 @@ function M.frontends(store, spec)
   return list
 end
 
--- The frontend keys a policy object would claim, whatever the node: for the
--- store's policies-by-frontend index. Empty for an invalid spec.
-function M.frontend_keys(store, kind, policy)
-  local spec = M.parse(kind, policy)
-  local keys = {}
-  if spec then
-    for _, frontend in ipairs(M.frontends(store, spec)) do
-      keys[#keys + 1] = frontend.key
-    end
-  end
-  return keys
-end
-
 -- Pods ---------------------------------------------------------------------
 
 -- A usable pod is Running, Ready, has a pod IP and is not being deleted.
@@ -624,16 +610,20 @@ function M.resolve_conflicts(store, ctx, kind, policy, frontends)
   local keys_of = {}
   local kept, rejections = {}, {}
   for _, frontend in ipairs(frontends) do
+    -- the claimants come oldest first: the first older one that programs
+    -- the frontend wins it, and the policy itself ends the older ones
     local winner
-    for _, other in ipairs(store:policies_claiming(kind, frontend.key) or {}) do
+    for _, other in ipairs(store:policies_claiming(kind, frontend.key)) do
+      if not M.older(other, policy) then
+        break
+      end
       local other_name = name_of(other)
-      if other_name ~= name and M.older(other, policy) and (winner == nil or M.older(other, winner)) then
-        if keys_of[other_name] == nil then
-          keys_of[other_name] = claimed_keys(store, ctx, kind, other) or false
-        end
-        if keys_of[other_name] and keys_of[other_name][frontend.key] then
-          winner = other
-        end
+      if keys_of[other_name] == nil then
+        keys_of[other_name] = claimed_keys(store, ctx, kind, other) or false
+      end
+      if keys_of[other_name] and keys_of[other_name][frontend.key] then
+        winner = other
+        break
       end
     end
     if winner then
