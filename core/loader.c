@@ -345,8 +345,7 @@ static struct bpf_link *update_pinned(const char *path, struct bpf_program *prog
 }
 
 /* A new link, pinned next to the path and renamed over it: the pin moves
- * from the old link to the new one in one step, and the old link detaches
- * when its last reference (old) is dropped. */
+ * from the old link to the new one in one step. */
 static int attach_new(const char *path, struct bpf_program *prog, int cg_fd, const char *cgroup,
 		      struct bpf_link **out, struct errmsg *e)
 {
@@ -400,6 +399,12 @@ static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __
 		return 0;
 	}
 	err = attach_new(path, prog, cg_fd, cgroup, &link, e);
+	/* Dropping our reference is not enough once the new link is in: an
+	 * earlier agent still running (a rolling update) holds the old link
+	 * and would keep its program on the old cgroup. A failed detach (the
+	 * link is defunct, its cgroup gone) leaves nothing to undo. */
+	if (!err && old)
+		bpf_link__detach(old);
 	bpf_link__destroy(old);
 	if (!err)
 		dp->links[hook] = link;

@@ -327,6 +327,19 @@ describe("dp:attach", function()
     assert.same({}, (core_env.cgroup_programs(old_cgroup)))
   end)
 
+  it("moves the links to another cgroup even while an earlier process still holds the old ones", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local old_cgroup, new_cgroup = env:cgroup(), env:cgroup()
+    assert.is_true(first:attach(old_cgroup)) -- first stays open: it holds the old links' fds
+
+    local second = env:load{ bpffs = dir }
+    assert.is_true(second:attach(new_cgroup))
+
+    assert.same(ATTACHED, (core_env.cgroup_programs(new_cgroup)))
+    assert.same({}, (core_env.cgroup_programs(old_cgroup)))
+  end)
+
   it("refuses a directory that is not a cgroup v2 directory, naming it", function()
     local env = core_env.open(pending)
     local dp, dir = env:load()
