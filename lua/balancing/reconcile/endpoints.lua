@@ -69,7 +69,6 @@ M.valid_port = valid_port
 -- The number a dotted IPv4 address reads as (host order), for sorting; nil
 -- for text that is not one.
 local address_order = abi.ipv4_order
-M.address_order = address_order
 
 -- The port a slice serves for one Service port: the slice port of the same
 -- name and protocol. The EndpointSlice controller has already resolved a

@@ -144,14 +144,9 @@ function M.desired(store, ctx) -- luacheck: no unused args
     rejections[#rejections + 1] = { kind = "Node", name = name, reason = reason }
   end
 
-  local nodes = {}
-  for _, node_obj in ipairs(store:list("Node") or {}) do
-    nodes[#nodes + 1] = node_obj
-  end
-  -- the node whose name sorts first wins an address or an ID claimed twice
-  table.sort(nodes, function(a, b)
-    return node_name(a) < node_name(b)
-  end)
+  -- by name (store:list's order): the node whose name sorts first wins an
+  -- address or an ID claimed twice
+  local nodes = store:list("Node")
 
   -- node IDs first: an ID two nodes claim belongs to the first one only
   local ids, id_owner = {}, {}
