@@ -248,6 +248,20 @@ void lua_host_close(struct lua_host *host)
 	host->L = NULL;
 }
 
+int lua_host_run(const char *program, const char *module, int argc, char **argv)
+{
+	struct lua_host host;
+	int status, err;
+
+	err = lua_host_open(&host, program, lua_host_override_from_argv(argc, argv));
+	if (err)
+		status = err == -EINVAL || err == -ENAMETOOLONG ? 2 : 1;
+	else
+		status = lua_host_call_main(&host, module, argc, argv);
+	lua_host_close(&host);
+	return status;
+}
+
 const char *lua_host_override_from_argv(int argc, char **argv)
 {
 	const char *dir = NULL;

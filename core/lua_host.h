@@ -41,6 +41,14 @@ int lua_host_call_main(struct lua_host *host, const char *module, int argc, char
 void lua_host_close(struct lua_host *host);
 
 /*
+ * A binary whose work is one Lua entry point (inspect, balancing-agent plan):
+ * opens a host for program, with the override directory of argv's --lua-dir,
+ * runs require(module).main(argv) and closes. Returns the exit status: main's,
+ * 1 on a Lua error, 2 for an unusable Lua directory.
+ */
+int lua_host_run(const char *program, const char *module, int argc, char **argv);
+
+/*
  * The value of "--lua-dir DIR" or "--lua-dir=DIR" in argv (the last one
  * wins), else NULL. The host needs it before Lua runs, to set the search path;
  * the Lua entry validates the rest of argv itself.

@@ -4,7 +4,6 @@
  * what the agent would program. Option parsing of the run mode is C; plan is
  * Lua (balancing.plan) and parses its own options.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,18 +16,7 @@
 /* balancing-agent plan [options]: everything after "plan" goes to Lua. */
 static int run_plan(int argc, char **argv)
 {
-	struct lua_host host;
-	int status, err;
-
-	err = lua_host_open(&host, PROGRAM " plan", lua_host_override_from_argv(argc, argv));
-	if (err) {
-		status = err == -EINVAL || err == -ENAMETOOLONG ? 2 : 1;
-		goto out;
-	}
-	status = lua_host_call_main(&host, "balancing.plan", argc, argv);
-out:
-	lua_host_close(&host);
-	return status;
+	return lua_host_run(PROGRAM " plan", "balancing.plan", argc, argv);
 }
 
 static int run_agent(int argc, char **argv)
