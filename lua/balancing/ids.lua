@@ -283,6 +283,17 @@ function Registry:policy_id(policy)
   return id, true
 end
 
+-- provisional_holder(id) → kind, name of the policy that has id as its
+-- provisional ID, or nil. A policy whose annotation claims that number takes
+-- it, and the holder's ID changes: the store marks the holder.
+function Registry:provisional_holder(id)
+  local record = self.provisional_by_id[id]
+  if record then
+    return record.kind, record.name
+  end
+  return nil
+end
+
 -- lookup(id) → { kind, namespace, name } or nil.
 function Registry:lookup(id)
   id = tonumber(id)

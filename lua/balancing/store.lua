@@ -609,6 +609,15 @@ local function policy_handler(kind)
               mark_claimants(self, holder_kind, holder_d.fkeys)
             end
           end
+          -- A policy without the annotation whose provisional ID this one
+          -- now claims gets another ID.
+          local number = version.sid and ids.parse_policy_id(version.sid)
+          if number then
+            local provisional_kind, provisional_name = self.ids:provisional_holder(number)
+            if provisional_kind then
+              self.dirty[M.policy_owner(provisional_kind, provisional_name)] = true
+            end
+          end
         end
       end
     end,

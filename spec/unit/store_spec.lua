@@ -695,6 +695,15 @@ describe("store: dirty owners", function()
       s:delete(lrp("a", { ip = "1.1.1.1", ports = ports("53/UDP") }, nil, annotated))
       assert.same({ "balancing/b", "localRedirect/a" }, dirty_list(s))
     end)
+
+    it("marks the policy whose provisional ID its serviceId annotation takes (that policy's ID changes)", function()
+      local s = new_store(lrp("a", { ip = "1.1.1.1", ports = ports("53/UDP") }),
+        lrp("c", { ip = "3.3.3.3", ports = ports("53/UDP") }))
+      local provisional = assert(s.ids:policy_id(s:get("LocalRedirectPolicy", "", "a")))
+      s:upsert(bp("b", { ip = "2.2.2.2", ports = ports("53/UDP") }, nil, nil,
+        { annotations = { ["balancing.elf.io/serviceId"] = tostring(provisional) } }))
+      assert.same({ "balancing/b", "localRedirect/a" }, dirty_list(s))
+    end)
   end)
 
   it("marks nothing for an object seen again at the same resourceVersion", function()
