@@ -74,7 +74,12 @@ static int opt_u32(lua_State *L, int idx, const char *field, __u32 *out, struct 
 /* "verbose" | "info" | "error" | "off", or the enum's number. */
 static int opt_log_level(lua_State *L, int idx, long long *out, struct errmsg *e)
 {
-	static const char *const names[] = {"off", "error", "info", "verbose"};
+	static const char *const names[] = {
+	    [BPF_LOG_OFF] = "off",
+	    [BPF_LOG_ERROR] = "error",
+	    [BPF_LOG_INFO] = "info",
+	    [BPF_LOG_VERBOSE] = "verbose",
+	};
 	const char *text;
 
 	lua_getfield(L, idx, "bpf_log_level");
@@ -83,9 +88,9 @@ static int opt_log_level(lua_State *L, int idx, long long *out, struct errmsg *e
 		return opt_integer(L, idx, "bpf_log_level", BPF_LOG_OFF, BPF_LOG_VERBOSE, out, e);
 	}
 	text = lua_tostring(L, -1);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
 		if (strcmp(text, names[i]) == 0) {
-			*out = i; /* the order of enum bpf_log_level */
+			*out = i;
 			lua_pop(L, 1);
 			return 0;
 		}

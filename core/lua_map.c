@@ -110,7 +110,6 @@ static int map_lookup(lua_State *L)
 	size_t size = maps_value_bytes(&m->h);
 	struct lua_binding_bytes key;
 	struct errmsg e;
-	luaL_Buffer buf;
 	char *value;
 	int err;
 
@@ -127,9 +126,7 @@ static int map_lookup(lua_State *L)
 	}
 	if (err)
 		return lua_binding_push_error(L, err, &e);
-	luaL_buffinit(L, &buf);
-	luaL_addlstring(&buf, value, size);
-	luaL_pushresult(&buf);
+	lua_pushlstring(L, value, size);
 	return 1;
 }
 
