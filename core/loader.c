@@ -84,9 +84,14 @@ const char *loader_pin_dir(const struct datapath *dp)
 	return dp->pin_dir;
 }
 
-static int link_path(const struct datapath *dp, enum loader_hook hook, char *buf, size_t len)
+/* The pin of a hook's link: "<pin dir>/link_<hook><suffix>". An attach
+ * pins a new link at suffix "_new" first (bpffs refuses names with a dot)
+ * and renames it over the suffix "" pin. */
+static int link_path(const struct datapath *dp, enum loader_hook hook, const char *suffix,
+		     char *buf, size_t len)
 {
-	if (snprintf(buf, len, "%s/link_%s", dp->pin_dir, loader_hook_name(hook)) >= (int)len)
+	if (snprintf(buf, len, "%s/link_%s%s", dp->pin_dir, loader_hook_name(hook), suffix) >=
+	    (int)len)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -344,19 +349,15 @@ static struct bpf_link *update_pinned(const char *path, struct bpf_program *prog
 	return NULL;
 }
 
-/* A new link, pinned next to the path and renamed over it: the pin moves
- * from the old link to the new one in one step. */
-static int attach_new(const char *path, struct bpf_program *prog, int cg_fd, const char *cgroup,
-		      struct bpf_link **out, struct errmsg *e)
+/* A new link, pinned at tmp and renamed over path: the pin moves from the
+ * old link to the new one in one step. */
+static int attach_new(const char *path, const char *tmp, struct bpf_program *prog, int cg_fd,
+		      const char *cgroup, struct bpf_link **out, struct errmsg *e)
 {
-	char tmp[PATH_MAX];
 	struct bpf_link *link;
 	int err;
 
 	*out = NULL;
-	/* bpffs refuses names with a dot */
-	if (snprintf(tmp, sizeof(tmp), "%s_new", path) >= (int)sizeof(tmp))
-		return errmsg_set(e, -ENAMETOOLONG, "pin %s", path);
 	unlink(tmp); /* left over by a crash between pin and rename */
 	link = bpf_program__attach_cgroup(prog, cg_fd);
 	if (!link)
@@ -384,10 +385,11 @@ static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __
 {
 	struct bpf_program *prog = hook_program(dp->skel, hook);
 	struct bpf_link *link, *old = NULL;
-	char path[PATH_MAX];
+	char path[PATH_MAX], tmp[PATH_MAX];
 	int err;
 
-	if (link_path(dp, hook, path, sizeof(path)))
+	if (link_path(dp, hook, "", path, sizeof(path)) ||
+	    link_path(dp, hook, "_new", tmp, sizeof(tmp)))
 		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s", dp->pin_dir);
 	/* our own link of an earlier attach is pinned: let go of the
 	 * struct, the pin keeps the link */
@@ -398,7 +400,7 @@ static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __
 		dp->links[hook] = link;
 		return 0;
 	}
-	err = attach_new(path, prog, cg_fd, cgroup, &link, e);
+	err = attach_new(path, tmp, prog, cg_fd, cgroup, &link, e);
 	/* Dropping our reference is not enough once the new link is in: an
 	 * earlier agent still running (a rolling update) holds the old link
 	 * and would keep its program on the old cgroup. A failed detach (the
@@ -428,17 +430,14 @@ int loader_attach(struct datapath *dp, const char *cgroup, struct errmsg *e)
 
 /* --- detach, unpin, close ------------------------------------------------------ */
 
-static int detach_hook(struct datapath *dp, enum loader_hook hook, struct errmsg *e)
+/* Detaches and unpins the link pinned at path: link when we hold it, else
+ * the pin opened; 0 when there is neither. */
+static int detach_pinned(const char *path, struct bpf_link *link, struct errmsg *e)
 {
-	struct bpf_link *link = dp->links[hook];
-	char path[PATH_MAX];
-	int err = 0;
+	int err;
 
-	dp->links[hook] = NULL;
-	if (link_path(dp, hook, path, sizeof(path)))
-		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s", dp->pin_dir);
 	if (!link && access(path, F_OK))
-		return 0; /* neither attached by us nor pinned */
+		return 0;
 	if (!link)
 		link = bpf_link__open(path);
 	if (!link)
@@ -452,6 +451,25 @@ static int detach_hook(struct datapath *dp, enum loader_hook hook, struct errmsg
 		err = errmsg_set(e, -errno, "unpin link %s", path);
 	bpf_link__destroy(link);
 	return err;
+}
+
+/* The hook's link, and one an attach pinned at "_new" and died before
+ * renaming, which is attached as well. */
+static int detach_hook(struct datapath *dp, enum loader_hook hook, struct errmsg *e)
+{
+	struct bpf_link *link = dp->links[hook];
+	char path[PATH_MAX], tmp[PATH_MAX];
+	int err, err_tmp;
+
+	dp->links[hook] = NULL;
+	if (link_path(dp, hook, "", path, sizeof(path)) ||
+	    link_path(dp, hook, "_new", tmp, sizeof(tmp))) {
+		bpf_link__destroy(link);
+		return errmsg_set(e, -ENAMETOOLONG, "link pin in %s", dp->pin_dir);
+	}
+	err = detach_pinned(path, link, e);
+	err_tmp = detach_pinned(tmp, NULL, err ? NULL : e);
+	return err ? err : err_tmp;
 }
 
 int loader_detach(struct datapath *dp, struct errmsg *e)
@@ -531,7 +549,7 @@ int loader_links(struct datapath *dp, struct loader_link_info info[LOADER_HOOK_C
 
 	for (int h = 0; !err && h < LOADER_HOOK_COUNT; h++) {
 		memset(&info[h], 0, sizeof(info[h]));
-		if (link_path(dp, (enum loader_hook)h, path, sizeof(path)))
+		if (link_path(dp, (enum loader_hook)h, "", path, sizeof(path)))
 			return errmsg_set(e, -ENAMETOOLONG, "links in %s", dp->pin_dir);
 		fd = bpf_obj_get(path);
 		if (fd == -ENOENT)

@@ -389,6 +389,22 @@ describe("dp:detach and dp:unpin", function()
     assert.equals(0, count)
   end)
 
+  it("detach also removes a link an attach pinned at link_<hook>_new and died before renaming", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(dp:attach(cgroup))
+    -- the pin a crash between bpf_link__pin and rename leaves behind
+    assert.is_true(os.execute("bpftool link pin id " .. dp:links().connect4.id .. " "
+      .. core_env.quote(dir .. "/link_connect4_new")) == 0)
+
+    assert.is_true(dp:detach())
+
+    assert.is_false(has(core_env.listdir(dir), "link_connect4_new"))
+    local _, count = core_env.cgroup_programs(cgroup)
+    assert.equals(0, count)
+  end)
+
   it("unpin leaves nothing in bpffs and nothing attached", function()
     local env = core_env.open(pending)
     local dp, dir = env:load()
