@@ -269,8 +269,8 @@ function Env:attach()
   return self
 end
 
--- The product calls the detach spec exercises, remembered so that close()
--- does not undo them twice.
+-- The product calls the detach spec exercises. An unpin is remembered, so
+-- that close() does not unpin twice; after a detach, close() still unpins.
 function Env:detach()
   return self.dp:detach()
 end
