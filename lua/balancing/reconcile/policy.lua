@@ -27,12 +27,13 @@ local abi = require("balancing.abi")
 local object = require("balancing.object")
 local selector = require("balancing.selector")
 local ids = require("balancing.ids")
+local policy_owner = require("balancing.store").policy_owner
 
 local M = {}
 
 M.KINDS = {
-  LocalRedirectPolicy = { owner = "localRedirect/", nat_type = "localRedirect" },
-  BalancingPolicy = { owner = "balancing/", nat_type = "balancing" },
+  LocalRedirectPolicy = { nat_type = "localRedirect" },
+  BalancingPolicy = { nat_type = "balancing" },
 }
 
 local REDIRECT_MODES = { podEndpoint = true, hostPort = true, nodeProxy = true }
@@ -640,7 +641,7 @@ end
 -- The whole flow ----------------------------------------------------------
 
 function M.empty_entries(kind, name)
-  local entries = { owner = M.KINDS[kind].owner .. name, frontends = {} }
+  local entries = { owner = policy_owner(kind, name), frontends = {} }
   if kind == "LocalRedirectPolicy" then
     entries.loop_pods = {}
   end

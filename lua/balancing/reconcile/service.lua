@@ -12,6 +12,7 @@ local abi = require("balancing.abi")
 local log = require("balancing.log")
 local object = require("balancing.object")
 local endpoints = require("balancing.reconcile.endpoints")
+local service_owner = require("balancing.store").service_owner
 local new_table = require("table.new") -- LuaJIT: a table sized up front
 
 local M = {}
@@ -25,10 +26,6 @@ local MAX_AFFINITY_SECONDS = 86400     -- the API's upper bound (1 day)
 local MAX_BACKENDS = ffi.C.MAX_BACKENDS_PER_FRONTEND
 
 local present, field = object.present, object.field
-
-function M.owner_key(namespace, name)
-  return "service/" .. namespace .. "/" .. name
-end
 
 -- "Local" is the policy; "OnlyLocal" is how Kubernetes before 1.8 spelt it
 -- for externalTrafficPolicy, and old manifests still carry it.
@@ -206,7 +203,7 @@ end
 
 function M.desired(store, ctx, namespace, name)
   local rejections, frontends = {}, {}
-  local entries = { owner = M.owner_key(namespace, name), frontends = frontends }
+  local entries = { owner = service_owner(namespace, name), frontends = frontends }
   local full_name = namespace .. "/" .. name
   local state = { rejections = rejections, rejected = false, full_name = full_name, taken = {}, frontends = frontends,
     service_id = false, affinity = 0 }
