@@ -2,7 +2,7 @@
 -- reconciliation needs, and the set of dirty owners an event can affect.
 --
 --   local store = require("balancing.store").new{ node_name = "node-1" }
---   store:apply{ type = "MODIFIED", object = slice }
+--   store:ingest{ type = "MODIFIED", object = slice }
 --   for owner in pairs(store:take_dirty()) do ... end   -- "service/default/web"
 --
 -- Every index is maintained per event from what the object was indexed under
@@ -53,6 +53,11 @@ end
 
 function M.service_owner(namespace, name)
   return "service/" .. namespace .. "/" .. name
+end
+
+-- The owner of a Service known by its store key "namespace/name".
+function M.service_owner_of_key(key)
+  return "service/" .. key
 end
 
 function M.policy_owner(kind, name)
@@ -194,7 +199,7 @@ end
 local function mark_all(self)
   self.dirty[M.NODE_OWNER] = true
   for key in pairs(self.objects.Service) do
-    self.dirty["service/" .. key] = true
+    self.dirty[M.service_owner_of_key(key)] = true
   end
   for _, kind in ipairs(M.POLICY_KINDS) do
     for _, d in pairs(self.derived[kind]) do
@@ -400,10 +405,10 @@ handlers.EndpointSlice = {
   end,
   mark = function(self, old, new)
     if old and old.service then
-      self.dirty["service/" .. old.service] = true
+      self.dirty[M.service_owner_of_key(old.service)] = true
     end
     if new and new.service then
-      self.dirty["service/" .. new.service] = true
+      self.dirty[M.service_owner_of_key(new.service)] = true
     end
   end,
 }
@@ -688,8 +693,10 @@ function Store:delete(obj)
   return true
 end
 
--- apply{ type = "ADDED" | "MODIFIED" | "DELETED", object = obj } → true | nil, err.
-function Store:apply(event)
+-- ingest{ type = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK", object = obj } → true | nil, err:
+-- one watch event into the cache and indexes (writing entries to the kernel
+-- is apply, the C step; the store only ingests).
+function Store:ingest(event)
   if type(event) ~= "table" then
     return nil, "event: not a table"
   end
