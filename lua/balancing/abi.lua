@@ -171,6 +171,61 @@ function M.ipv4_order(text)
   return ((a * 0x100 + b) * 0x100 + c) * 0x100 + d
 end
 
+-- Service and EndpointSlice addresses are read as kube-proxy reads them
+-- (k8s.io/utils/net ParseIPSloppy, Go's parser before 1.17): an octet is any
+-- run of decimal digits worth at most 255, leading zeros included and read
+-- as decimal ("172.30.0.041" is 172.30.0.41, not octal).
+local function sloppy_octet(text, pos)
+  local c = byte(text, pos)
+  if c == nil or c < DIGIT_0 or c > DIGIT_9 then
+    return nil
+  end
+  local value = 0
+  repeat
+    value = value * 10 + c - DIGIT_0
+    if value > 255 then
+      return nil
+    end
+    pos = pos + 1
+    c = byte(text, pos)
+  until c == nil or c < DIGIT_0 or c > DIGIT_9
+  return value, pos
+end
+
+-- ipv4_order for kube-proxy's reading of an address (sloppy_octet); nil for
+-- text that is not dotted IPv4 even so.
+function M.ipv4_sloppy_order(text)
+  if type(text) ~= "string" then
+    return nil
+  end
+  local a, pos = sloppy_octet(text, 1)
+  if not a or byte(text, pos) ~= DOT then
+    return nil
+  end
+  local b
+  b, pos = sloppy_octet(text, pos + 1)
+  if not b or byte(text, pos) ~= DOT then
+    return nil
+  end
+  local c
+  c, pos = sloppy_octet(text, pos + 1)
+  if not c or byte(text, pos) ~= DOT then
+    return nil
+  end
+  local d
+  d, pos = sloppy_octet(text, pos + 1)
+  if not d or pos ~= #text + 1 then
+    return nil
+  end
+  return ((a * 0x100 + b) * 0x100 + c) * 0x100 + d
+end
+
+-- ipv4_order's number -> its dotted text, the canonical form ("172.30.0.41").
+function M.ipv4_order_to_text(order)
+  return string.format("%d.%d.%d.%d", math.floor(order / 0x1000000), math.floor(order / 0x10000) % 0x100,
+    math.floor(order / 0x100) % 0x100, order % 0x100)
+end
+
 -- ipv4_order's number -> the u32 ipv4_to_u32 gives for the same address
 -- (no text parsed again for an address already read once).
 function M.ipv4_order_to_u32(order)

@@ -40,28 +40,9 @@ function M.hash(text)
   return h
 end
 
--- older(a, b): whether policy a is older than policy b — creationTimestamp
--- (RFC 3339 text compares in time order), then name, then kind. An object
--- without a creationTimestamp (a manifest never seen by an API server) counts
--- as newer than any object that has one.
-function M.older(a, b)
-  local ma, mb = metadata(a), metadata(b)
-  local ta, tb = present(ma.creationTimestamp), present(mb.creationTimestamp)
-  if ta ~= tb then
-    if ta == nil then
-      return false
-    end
-    if tb == nil then
-      return true
-    end
-    return tostring(ta) < tostring(tb)
-  end
-  local na, nb = tostring(present(ma.name) or ""), tostring(present(mb.name) or "")
-  if na ~= nb then
-    return na < nb
-  end
-  return tostring(present(a.kind) or "") < tostring(present(b.kind) or "")
-end
+-- older(a, b): which of two policies claiming one ID or frontend wins
+-- (object.older).
+M.older = object.older
 
 function M.new()
   return setmetatable({

@@ -90,4 +90,30 @@ function M.by_namespace_name(a, b)
   return ma.name < mb.name
 end
 
+-- older(a, b): whether object a is older than object b, the order in which
+-- two objects claiming one thing (a frontend, a serviceId) win it:
+-- creationTimestamp (RFC 3339 text compares in time order), then namespace,
+-- name and kind. An object without a creationTimestamp (a manifest never seen
+-- by an API server) counts as newer than any object that has one.
+function M.older(a, b)
+  local ma, mb = metadata(a), metadata(b)
+  local ta, tb = present(ma.creationTimestamp), present(mb.creationTimestamp)
+  if ta ~= tb then
+    if ta == nil then
+      return false
+    end
+    if tb == nil then
+      return true
+    end
+    return tostring(ta) < tostring(tb)
+  end
+  for _, key in ipairs({ "namespace", "name" }) do
+    local va, vb = tostring(present(ma[key]) or ""), tostring(present(mb[key]) or "")
+    if va ~= vb then
+      return va < vb
+    end
+  end
+  return tostring(present(a.kind) or "") < tostring(present(b.kind) or "")
+end
+
 return M

@@ -16,6 +16,7 @@
 local ids = require("balancing.ids")
 local object = require("balancing.object")
 local selector = require("balancing.selector")
+local service_spec = require("balancing.service_spec")
 
 local M = {}
 
@@ -66,17 +67,9 @@ end
 
 M.NODE_OWNER = "node"
 
--- "10.96.0.10:53/UDP". Ports are written as decimal integers whether they
--- came as a number or as a string ("53"); a missing protocol is TCP, as in
--- Kubernetes.
-function M.frontend_key(address, port, protocol)
-  local number = tonumber(port)
-  if number and number == math.floor(number) then
-    port = string.format("%d", number)
-  end
-  protocol = present(protocol)
-  return tostring(address) .. ":" .. tostring(port) .. "/" .. tostring(protocol or "TCP")
-end
+-- "10.96.0.10:53/UDP" from a checked address, port number and protocol: the
+-- one key of a frontend, for the conflict indexes and every reason.
+M.frontend_key = service_spec.frontend_key
 
 -- Buckets: a set of objects with a count, so that the smallest candidate set
 -- can be chosen without counting.
@@ -119,10 +112,13 @@ end
 
 -- Construction -------------------------------------------------------------------
 
+-- opts: node_name (this node), service_proxy_name (--service-proxy-name:
+-- also serve Services labelled with it), ids (a registry to share).
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({
     node_name = opts.node_name,
+    service_proxy_name = opts.service_proxy_name,
     ids = opts.ids or ids.new(),
     objects = {},    -- kind -> "ns/name" -> object
     derived = {},    -- kind -> "ns/name" -> what the object is indexed under
@@ -131,6 +127,7 @@ function M.new(opts)
     dirty = {},
     slices_by_service = {},   -- "ns/service" -> bucket of EndpointSlices
     services_by_ip = {},      -- ClusterIP -> bucket of Services
+    services_by_frontend = {},    -- frontend key -> bucket of the Services claiming it
     pods_by_node = {},        -- node name -> bucket of Pods
     pods_by_label = {},       -- "key=value" -> bucket of Pods
     pods_by_label_key = {},   -- key -> bucket of Pods
@@ -222,44 +219,6 @@ end
 
 -- Services ----------------------------------------------------------------------
 
-local function cluster_ips(service)
-  local ips = {}
-  if field(service, "spec", "type") == "ExternalName" then
-    return ips
-  end
-  local list = field(service, "spec", "clusterIPs")
-  if type(list) ~= "table" or #list == 0 then
-    list = { field(service, "spec", "clusterIP") }
-  end
-  for _, ip in ipairs(list) do
-    ip = present(ip)
-    if type(ip) == "string" and ip ~= "" and ip ~= "None" then
-      -- at most two (one per IP family): a scan, not a set per Service
-      local seen = false
-      for i = 1, #ips do
-        if ips[i] == ip then
-          seen = true
-          break
-        end
-      end
-      if not seen then
-        ips[#ips + 1] = ip
-      end
-    end
-  end
-  return ips
-end
-
-local function service_ports(service)
-  local ports = {}
-  for _, port in ipairs(array(field(service, "spec", "ports"))) do
-    if type(port) == "table" and present(port.port) ~= nil then
-      ports[#ports + 1] = { port = present(port.port), protocol = present(port.protocol) }
-    end
-  end
-  return ports
-end
-
 -- Policies' frontends -------------------------------------------------------------
 
 -- The frontend keys a policy claims: addressMatcher ip × toPorts; for a
@@ -294,8 +253,8 @@ local function policy_frontend_keys(self, policy)
           wanted[M.frontend_key("", present(port.port), present(port.protocol))] = true
         end
       end
-      for _, ip in ipairs(service.ips) do
-        for _, port in ipairs(service.ports) do
+      for _, ip in ipairs(service.spec.cluster_ips) do
+        for _, port in ipairs(service.spec.ports) do
           local suffix = M.frontend_key("", port.port, port.protocol)
           if next(wanted) == nil or wanted[suffix] then
             keys[ip .. suffix] = true
@@ -364,18 +323,42 @@ end
 -- mark(self, old_derived, new_derived) marks the owners the change can affect.
 local handlers = {}
 
+-- The other Services claiming one of the frontends (a conflict's winner can
+-- change when a claimant comes, goes or changes).
+local function mark_service_claimants(self, spec, own_key)
+  local index = self.services_by_frontend
+  for _, frontend in ipairs(spec.frontends) do
+    local bucket = index[frontend.key]
+    if bucket then
+      for key in pairs(bucket.items) do
+        if key ~= own_key then
+          self.dirty[M.service_owner_of_key(key)] = true
+        end
+      end
+    end
+  end
+end
+
+-- A Service is read once, here (service_spec); its ID is settled here too,
+-- so that reconcile only reads it.
 handlers.Service = {
   index = function(self, key, obj)
-    local d = { ips = cluster_ips(obj), ports = service_ports(obj) }
-    for _, ip in ipairs(d.ips) do
+    local spec = service_spec.parse(obj, self.service_proxy_name)
+    local d = { spec = spec, id = self.ids:service_id(obj) }
+    for _, ip in ipairs(spec.cluster_ips) do
       bucket_add(self.services_by_ip, ip, key, obj)
     end
-    self.ids:service_id(obj)
+    for _, frontend in ipairs(spec.frontends) do
+      bucket_add(self.services_by_frontend, frontend.key, key, obj)
+    end
     return d
   end,
   unindex = function(self, key, d)
-    for _, ip in ipairs(d.ips) do
+    for _, ip in ipairs(d.spec.cluster_ips) do
       bucket_remove(self.services_by_ip, ip, key)
+    end
+    for _, frontend in ipairs(d.spec.frontends) do
+      bucket_remove(self.services_by_frontend, frontend.key, key)
     end
   end,
   release = function(self, _, obj)
@@ -383,8 +366,15 @@ handlers.Service = {
   end,
   mark = function(self, old, new)
     local d = new or old
+    local key = d.namespace .. "/" .. d.name
     self.dirty[M.service_owner(d.namespace, d.name)] = true
-    refresh_service_policies(self, d.namespace .. "/" .. d.name)
+    if old then
+      mark_service_claimants(self, old.spec, key)
+    end
+    if new then
+      mark_service_claimants(self, new.spec, key)
+    end
+    refresh_service_policies(self, key)
   end,
 }
 
@@ -392,7 +382,10 @@ handlers.EndpointSlice = {
   index = function(self, key, obj)
     local service = field(obj, "metadata", "labels", M.SERVICE_NAME_LABEL)
     local d = {}
-    if type(service) == "string" and service ~= "" then
+    -- kube-proxy ignores the slices of Services left to another proxy by
+    -- their labels, whatever the Service itself says
+    if type(service) == "string" and service ~= ""
+        and not service_spec.left_to_another_proxy(obj, self.service_proxy_name) then
       d.service = field(obj, "metadata", "namespace") .. "/" .. service
       bucket_add(self.slices_by_service, d.service, key, obj)
     end
@@ -754,6 +747,35 @@ end
 function Store:endpoint_slices_of(namespace, service_name)
   local bucket = self.slices_by_service[namespace .. "/" .. service_name]
   return sorted_values(bucket and bucket.items)
+end
+
+-- service_spec(namespace, name) → the checked Service (balancing.service_spec)
+-- and its service ID, or nil when the store has no such Service.
+function Store:service_spec(namespace, name)
+  local d = self.derived.Service[namespace .. "/" .. name]
+  if not d then
+    return nil
+  end
+  return d.spec, d.id
+end
+
+-- The Service that wins a frontend key against the Service namespace/name:
+-- the oldest other claimant older than it (creationTimestamp, then
+-- namespace/name), or nil when it keeps the frontend.
+function Store:older_service_claiming(frontend_key, namespace, name)
+  local bucket = self.services_by_frontend[frontend_key]
+  if not bucket or bucket.n < 2 then
+    return nil
+  end
+  local own_key = namespace .. "/" .. name
+  local own = bucket.items[own_key]
+  local winner
+  for key, service in pairs(bucket.items) do
+    if key ~= own_key and object.older(service, winner or own) then
+      winner = service
+    end
+  end
+  return winner
 end
 
 function Store:services_by_cluster_ip(ip)

@@ -3,6 +3,7 @@
 -- CategorizeEndpoints.
 local endpoints = require("balancing.reconcile.endpoints")
 local fx = require("fixtures.services.builders")
+local abi = require("balancing.abi")
 
 local NODE = "node-1"
 
@@ -21,7 +22,7 @@ local function texts(list)
 end
 
 local function categorize(eps, zone)
-  local cluster, local_ = endpoints.categorize(records({ fx.slice{ endpoints = eps } }), zone)
+  local cluster, local_ = endpoints.categorize(records({ fx.slice{ endpoints = eps } }), NODE, zone)
   return texts(cluster), texts(local_)
 end
 
@@ -75,11 +76,45 @@ describe("endpoint selection", function()
       assert.same({ "10.0.0.1:8080" }, texts(records({ v6, fqdn, v4 }, nil)))
     end)
 
-    it("keeps an address found in two slices once: the one in the slice whose name sorts first", function()
+    it("gives one backend per address and port: two slices giving one address two ports are two backends", function()
       local late = fx.slice{ name = "web-b", ports = { { port = 9000 } }, endpoints = { { address = "10.0.0.1" } } }
       local early = fx.slice{ name = "web-a", ports = { { port = 8080 } }, endpoints = { { address = "10.0.0.1" } } }
+      assert.same({ "10.0.0.1:8080", "10.0.0.1:9000" }, texts(records({ late, early }, nil)))
+      assert.same({ "10.0.0.1:8080", "10.0.0.1:9000" }, texts(records({ early, late }, nil)))
+    end)
+
+    it("keeps an address:port found in two slices once: the one in the slice whose name sorts first", function()
+      local late = fx.slice{ name = "web-b", endpoints = { { address = "10.0.0.1", node = NODE } } }
+      local early = fx.slice{ name = "web-a", endpoints = { { address = "10.0.0.1" } } }
       assert.same({ "10.0.0.1:8080" }, texts(records({ late, early }, nil)))
-      assert.same({ "10.0.0.1:8080" }, texts(records({ early, late }, nil)))
+    end)
+
+    it("for the same address:port, a ready entry wins over a terminating one (a reused pod IP)", function()
+      -- the old pod terminates in one slice while the new pod with its IP
+      -- is ready in another, whichever slice sorts first
+      for _, names in ipairs({ { "web-a", "web-b" }, { "web-b", "web-a" } }) do
+        local old = fx.slice{ name = names[1], endpoints = {
+          { address = "10.0.0.1", ready = false, serving = true, terminating = true, node = "node-2" } } }
+        local new = fx.slice{ name = names[2], endpoints = { { address = "10.0.0.1", ready = true, node = NODE } } }
+        local list = records({ old, new }, nil)
+        assert.equals(1, #list)
+        assert.is_true(list[1][endpoints.READY])
+        assert.is_true(list[1][endpoints.IS_LOCAL])
+        local cluster = endpoints.categorize(list, NODE, nil)
+        assert.same({ "10.0.0.1:8080*" }, texts(cluster))
+      end
+    end)
+
+    it("for the same address:port among many endpoints, a ready entry wins over a terminating one", function()
+      local eps = {}
+      for i = 1, 20 do
+        eps[i] = { address = "10.0.0." .. i, ready = false, serving = true, terminating = true }
+      end
+      eps[21] = { address = "10.0.0.20", ready = true }
+      local list = records({ fx.slice{ endpoints = eps } }, nil)
+      assert.equals(20, #list)
+      local cluster = endpoints.categorize(list, NODE, nil)
+      assert.same({ "10.0.0.20:8080" }, texts(cluster))
     end)
 
     it("keeps a repeated address once among many endpoints, as among few", function()
@@ -97,8 +132,15 @@ describe("endpoint selection", function()
     end)
 
     it("skips an endpoint whose address is not IPv4 text", function()
-      local slice = fx.slice{ endpoints = { { address = "01.2.3.4" }, { address = "10.0.0.1" }, { address = "a.b" } } }
+      local slice = fx.slice{ endpoints = { { address = "1.2.3.256" }, { address = "10.0.0.1" }, { address = "a.b" } } }
       assert.same({ "10.0.0.1:8080" }, texts(records({ slice }, nil)))
+    end)
+
+    it("reads leading zeros as decimal, as kube-proxy does (10.244.0.041 is 10.244.0.41)", function()
+      local slice = fx.slice{ endpoints = { { address = "10.244.0.041" }, { address = "10.244.0.41" } } }
+      local list = records({ slice }, nil)
+      assert.equals(1, #list) -- the same address twice
+      assert.equals(abi.ipv4_order("10.244.0.41"), list[1][endpoints.ORDER])
     end)
 
     it("marks an endpoint local when its nodeName is this node", function()
@@ -216,6 +258,31 @@ describe("endpoint selection", function()
         { address = "10.0.0.3", ready = false },
       }, "zone-a")
       assert.same({ "10.0.0.1:8080" }, cluster)
+    end)
+
+    it("PreferSameNode: uses only the endpoints hinted for this node when every ready endpoint has node hints", function()
+      local cluster = categorize({
+        { address = "10.0.0.1", node = NODE, for_nodes = { NODE }, zones = { "zone-a" } },
+        { address = "10.0.0.2", node = "node-2", for_nodes = { "node-2" }, zones = { "zone-a" } },
+        { address = "10.0.0.3", node = "node-3", for_nodes = { "node-3" }, zones = { "zone-b" } },
+      }, "zone-a")
+      assert.same({ "10.0.0.1:8080*" }, cluster)
+    end)
+
+    it("PreferSameNode: node hints come before zone hints, which apply when none names this node", function()
+      local cluster = categorize({
+        { address = "10.0.0.2", node = "node-2", for_nodes = { "node-2" }, zones = { "zone-a" } },
+        { address = "10.0.0.3", node = "node-3", for_nodes = { "node-3" }, zones = { "zone-b" } },
+      }, "zone-a")
+      assert.same({ "10.0.0.2:8080" }, cluster)
+    end)
+
+    it("PreferSameNode: ignores node hints unless every ready endpoint has them", function()
+      local cluster = categorize({
+        { address = "10.0.0.1", node = NODE, for_nodes = { NODE } },
+        { address = "10.0.0.2", node = "node-2" },
+      }, "zone-a")
+      assert.same({ "10.0.0.1:8080*", "10.0.0.2:8080" }, cluster)
     end)
 
     it("does not narrow the local endpoints", function()

@@ -12,7 +12,7 @@ local NODE = "node-1"
 -- The store holding objects, and this node's context (node-1 in zone-a).
 local function world(objects, opts)
   opts = opts or {}
-  local store = Store.new{ node_name = opts.node_name or NODE }
+  local store = Store.new{ node_name = opts.node_name or NODE, service_proxy_name = opts.service_proxy_name }
   assert(store:upsert(fx.node{ name = NODE, zone = "zone-a", internal_ip = "192.168.0.1", node_id = 11 }))
   assert(store:upsert(fx.node{ name = "node-2", zone = "zone-b", internal_ip = "192.168.0.2", node_id = 12 }))
   for _, obj in ipairs(objects) do
@@ -24,8 +24,8 @@ end
 local function desired(objects, opts)
   opts = opts or {}
   local store, ctx = world(objects, opts)
-  local entries, rejections = service.desired(store, ctx, opts.namespace or "default", opts.name or "web")
-  return entries, rejections, store
+  local entries, rejections, notices = service.desired(store, ctx, opts.namespace or "default", opts.name or "web")
+  return entries, rejections, store, notices
 end
 
 -- One ready endpoint on this node and one on node-2, serving port 8080.
@@ -132,10 +132,10 @@ describe("reconcile.service", function()
       assert.same({ "10.96.0.10:80/TCP ClusterIP" }, decode.keys(entries))
     end)
 
-    it("programs TCP and UDP ports and skips SCTP with one log line naming the Service and port", function()
+    it("programs TCP and UDP ports and skips SCTP with one notice naming the Service and port (no log line)", function()
       local lines = {}
       log.set_sink(function(line) lines[#lines + 1] = line end)
-      local entries = desired{
+      local entries, _, _, notices = desired{
         fx.service{ cluster_ip = "10.96.0.10", ports = {
           { name = "dns", port = 53, protocol = "UDP" },
           { name = "dns-tcp", port = 53, protocol = "TCP" },
@@ -144,10 +144,10 @@ describe("reconcile.service", function()
       }
       log.set_sink(nil)
       assert.same({ "10.96.0.10:53/TCP ClusterIP", "10.96.0.10:53/UDP ClusterIP" }, decode.keys(entries))
-      assert.equals(1, #lines)
-      assert.matches('"service":"default/web"', lines[1], 1, true)
-      assert.matches('"port":"sig"', lines[1], 1, true)
-      assert.matches("SCTP", lines[1], 1, true)
+      assert.same({}, lines) -- reconcile is pure: the driver logs its notices
+      assert.equals(1, #notices)
+      assert.same({ service = "default/web", port = "sig", protocol = "SCTP" }, notices[1].fields)
+      assert.matches("protocol not supported", notices[1].message, 1, true)
     end)
 
     it("gives an ExternalName Service no entries", function()
@@ -340,42 +340,40 @@ describe("reconcile.service", function()
       assert.same({ "10.244.1.5:8080 local", "10.244.2.7:8080" }, node_port.backends)
     end)
 
-    it("externalTrafficPolicy Local restricts the NodePort frontend to local endpoints", function()
+    it("externalTrafficPolicy never restricts what socket hooks see: a Local NodePort gets every usable endpoint", function()
       local entries = desired{
         fx.service{ type = "NodePort", cluster_ip = "10.96.0.10", external_policy = "Local",
           ports = { { port = 80, node_port = 30080 } } },
         two_endpoints(),
       }
       local node_port = decode.find(entries, "*:30080/TCP")
-      assert.is_true(node_port.local_only)
-      assert.same({ "10.244.1.5:8080 local" }, node_port.backends)
-      assert.equals(1, node_port.total)
+      assert.is_false(node_port.local_only)
+      assert.same({ "10.244.1.5:8080 local", "10.244.2.7:8080" }, node_port.backends)
+      assert.equals(2, node_port.total)
       assert.equals(1, node_port.local_count)
     end)
 
-    it("externalTrafficPolicy Local restricts LoadBalancer and ExternalIP frontends, not the ClusterIP", function()
+    it("externalTrafficPolicy never restricts what socket hooks see: LoadBalancer and ExternalIP frontends neither", function()
       local entries = desired{
         fx.service{ type = "LoadBalancer", cluster_ip = "10.96.0.10", external_policy = "Local",
           ports = { { port = 80 } }, ingress = { "203.0.113.10" }, external_ips = { "198.51.100.7" } },
         two_endpoints(),
       }
-      for _, frontend in ipairs({ "203.0.113.10:80/TCP", "198.51.100.7:80/TCP" }) do
+      for _, frontend in ipairs({ "203.0.113.10:80/TCP", "198.51.100.7:80/TCP", "10.96.0.10:80/TCP" }) do
         local fe = decode.find(entries, frontend)
-        assert.is_true(fe.local_only)
-        assert.same({ "10.244.1.5:8080 local" }, fe.backends)
+        assert.is_false(fe.local_only)
+        assert.same({ "10.244.1.5:8080 local", "10.244.2.7:8080" }, fe.backends)
       end
-      local cluster_ip = decode.find(entries, "10.96.0.10:80/TCP")
-      assert.is_false(cluster_ip.local_only)
-      assert.equals(2, cluster_ip.total)
     end)
 
-    it("accepts OnlyLocal, the older spelling of externalTrafficPolicy Local", function()
+    it("externalTrafficPolicy never restricts what socket hooks see: nor its old spelling OnlyLocal", function()
       local entries = desired{
         fx.service{ type = "NodePort", cluster_ip = "10.96.0.10", external_policy = "OnlyLocal",
           ports = { { port = 80, node_port = 30080 } } },
         two_endpoints(),
       }
-      assert.is_true(decode.find(entries, "*:30080/TCP").local_only)
+      assert.is_false(decode.find(entries, "*:30080/TCP").local_only)
+      assert.equals(2, decode.find(entries, "*:30080/TCP").total)
     end)
 
     it("keeps a Local frontend with no local endpoint, with zero backends", function()
@@ -541,6 +539,183 @@ describe("reconcile.service", function()
     end)
   end)
 
+  describe("Services left to another proxy", function()
+    it("does not program a Service labelled service.kubernetes.io/headless", function()
+      local entries, rejections = desired{
+        fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/headless"] = "" } },
+        two_endpoints(),
+      }
+      assert.same({}, decode.keys(entries))
+      assert.same({}, rejections)
+    end)
+
+    it("does not program a Service labelled service.kubernetes.io/service-proxy-name without --service-proxy-name", function()
+      local entries = desired{
+        fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/service-proxy-name"] = "other" } },
+        two_endpoints(),
+      }
+      assert.same({}, decode.keys(entries))
+    end)
+
+    it("does not program a Service whose service-proxy-name is another than --service-proxy-name", function()
+      local entries = desired({
+        fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/service-proxy-name"] = "other" } },
+        two_endpoints(),
+      }, { service_proxy_name = "balancing" })
+      assert.same({}, decode.keys(entries))
+    end)
+
+    it("programs a Service whose service-proxy-name equals --service-proxy-name", function()
+      local entries = desired({
+        fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/service-proxy-name"] = "balancing" } },
+        two_endpoints(),
+      }, { service_proxy_name = "balancing" })
+      assert.same({ "10.96.0.10:80/TCP ClusterIP" }, decode.keys(entries))
+      assert.equals(2, decode.find(entries, "10.96.0.10:80/TCP").total)
+    end)
+
+    it("ignores an EndpointSlice labelled for another proxy, as kube-proxy does", function()
+      local entries = desired{
+        fx.service{ cluster_ip = "10.96.0.10" },
+        fx.slice{ name = "web-a", endpoints = { { address = "10.244.1.5", node = NODE } } },
+        fx.slice{ name = "web-b", labels = { ["service.kubernetes.io/headless"] = "" },
+          endpoints = { { address = "10.244.2.7" } } },
+        fx.slice{ name = "web-c", labels = { ["service.kubernetes.io/service-proxy-name"] = "other" },
+          endpoints = { { address = "10.244.3.3" } } },
+      }
+      assert.same({ "10.244.1.5:8080 local" }, decode.find(entries, "10.96.0.10:80/TCP").backends)
+    end)
+
+    it("a Service relabelled for another proxy loses its frontends", function()
+      local store, ctx = world{ fx.service{ cluster_ip = "10.96.0.10" }, two_endpoints() }
+      store:take_dirty()
+      assert(store:upsert(fx.service{ cluster_ip = "10.96.0.10",
+        labels = { ["service.kubernetes.io/headless"] = "" } }))
+      assert.is_true(store:take_dirty()["service/default/web"])
+      assert.same({}, decode.keys((service.desired(store, ctx, "default", "web"))))
+    end)
+  end)
+
+  describe("addresses as kube-proxy reads them", function()
+    it("ipMode Proxy: no frontend for that load balancer ingress IP", function()
+      local entries, rejections = desired{
+        fx.service{ type = "LoadBalancer", cluster_ip = "10.96.0.10", ports = { { port = 80 } },
+          ingress = { { ip = "203.0.113.10", ipMode = "Proxy" }, { ip = "203.0.113.11", ipMode = "VIP" } } },
+      }
+      assert.same({ "10.96.0.10:80/TCP ClusterIP", "203.0.113.11:80/TCP LoadBalancer" }, decode.keys(entries))
+      assert.same({}, rejections)
+    end)
+
+    it("IPv6 single-stack: no IPv4 frontend at all, not even for IPv4 external or ingress IPs", function()
+      local entries, rejections = desired{
+        fx.service{ type = "LoadBalancer", cluster_ips = { "fd00::10" },
+          ports = { { port = 80, node_port = 30080 } },
+          ingress = { "203.0.113.10" }, external_ips = { "198.51.100.7" } },
+        two_endpoints(),
+      }
+      assert.same({}, decode.keys(entries))
+      assert.same({}, rejections)
+    end)
+
+    it("reads leading zeros in Service addresses as decimal (172.30.0.041 is 172.30.0.41)", function()
+      local entries, rejections = desired{
+        fx.service{ cluster_ip = "172.30.0.041", external_ips = { "198.051.100.007" } },
+        fx.slice{ endpoints = { { address = "10.244.001.005", node = NODE } } },
+      }
+      assert.same({ "172.30.0.41:80/TCP ClusterIP", "198.51.100.7:80/TCP ExternalIP" }, decode.keys(entries))
+      assert.same({ "10.244.1.5:8080 local" }, decode.find(entries, "172.30.0.41:80/TCP").backends)
+      assert.same({}, rejections)
+    end)
+
+    for _, case in ipairs({
+      { "0.0.0.0", "the unspecified address" },
+      { "255.255.255.255", "the broadcast address" },
+      { "224.0.0.1", "a multicast address" },
+      { "239.255.255.250", "a multicast address" },
+    }) do
+      it("refuses " .. case[1] .. " as a Service address with a reason naming the field", function()
+        local entries, rejections = desired{
+          fx.service{ type = "NodePort", cluster_ips = { case[1] }, external_ips = { "198.51.100.7", case[1] },
+            ports = { { port = 80, node_port = 30080 } } },
+        }
+        -- never the NodePort wildcard (address 0) nor a frontend on it
+        assert.same({ "*:30080/TCP NodePort", "198.51.100.7:80/TCP ExternalIP" }, decode.keys(entries))
+        assert.same({
+          string.format('default/web: spec.clusterIPs[0]: "%s" is %s, not a frontend', case[1], case[2]),
+          string.format('default/web: spec.externalIPs[1]: "%s" is %s, not a frontend', case[1], case[2]),
+        }, reasons(rejections))
+      end)
+    end
+  end)
+
+  describe("two Services on one frontend", function()
+    local function claimants()
+      return fx.service{ name = "old", created = "2026-01-01T00:00:00Z", cluster_ip = "10.96.0.10",
+          external_ips = { "198.51.100.7" } },
+        fx.service{ name = "new", created = "2026-02-01T00:00:00Z", cluster_ip = "10.96.0.20",
+          external_ips = { "198.51.100.7" } }
+    end
+
+    it("the older keeps it; the other's frontend is rejected naming the winner; its other frontends stay", function()
+      local old, new = claimants()
+      local store, ctx = world{ new, old }
+      local won = service.desired(store, ctx, "default", "old")
+      assert.same({ "10.96.0.10:80/TCP ClusterIP", "198.51.100.7:80/TCP ExternalIP" }, decode.keys(won))
+      local lost, rejections = service.desired(store, ctx, "default", "new")
+      assert.same({ "10.96.0.20:80/TCP ClusterIP" }, decode.keys(lost))
+      assert.same({ "default/new: spec.externalIPs[0]: frontend 198.51.100.7:80/TCP is already programmed by "
+        .. "older Service default/old" }, reasons(rejections))
+    end)
+
+    it("older is creationTimestamp, then namespace/name (a manifest without one is newer)", function()
+      local a = fx.service{ namespace = "a", name = "z", cluster_ip = "10.96.0.10", external_ips = { "198.51.100.7" } }
+      local b = fx.service{ namespace = "b", name = "a", cluster_ip = "10.96.0.20", external_ips = { "198.51.100.7" } }
+      local store, ctx = world{ b, a }
+      assert.equals(2, #decode.keys((service.desired(store, ctx, "a", "z"))))
+      assert.equals(1, #decode.keys((service.desired(store, ctx, "b", "a"))))
+      local stamped = fx.service{ namespace = "b", name = "b", created = "2026-01-01T00:00:00Z",
+        cluster_ip = "10.96.0.30", external_ips = { "198.51.100.7" } }
+      assert(store:upsert(stamped))
+      assert.equals(2, #decode.keys((service.desired(store, ctx, "b", "b"))))
+      assert.equals(1, #decode.keys((service.desired(store, ctx, "a", "z"))))
+    end)
+
+    it("a NodePort claimed by two Services goes to the older", function()
+      local old = fx.service{ name = "old", type = "NodePort", created = "2026-01-01T00:00:00Z",
+        cluster_ip = "10.96.0.10", ports = { { port = 80, node_port = 30080 } } }
+      local new = fx.service{ name = "new", type = "NodePort", created = "2026-02-01T00:00:00Z",
+        cluster_ip = "10.96.0.20", ports = { { port = 80, node_port = 30080 } } }
+      local store, ctx = world{ new, old }
+      assert.same({ "*:30080/TCP NodePort", "10.96.0.10:80/TCP ClusterIP" },
+        decode.keys((service.desired(store, ctx, "default", "old"))))
+      local lost, rejections = service.desired(store, ctx, "default", "new")
+      assert.same({ "10.96.0.20:80/TCP ClusterIP" }, decode.keys(lost))
+      assert.matches("frontend *:30080/TCP is already programmed by older Service default/old",
+        rejections[1].reason, 1, true)
+    end)
+
+    it("when the winner goes, the other Service is marked dirty and takes the frontend", function()
+      local old, new = claimants()
+      local store, ctx = world{ old, new }
+      store:take_dirty()
+      assert(store:delete(old))
+      local dirty = store:take_dirty()
+      assert.is_true(dirty["service/default/new"])
+      assert.same({ "10.96.0.20:80/TCP ClusterIP", "198.51.100.7:80/TCP ExternalIP" },
+        decode.keys((service.desired(store, ctx, "default", "new"))))
+    end)
+
+    it("a Service that starts claiming another's frontend marks that Service dirty", function()
+      local old = fx.service{ name = "old", created = "2026-02-01T00:00:00Z", cluster_ip = "10.96.0.10",
+        external_ips = { "198.51.100.7" } }
+      local store = world{ old }
+      store:take_dirty()
+      assert(store:upsert(fx.service{ name = "older", created = "2026-01-01T00:00:00Z", cluster_ip = "10.96.0.20",
+        external_ips = { "198.51.100.7" } }))
+      assert.is_true(store:take_dirty()["service/default/old"])
+    end)
+  end)
+
   describe("determinism", function()
     it("gives the same entries whatever order the slices arrived in", function()
       local a = fx.slice{ name = "web-a",
@@ -552,7 +727,9 @@ describe("reconcile.service", function()
       local one = decode.frontends((desired{ svc, a, b }))
       local two = decode.frontends((desired{ b, a, svc }))
       assert.same(one, two)
-      assert.same({ "10.244.1.5:8080 local", "10.244.2.7:8080", "10.244.3.3:9999" }, one[1].backends)
+      -- one backend per address and port: 10.244.2.7 serves 8080 and 9999
+      assert.same({ "10.244.1.5:8080 local", "10.244.2.7:8080", "10.244.2.7:9999", "10.244.3.3:9999" },
+        one[1].backends)
     end)
   end)
 end)

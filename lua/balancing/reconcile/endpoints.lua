@@ -9,8 +9,13 @@
 --   * the cluster set and the local set fall back independently: a Local
 --     policy uses this node's terminating endpoints when this node has no
 --     ready one, even if other nodes have ready ones;
---   * topology hints narrow the cluster set only, only when every ready
---     endpoint carries zone hints and at least one names this node's zone.
+--   * topology hints narrow the cluster set only: node hints
+--     (trafficDistribution PreferSameNode) when every ready endpoint carries
+--     them and one names this node, else zone hints when every ready
+--     endpoint carries them and one names this node's zone;
+--   * one backend per address and port; where a slice repeats one (a reused
+--     pod IP, slices mid-update), a ready entry wins over a terminating one;
+--   * addresses are read as kube-proxy reads them (leading zeros decimal).
 --
 -- Pure functions over decoded EndpointSlice objects: no store, no I/O.
 --
@@ -34,16 +39,18 @@ local M = {}
 -- An endpoint record is an array, indexed by these names: a full reconcile
 -- makes one per endpoint and Service port, and seven array slots take half
 -- the memory (and half the collector's work) of seven named fields.
---   ADDRESS   the address text ("10.244.1.5")
---   ORDER     the address as a number in host order, for sorting (abi.ipv4_order)
+--   ADDRESS   the address text as the slice gives it
+--   ORDER     the address as a number in host order, for sorting and as its
+--             identity (abi.ipv4_sloppy_order: "10.244.1.05" is 10.244.1.5)
 --   PORT      the backend port (the slice's port of the Service port's name)
 --   IS_LOCAL  the endpoint runs on this node
 --   READY     ready (unset counts as true)
 --   FALLBACK  serving and terminating: what the terminating fallback uses
 --   ZONES     the set of its zone hints, or nil
-local ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES = 1, 2, 3, 4, 5, 6, 7
-M.ADDRESS, M.ORDER, M.PORT, M.IS_LOCAL, M.READY, M.FALLBACK, M.ZONES =
-  ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES
+--   NODES     the set of its node hints, or nil
+local ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES, NODES = 1, 2, 3, 4, 5, 6, 7, 8
+M.ADDRESS, M.ORDER, M.PORT, M.IS_LOCAL, M.READY, M.FALLBACK, M.ZONES, M.NODES =
+  ADDRESS, ORDER, PORT, IS_LOCAL, READY, FALLBACK, ZONES, NODES
 
 local present = object.present
 
@@ -67,8 +74,8 @@ end
 M.valid_port = valid_port
 
 -- The number a dotted IPv4 address reads as (host order), for sorting; nil
--- for text that is not one.
-local address_order = abi.ipv4_order
+-- for text that is not one, even read as kube-proxy reads it.
+local address_order = abi.ipv4_sloppy_order
 
 -- The port a slice serves for one Service port: the slice port of the same
 -- name and protocol. The EndpointSlice controller has already resolved a
@@ -86,17 +93,19 @@ local function condition(conditions, field)
   return present(conditions[field])
 end
 
-local function zone_hints(endpoint)
+-- The set of names in hints.forZones or hints.forNodes ({name = "..."}
+-- each), or nil when there is none.
+local function hint_set(endpoint, which)
   local hints = present(endpoint.hints)
-  local zones = hints and present(hints.forZones)
-  if not zones then
+  local list = hints and present(hints[which])
+  if type(list) ~= "table" then
     return nil
   end
   local set, any = {}, false
-  for _, zone in ipairs(zones) do
-    local zone_name = type(zone) == "table" and present(zone.name)
-    if type(zone_name) == "string" and zone_name ~= "" then
-      set[zone_name] = true
+  for _, hint in ipairs(list) do
+    local hint_name = type(hint) == "table" and present(hint.name)
+    if type(hint_name) == "string" and hint_name ~= "" then
+      set[hint_name] = true
       any = true
     end
   end
@@ -109,11 +118,39 @@ local function slice_name_less(a, b)
   return slice_name(a) < slice_name(b)
 end
 
+-- The record of one endpoint at one port, or nil when its address is not
+-- IPv4 (even read as kube-proxy reads it).
+local function endpoint_record(endpoint, port, node_name)
+  local addresses = present(endpoint.addresses)
+  local address = addresses and present(addresses[1])
+  local order = address and address_order(address)
+  if not order then
+    return nil
+  end
+  local conditions = present(endpoint.conditions) or {}
+  local ready, serving, terminating =
+    condition(conditions, "ready"), condition(conditions, "serving"), condition(conditions, "terminating")
+  -- unset ready and serving mean true, unset terminating false
+  -- (the EndpointSlice API's rule, as kube-proxy reads it)
+  return {
+    address,                                                           -- ADDRESS
+    order,                                                             -- ORDER
+    port,                                                              -- PORT
+    node_name ~= nil and present(endpoint.nodeName) == node_name,      -- IS_LOCAL
+    ready == nil or ready == true,                                     -- READY
+    (serving == nil or serving == true) and terminating == true,       -- FALLBACK
+    (hint_set(endpoint, "forZones")),                                  -- ZONES
+    (hint_set(endpoint, "forNodes")),                                  -- NODES
+  }
+end
+
 -- The endpoints of the given slices for one Service port, as records (see
--- ADDRESS ... ZONES above).
--- IPv4 slices only; an address is kept once (the first occurrence, slices
--- taken in name order, endpoints in slice order); an endpoint's first
--- address is its address, as in kube-proxy.
+-- ADDRESS ... NODES above).
+-- IPv4 slices only; one record per address and port: the first occurrence
+-- (slices taken in name order, endpoints in slice order), unless a later one
+-- is ready and it is not (a pod IP reused by a new pod while the old one
+-- terminates must not hide the new one). An endpoint's first address is its
+-- address, as in kube-proxy.
 function M.from_slices(slices, port_name, protocol, node_name)
   port_name = M.port_name(port_name)
   protocol = M.protocol(protocol)
@@ -133,45 +170,39 @@ function M.from_slices(slices, port_name, protocol, node_name)
     if type(list) == "table" then
       records = records or new_table(#list, 0)
       for _, endpoint in ipairs(list) do
-        local addresses = present(endpoint.addresses)
-        local address = addresses and present(addresses[1])
-        local repeated = false
-        if seen then
-          repeated = seen[address] ~= nil
-        elseif address ~= nil then
-          for i = 1, count do
-            if records[i][ADDRESS] == address then
-              repeated = true
-              break
-            end
-          end
-        end
-        local order = address and not repeated and address_order(address)
-        if order then
-          count = count + 1
+        local record = endpoint_record(endpoint, port, node_name)
+        if record then
+          -- address and port as one number: exact in a double (2^48)
+          local identity = record[ORDER] * 0x10000 + port
+          local at -- the position of an earlier record of the same address:port
           if seen then
-            seen[address] = true
-          elseif count > SMALL then
-            seen = {}
-            for i = 1, count - 1 do
-              seen[records[i][ADDRESS]] = true
+            at = seen[identity]
+          else
+            for i = 1, count do
+              local earlier = records[i]
+              if earlier[ORDER] * 0x10000 + earlier[PORT] == identity then
+                at = i
+                break
+              end
             end
-            seen[address] = true
           end
-          local conditions = present(endpoint.conditions) or {}
-          local ready, serving, terminating =
-            condition(conditions, "ready"), condition(conditions, "serving"), condition(conditions, "terminating")
-          -- unset ready and serving mean true, unset terminating false
-          -- (the EndpointSlice API's rule, as kube-proxy reads it)
-          records[count] = {
-            address,                                                           -- ADDRESS
-            order,                                                             -- ORDER
-            port,                                                              -- PORT
-            node_name ~= nil and present(endpoint.nodeName) == node_name,      -- IS_LOCAL
-            ready == nil or ready == true,                                     -- READY
-            (serving == nil or serving == true) and terminating == true,       -- FALLBACK
-            (zone_hints(endpoint)),                                            -- ZONES
-          }
+          if at then
+            if record[READY] and not records[at][READY] then
+              records[at] = record
+            end
+          else
+            count = count + 1
+            records[count] = record
+            if seen then
+              seen[identity] = count
+            elseif count > SMALL then
+              seen = {}
+              for i = 1, count do
+                local r = records[i]
+                seen[r[ORDER] * 0x10000 + r[PORT]] = i
+              end
+            end
+          end
         end
       end
     end
@@ -215,9 +246,17 @@ local function serving_terminating(record)
   return record[FALLBACK]
 end
 
--- ready, and in the topology zone when there is one
-local function ready_in_zone(record, topology)
-  return record[READY] and (topology == nil or record[ZONES][topology] == true)
+-- ready, and hinted for this node or zone when topology applies
+-- (topology = { NODES or ZONES, the node or zone name })
+local function ready_in_topology(record, topology)
+  if not record[READY] then
+    return false
+  end
+  if topology == nil then
+    return true
+  end
+  local hints = record[topology[1]]
+  return hints ~= nil and hints[topology[2]] == true
 end
 
 local function local_ready(record)
@@ -228,35 +267,51 @@ local function local_serving_terminating(record)
   return record[IS_LOCAL] and record[FALLBACK]
 end
 
--- The zone the cluster set is narrowed to, or nil: only when every ready
--- endpoint has zone hints and one of them is for this node's zone.
-function M.topology_zone(records, zone)
-  local any_ready, all_hinted, for_zone = false, true, false
+-- Whether every ready endpoint carries hints of one kind (NODES or ZONES),
+-- with at least one for name.
+local function hinted_for(records, which, name)
+  local any_ready, for_name = false, false
   for _, record in ipairs(records) do
     if record[READY] then
       any_ready = true
-      local zones = record[ZONES]
-      if not zones then
-        all_hinted = false
-      elseif zone and zones[zone] then
-        for_zone = true
+      local hints = record[which]
+      if not hints then
+        return false
+      end
+      if name and hints[name] then
+        for_name = true
       end
     end
   end
-  if any_ready and all_hinted and for_zone then
-    return zone
+  return any_ready and for_name
+end
+
+-- What the cluster set is narrowed to, as kube-proxy decides it
+-- (topologyModeFromHints): this node when every ready endpoint has node
+-- hints and one names it (trafficDistribution PreferSameNode), else this
+-- node's zone when every ready endpoint has zone hints and one names it;
+-- nil: no narrowing. The result is { NODES | ZONES, name }, one table per
+-- kind reused by every call (it is read at once, by filter).
+local BY_NODE, BY_ZONE = { NODES }, { ZONES }
+local function topology(records, node_name, zone)
+  if hinted_for(records, NODES, node_name) then
+    BY_NODE[2] = node_name
+    return BY_NODE
+  end
+  if hinted_for(records, ZONES, zone) then
+    BY_ZONE[2] = zone
+    return BY_ZONE
   end
   return nil
 end
 
--- cluster, local_: the endpoints a Cluster-policy frontend and a
--- Local-policy frontend use.
-function M.categorize(records, zone)
-  local topology = M.topology_zone(records, zone)
-  local cluster = filter(records, ready_in_zone, topology)
+-- cluster, local_: the endpoints a Cluster frontend and an
+-- internalTrafficPolicy Local frontend use.
+function M.categorize(records, node_name, zone)
+  local cluster = filter(records, ready_in_topology, topology(records, node_name, zone))
   if #cluster == 0 then
     -- no ready endpoint anywhere (topology never empties the set: it only
-    -- applies when a ready endpoint is hinted for this zone)
+    -- applies when a ready endpoint is hinted for this node or zone)
     cluster = filter(records, serving_terminating)
   end
 
@@ -267,8 +322,8 @@ function M.categorize(records, zone)
   return cluster, local_
 end
 
--- Slot order: local first, then by address, then port (addresses are
--- unique among records, so this is a total order and any sort gives it).
+-- Slot order: local first, then by address, then port (address:port pairs
+-- are unique among records, so this is a total order and any sort gives it).
 local function slot_less(a, b)
   if a[IS_LOCAL] ~= b[IS_LOCAL] then
     return a[IS_LOCAL]
