@@ -22,6 +22,7 @@ enum option_id {
 	OPT_BPF_LOG_LEVEL,
 	OPT_REDIRECT_QOS_LIMIT,
 	OPT_OUT_CLUSTER,
+	OPT_SERVICE_PROXY_NAME,
 };
 
 struct option_spec {
@@ -55,6 +56,8 @@ static const struct option_spec option_specs[] = {
      "LocalRedirect limit per frontend per second, 0 = none (default 0)"},
     {OPT_OUT_CLUSTER, "out-cluster", "BALANCING_OUT_CLUSTER", NULL,
      "this agent runs outside the cluster (variable: 1)"},
+    {OPT_SERVICE_PROXY_NAME, "service-proxy-name", "BALANCING_SERVICE_PROXY_NAME", "NAME",
+     "also serve Services labelled service.kubernetes.io/service-proxy-name=NAME (default none)"},
 };
 
 #define OPTION_COUNT (sizeof(option_specs) / sizeof(option_specs[0]))
@@ -193,6 +196,9 @@ static int set_option(struct agent_options *opts, const struct option_spec *spec
 			snprintf(err, err_size, "%s: \"%s\" is not 1 or 0", source, value);
 			return -EINVAL;
 		}
+		break;
+	case OPT_SERVICE_PROXY_NAME:
+		opts->service_proxy_name = value;
 		break;
 	}
 	return 0;

@@ -27,6 +27,7 @@ struct agent_options {
 	const char *bpf_log_level; /* verbose | info | error | off, as balancing.core takes it */
 	uint32_t redirect_qos_limit;
 	bool out_cluster;
+	const char *service_proxy_name; /* NULL: Services labelled for any proxy are left to it */
 	char host_name[OPTIONS_HOST_NAME_MAX];
 };
 

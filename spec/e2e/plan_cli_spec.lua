@@ -120,12 +120,13 @@ describe("balancing-agent", function()
     assert.equals(0, status)
     assert.equals("", stderr)
     for _, option in ipairs({ "--node-name", "--kubeconfig", "--manifests", "--cgroup", "--bpffs", "--lua-dir",
-      "--listen", "--log-level", "--bpf-log-level", "--redirect-qos-limit", "--out-cluster" }) do
+      "--listen", "--log-level", "--bpf-log-level", "--redirect-qos-limit", "--out-cluster",
+      "--service-proxy-name" }) do
       assert.matches("\n%s+" .. option:gsub("%-", "%%-") .. "[ \n]", stdout)
     end
     for _, env in ipairs({ "NODE_NAME", "KUBECONFIG", "BALANCING_MANIFESTS", "BALANCING_CGROUP", "BALANCING_BPFFS",
       "BALANCING_LUA_DIR", "BALANCING_LISTEN", "BALANCING_LOG_LEVEL", "BALANCING_BPF_LOG_LEVEL",
-      "BALANCING_REDIRECT_QOS_LIMIT", "BALANCING_OUT_CLUSTER" }) do
+      "BALANCING_REDIRECT_QOS_LIMIT", "BALANCING_OUT_CLUSTER", "BALANCING_SERVICE_PROXY_NAME" }) do
       assert.matches("%[" .. env .. "%]", stdout)
     end
     assert.matches("balancing%-agent plan %[options%]", stdout)
@@ -140,6 +141,7 @@ describe("balancing-agent", function()
     { args = { "--no-such-option" }, names = "%-%-no%-such%-option" },
     { args = { "--node-name" }, names = "%-%-node%-name" },
     { args = { "--out-cluster=yes" }, names = "%-%-out%-cluster" },
+    { args = { "--service-proxy-name" }, names = "%-%-service%-proxy%-name" },
     { args = { "stray" }, names = "stray" },
     { args = {}, env = { BALANCING_LOG_LEVEL = "chatty" }, names = "BALANCING_LOG_LEVEL" },
     { args = {}, env = { BALANCING_REDIRECT_QOS_LIMIT = "many" }, names = "BALANCING_REDIRECT_QOS_LIMIT" },
