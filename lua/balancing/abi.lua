@@ -247,8 +247,8 @@ function M.u32_to_ipv4(value)
   return string.format("%d.%d.%d.%d", b3, b2, b1, b0)
 end
 
-local protocol_numbers = { TCP = 6, UDP = 17 }
-local protocol_names = { [6] = "TCP", [17] = "UDP" }
+local protocol_numbers = { TCP = ffi.C.BALANCING_PROTO_TCP, UDP = ffi.C.BALANCING_PROTO_UDP }
+local protocol_names = { [ffi.C.BALANCING_PROTO_TCP] = "TCP", [ffi.C.BALANCING_PROTO_UDP] = "UDP" }
 
 function M.protocol_number(name)
   return protocol_numbers[name]
@@ -258,38 +258,53 @@ function M.protocol_name(number)
   return protocol_names[tonumber(number)] or tostring(number)
 end
 
+-- The names of the header's enums, keyed by its constants (one source for
+-- every number: balancing.h).
+local C = ffi.C
+
 -- enum nat_type <-> the frontend view's "type"
-M.nat_type_names = { [0] = "service", [1] = "localRedirect", [2] = "balancing" }
-M.nat_types = { service = 0, localRedirect = 1, balancing = 2 }
+M.nat_types = {
+  service = C.NAT_TYPE_SERVICE,
+  localRedirect = C.NAT_TYPE_LOCAL_REDIRECT,
+  balancing = C.NAT_TYPE_BALANCING,
+}
 
 -- enum nat_mode <-> the frontend view's "mode" (names are per type)
-M.nat_mode_names = {
-  [0] = "none",
-  [1] = "ClusterIP",
-  [2] = "NodePort",
-  [3] = "LoadBalancer",
-  [4] = "ExternalIP",
-  [5] = "service",
-  [6] = "address",
-  [7] = "podEndpoint",
-  [8] = "hostPort",
-  [9] = "nodeProxy",
-  [10] = "address",
+M.nat_modes = {
+  service = {
+    ClusterIP = C.NAT_MODE_CLUSTER_IP,
+    NodePort = C.NAT_MODE_NODE_PORT,
+    LoadBalancer = C.NAT_MODE_LOAD_BALANCER,
+    ExternalIP = C.NAT_MODE_EXTERNAL_IP,
+  },
+  localRedirect = { service = C.NAT_MODE_REDIRECT_SERVICE, address = C.NAT_MODE_REDIRECT_ADDRESS },
+  balancing = {
+    podEndpoint = C.NAT_MODE_BALANCING_POD,
+    hostPort = C.NAT_MODE_BALANCING_HOST_PORT,
+    nodeProxy = C.NAT_MODE_BALANCING_NODE_PROXY,
+    address = C.NAT_MODE_BALANCING_ADDRESS,
+  },
 }
 
-M.nat_modes = {
-  service = { ClusterIP = 1, NodePort = 2, LoadBalancer = 3, ExternalIP = 4 },
-  localRedirect = { service = 5, address = 6 },
-  balancing = { podEndpoint = 7, hostPort = 8, nodeProxy = 9, address = 10 },
-}
+-- number -> name, made from the tables above rather than written twice
+M.nat_type_names = {}
+for name, number in pairs(M.nat_types) do
+  M.nat_type_names[number] = name
+end
+M.nat_mode_names = { [C.NAT_MODE_NONE] = "none" }
+for _, modes in pairs(M.nat_modes) do
+  for name, number in pairs(modes) do
+    M.nat_mode_names[number] = name
+  end
+end
 
 M.reason_names = {
-  [0] = "",
-  [1] = "no backend",
-  [2] = "no local backend",
-  [3] = "backend slot missing",
-  [4] = "nat record not stored",
-  [5] = "redirect limit reached, sent untranslated",
+  [C.REASON_OK] = "",
+  [C.REASON_NO_BACKEND] = "no backend",
+  [C.REASON_NO_LOCAL_BACKEND] = "no local backend",
+  [C.REASON_BACKEND_MISSING] = "backend slot missing",
+  [C.REASON_NAT_RECORD_FAILED] = "nat record not stored",
+  [C.REASON_REDIRECT_LIMIT] = "redirect limit reached, sent untranslated",
 }
 
 -- Constructors for the map structs from readable fields. The ctypes are

@@ -3,7 +3,7 @@
 -- touched (no root, no kernel).
 --
 --   balancing-agent plan --manifests DIR [--node-name NAME] [--json] [--out-cluster]
---                        [--lua-dir DIR] [--log-level LEVEL]
+--                        [--service-proxy-name NAME] [--lua-dir DIR] [--log-level LEVEL]
 --
 -- Stdout carries the document alone (the JSON of CONTRACTS.md with --json,
 -- else aligned tables); log lines (balancing.log, JSON) go to stderr.
@@ -25,6 +25,9 @@ options (each also read from the environment variable in brackets):
   --node-name NAME      the node to plan for (default: the host name) [NODE_NAME]
   --json                the JSON document ("frontends", "rejected") instead of tables
   --out-cluster         plan for an agent outside the cluster [BALANCING_OUT_CLUSTER=1]
+  --service-proxy-name NAME
+                        also plan Services labelled service.kubernetes.io/service-proxy-name=NAME
+                        (others with that label are left to their proxy) [BALANCING_SERVICE_PROXY_NAME]
   --lua-dir DIR         Lua override directory (default /etc/balancing/lua) [BALANCING_LUA_DIR]
   --log-level LEVEL     debug, info, warn, error (default info) [BALANCING_LOG_LEVEL]
   --help                this text
@@ -44,6 +47,7 @@ local OPTIONS = {
   ["node-name"] = { value = true, env = "NODE_NAME" },
   ["json"] = { value = false },
   ["out-cluster"] = { value = false, env = "BALANCING_OUT_CLUSTER" },
+  ["service-proxy-name"] = { value = true, env = "BALANCING_SERVICE_PROXY_NAME" },
   ["lua-dir"] = { value = true }, -- the host reads BALANCING_LUA_DIR itself
   ["log-level"] = { value = true, env = "BALANCING_LOG_LEVEL" },
   ["kubeconfig"] = { value = true, ignored = true },
@@ -55,13 +59,6 @@ local OPTIONS = {
 }
 
 local LOG_LEVELS = { debug = true, info = true, warn = true, error = true }
-
--- The reconcile modules and the owners each one programs.
-local RECONCILERS = {
-  { module = "balancing.reconcile.service", kind = "Service" },
-  { module = "balancing.reconcile.localredirect", kind = "LocalRedirectPolicy" },
-  { module = "balancing.reconcile.balancing", kind = "BalancingPolicy" },
-}
 
 local function host_name()
   local ok, name = pcall(function()
@@ -132,6 +129,10 @@ function M.parse_args(argv, getenv)
   options.manifests = given.manifests or getenv("BALANCING_MANIFESTS")
   if options.manifests == "" then
     options.manifests = nil
+  end
+  options.service_proxy_name = given["service-proxy-name"] or getenv("BALANCING_SERVICE_PROXY_NAME")
+  if options.service_proxy_name == "" then
+    options.service_proxy_name = nil
   end
   options.node_name = given["node-name"] or getenv("NODE_NAME")
   if options.node_name == "" then
@@ -240,7 +241,8 @@ end
 
 -- The core of plan, without options or output: the view and the rejections
 -- for one node from a manifest directory.
---   options: { manifests = DIR, node_name = NAME, out_cluster = bool }
+--   options: { manifests = DIR, node_name = NAME, out_cluster = bool,
+--              service_proxy_name = NAME | nil }
 -- Returns { view, entries (the desired entries of every owner reconciled),
 -- rejected, failures (modules that failed to load or for an owner) }, or
 -- nil, err when the directory cannot be read.
@@ -256,7 +258,6 @@ function M.compute(options)
   end
 
   local rejected = {}
-  local failures = 0
 
   for _, problem in ipairs(problems or {}) do
     local file = relative(options.manifests, problem.file)
@@ -273,7 +274,8 @@ function M.compute(options)
     known[kind] = true
   end
 
-  local store = store_module.new({ node_name = options.node_name })
+  local store = store_module.new({ node_name = options.node_name,
+    service_proxy_name = options.service_proxy_name })
   for _, obj in ipairs(objects) do
     local ok, err = true, nil
     if not known[object_kind(obj)] then
@@ -295,61 +297,18 @@ function M.compute(options)
       { node = options.node_name })
   end
 
-  local node_loaded, node_module = pcall(require, "balancing.reconcile.node")
-  if not node_loaded then
-    log.error("module failed to load", { module = "balancing.reconcile.node", error = tostring(node_module) })
-    return { view = frontends.from_entries({}, store.ids), entries = {}, rejected = rejected,
-      failures = failures + 1 }
+  -- the same driver as the agent, over every owner at once
+  local driver = require("balancing.reconciler").new({ store = store, node_name = options.node_name,
+    out_cluster = options.out_cluster })
+  local round = driver:run(store:owners())
+  local failures = #round.failures
+  for _ in pairs(driver.load_errors) do
+    failures = failures + 1
   end
-  local ctx_ok, ctx = pcall(node_module.context, store, options.node_name, options.out_cluster)
-  if not ctx_ok then
-    log.error("reconcile failed", { module = "balancing.reconcile.node", owner = "node", error = tostring(ctx) })
-    return { view = frontends.from_entries({}, store.ids), entries = {}, rejected = rejected,
-      failures = failures + 1 }
+  for _, r in ipairs(driver:all_rejections()) do
+    rejected[#rejected + 1] = r
   end
-
-  local all_entries = {}
-  -- One protected call per owner: a module failing for one owner is logged
-  -- with both names and the others go on (as in the agent).
-  local function run(module_name, owner, fn, ...)
-    local ok, entries, rejections = pcall(fn, ...)
-    if not ok then
-      failures = failures + 1
-      log.error("reconcile failed", { module = module_name, owner = owner, error = tostring(entries) })
-      return
-    end
-    if type(entries) ~= "table" then
-      failures = failures + 1
-      log.error("reconcile failed", { module = module_name, owner = owner,
-        error = "desired returned " .. type(entries) .. (rejections and (": " .. tostring(rejections)) or "") })
-      return
-    end
-    all_entries[#all_entries + 1] = entries
-    for _, r in ipairs(type(rejections) == "table" and rejections or {}) do
-      rejected[#rejected + 1] = r
-    end
-  end
-
-  for _, reconciler in ipairs(RECONCILERS) do
-    local loaded, module = pcall(require, reconciler.module)
-    if not loaded then
-      failures = failures + 1
-      log.error("module failed to load", { module = reconciler.module, error = tostring(module) })
-    else
-      for _, obj in ipairs(store:list(reconciler.kind)) do
-        local meta = obj.metadata
-        if reconciler.kind == "Service" then
-          run(reconciler.module, store_module.service_owner(meta.namespace, meta.name),
-            module.desired, store, ctx, meta.namespace, meta.name)
-        else
-          run(reconciler.module, store_module.policy_owner(reconciler.kind, meta.name),
-            module.desired, store, ctx, meta.name)
-        end
-      end
-    end
-  end
-  run("balancing.reconcile.node", "node", node_module.desired, store, ctx)
-
+  local all_entries = driver:all_entries()
   return {
     view = frontends.from_entries(all_entries, store.ids),
     entries = all_entries, -- the desired entries themselves, for a caller that writes them

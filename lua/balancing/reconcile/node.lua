@@ -2,7 +2,7 @@
 -- node is), and the node tables (map_node_ip, map_node_proxy_ip).
 --
 --   local ctx = node.context(store, node_name, out_cluster)
---   local entries, rejections = node.desired(store, ctx)
+--   local entries, rejections, notices = node.desired(store, ctx)
 --
 -- Pure: the same store gives the same context and entries, in the same order.
 --
@@ -15,7 +15,6 @@
 local ffi = require("ffi")
 local abi = require("balancing.abi")
 local object = require("balancing.object")
-local log = require("balancing.log")
 
 local M = {}
 
@@ -139,7 +138,7 @@ end
 
 function M.desired(store, ctx) -- luacheck: no unused args
   local entries = { owner = M.OWNER, frontends = {} }
-  local rejections = {}
+  local rejections, notices = {}, {}
   local function reject(name, reason)
     rejections[#rejections + 1] = { kind = "Node", name = name, reason = reason }
   end
@@ -156,8 +155,10 @@ function M.desired(store, ctx) -- luacheck: no unused args
     if err then
       reject(name, err)
     elseif not id then
-      log.debug("node has no ID yet: node ID 0 in map_node_ip, no proxy IP entry", {
-        node = name, annotation = M.NODE_ID_ANNOTATION })
+      -- the usual state of a fresh cluster: each agent writes its own node's
+      notices[#notices + 1] = { level = "debug",
+        message = "node has no ID yet: node ID 0 in map_node_ip, no proxy IP entry",
+        fields = { node = name, annotation = M.NODE_ID_ANNOTATION } }
     elseif id_owner[id] then
       reject(name, string.format("metadata.annotations[%s]: %d is already the ID of node %s",
         M.NODE_ID_ANNOTATION, id, id_owner[id]))
@@ -203,7 +204,7 @@ function M.desired(store, ctx) -- luacheck: no unused args
 
   entries.node_ips = in_sort_order(node_ips)
   entries.node_proxy_ips = in_sort_order(proxy_ips)
-  return entries, rejections
+  return entries, rejections, notices
 end
 
 return M
