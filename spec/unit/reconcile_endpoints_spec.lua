@@ -260,7 +260,7 @@ describe("endpoint selection", function()
       assert.same({ "10.0.0.1:8080" }, cluster)
     end)
 
-    it("PreferSameNode: uses only the endpoints hinted for this node when every ready endpoint has node hints", function()
+    it("PreferSameNode: uses only the endpoints hinted for this node when every ready one has node hints", function()
       local cluster = categorize({
         { address = "10.0.0.1", node = NODE, for_nodes = { NODE }, zones = { "zone-a" } },
         { address = "10.0.0.2", node = "node-2", for_nodes = { "node-2" }, zones = { "zone-a" } },

@@ -340,7 +340,7 @@ describe("reconcile.service", function()
       assert.same({ "10.244.1.5:8080 local", "10.244.2.7:8080" }, node_port.backends)
     end)
 
-    it("externalTrafficPolicy never restricts what socket hooks see: a Local NodePort gets every usable endpoint", function()
+    it("externalTrafficPolicy never restricts what socket hooks see: a Local NodePort gets every endpoint", function()
       local entries = desired{
         fx.service{ type = "NodePort", cluster_ip = "10.96.0.10", external_policy = "Local",
           ports = { { port = 80, node_port = 30080 } } },
@@ -353,7 +353,7 @@ describe("reconcile.service", function()
       assert.equals(1, node_port.local_count)
     end)
 
-    it("externalTrafficPolicy never restricts what socket hooks see: LoadBalancer and ExternalIP frontends neither", function()
+    it("externalTrafficPolicy never restricts what socket hooks see: nor LoadBalancer and ExternalIP", function()
       local entries = desired{
         fx.service{ type = "LoadBalancer", cluster_ip = "10.96.0.10", external_policy = "Local",
           ports = { { port = 80 } }, ingress = { "203.0.113.10" }, external_ips = { "198.51.100.7" } },
@@ -549,7 +549,7 @@ describe("reconcile.service", function()
       assert.same({}, rejections)
     end)
 
-    it("does not program a Service labelled service.kubernetes.io/service-proxy-name without --service-proxy-name", function()
+    it("does not program a Service labelled service.kubernetes.io/service-proxy-name without the option", function()
       local entries = desired{
         fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/service-proxy-name"] = "other" } },
         two_endpoints(),
@@ -567,7 +567,8 @@ describe("reconcile.service", function()
 
     it("programs a Service whose service-proxy-name equals --service-proxy-name", function()
       local entries = desired({
-        fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/service-proxy-name"] = "balancing" } },
+        fx.service{ cluster_ip = "10.96.0.10",
+          labels = { ["service.kubernetes.io/service-proxy-name"] = "balancing" } },
         two_endpoints(),
       }, { service_proxy_name = "balancing" })
       assert.same({ "10.96.0.10:80/TCP ClusterIP" }, decode.keys(entries))
