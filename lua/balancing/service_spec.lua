@@ -35,8 +35,18 @@ local PROTOCOLS = { TCP = true, UDP = true }
 
 local present, field = object.present, object.field
 
--- one spec shared by every Service this agent does not program
-local EMPTY = {}
+-- one spec shared by every Service without a spec
+local EMPTY = { cluster_ips = {}, ports = {}, frontends = {}, problems = {}, notices = {}, skip = "no spec" }
+
+-- A Service this agent does not program is not at fault: a debug notice says
+-- why, for an operator wondering where its frontends are.
+local function skipped(spec, reason, full_name)
+  spec.skip = reason
+  spec.problems, spec.frontends = {}, {}
+  spec.notices = { { level = "debug", message = "service not programmed",
+    fields = { service = full_name, reason = reason } } }
+  return spec
+end
 
 -- Whether another proxy serves the object (a Service or an EndpointSlice;
 -- kube-proxy filters both by these labels): the reason, or nil when this
@@ -266,29 +276,28 @@ function M.parse(service, proxy_name)
   if type(service_spec) ~= "table" then
     return EMPTY
   end
+  local full_name = tostring(field(service, "metadata", "namespace")) .. "/" ..
+    tostring(field(service, "metadata", "name"))
+  local spec = { cluster_ips = {}, ports = {}, frontends = {}, problems = {}, notices = {} }
   local service_type = present(service_spec.type) or "ClusterIP"
   -- an ExternalName Service is a DNS CNAME; there is no address to translate
   if service_type == "ExternalName" then
-    return { skip = "type ExternalName", cluster_ips = {}, ports = {}, frontends = {}, problems = {}, notices = {} }
+    return skipped(spec, "type ExternalName", full_name)
   end
-  local full_name = tostring(field(service, "metadata", "namespace")) .. "/" ..
-    tostring(field(service, "metadata", "name"))
-  local spec = { cluster_ips = {}, frontends = {}, problems = {}, notices = {} }
   local addresses, has_ipv4 = read_cluster_ips(spec, service_spec)
   for i, address in ipairs(addresses) do
     spec.cluster_ips[i] = address.ip
   end
   spec.ports = read_ports(spec, service_spec, full_name)
-  spec.skip = M.left_to_another_proxy(service, proxy_name)
-  if not spec.skip and not has_ipv4 then
+  local left_to = M.left_to_another_proxy(service, proxy_name)
+  if left_to then
+    return skipped(spec, "left to another proxy: " .. left_to, full_name)
+  end
+  if not has_ipv4 then
     -- kube-proxy programs a family only for a Service with a ClusterIP of
     -- that family: an IPv6 single-stack (or headless) Service has no IPv4
     -- frontend, not even for IPv4 external or ingress IPs listed on it
-    spec.skip = "no IPv4 ClusterIP"
-  end
-  if spec.skip then
-    spec.problems, spec.notices, spec.frontends = {}, {}, {}
-    return spec
+    return skipped(spec, "no IPv4 ClusterIP", full_name)
   end
 
   local problem_text

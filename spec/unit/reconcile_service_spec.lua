@@ -540,13 +540,16 @@ describe("reconcile.service", function()
   end)
 
   describe("Services left to another proxy", function()
-    it("does not program a Service labelled service.kubernetes.io/headless", function()
-      local entries, rejections = desired{
+    it("does not program a Service labelled service.kubernetes.io/headless (a debug notice says why)", function()
+      local entries, rejections, _, notices = desired{
         fx.service{ cluster_ip = "10.96.0.10", labels = { ["service.kubernetes.io/headless"] = "" } },
         two_endpoints(),
       }
       assert.same({}, decode.keys(entries))
       assert.same({}, rejections)
+      assert.equals(1, #notices)
+      assert.equals("debug", notices[1].level)
+      assert.equals("left to another proxy: labelled service.kubernetes.io/headless", notices[1].fields.reason)
     end)
 
     it("does not program a Service labelled service.kubernetes.io/service-proxy-name without the option", function()

@@ -89,10 +89,13 @@ function M.desired(store, ctx, namespace, name)
   local rejections, frontends = {}, {}
   local entries = { owner = service_owner(namespace, name), frontends = frontends }
   local spec, service_id = store:service_spec(namespace, name)
-  if not spec or spec.skip then
-    -- gone, or not this agent's to program (ExternalName, left to another
-    -- proxy, no IPv4 ClusterIP)
-    return entries, rejections, NO_NOTICES
+  if not spec then
+    return entries, rejections, NO_NOTICES -- gone
+  end
+  if spec.skip then
+    -- not this agent's to program (ExternalName, left to another proxy, no
+    -- IPv4 ClusterIP): the notice says which
+    return entries, rejections, spec.notices
   end
   local full_name = namespace .. "/" .. name
   for _, reason in ipairs(spec.problems) do
