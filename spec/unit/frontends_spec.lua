@@ -283,3 +283,46 @@ describe("frontends.render_table", function()
     assert.equals("rejected: none\n", frontends.render_rejected({}))
   end)
 end)
+
+-- The exact bytes of the encoder, which the checked-in expected plans rely
+-- on: layout, key order, numbers and escapes.
+describe("frontends.encode, byte for byte", function()
+  it("writes the document and its arrays one member per line, each element on one line", function()
+    local doc = frontends.document({ { address = "10.96.0.10", port = 53, protocol = "UDP", type = "service",
+      mode = "ClusterIP", owner = "kube-system/kube-dns", id = 7, affinitySeconds = 0, localOnly = false,
+      backends = frontends.array({ { address = "10.244.1.5", port = 5353, ["local"] = true } }) } },
+      { { kind = "File", name = "bad.yaml", reason = "document 2: x" } })
+    assert.equals('{\n  "frontends": [\n'
+      .. '    {"address": "10.96.0.10", "port": 53, "protocol": "UDP", "type": "service", "mode": "ClusterIP", '
+      .. '"owner": "kube-system/kube-dns", "id": 7, "affinitySeconds": 0, "localOnly": false, '
+      .. '"backends": [{"address": "10.244.1.5", "port": 5353, "local": true}]}\n'
+      .. '  ],\n  "rejected": [\n'
+      .. '    {"kind": "File", "name": "bad.yaml", "reason": "document 2: x"}\n'
+      .. '  ]\n}', frontends.encode(doc))
+  end)
+
+  it("writes keys of CONTRACTS.md first, in its order, then any other key in byte order", function()
+    assert.equals('{\n  "address": "x",\n  "Alpha": 2,\n  "nested": {\n    "a": {},\n    "b": [1, 2]\n  },\n'
+      .. '  "zeta": 1\n}', frontends.encode({ zeta = 1, address = "x", Alpha = 2, nested = { b = { 1, 2 }, a = {} } }))
+  end)
+
+  it("writes whole numbers without a fraction, others with 17 digits, cdata as its value, cjson.null as null",
+    function()
+      assert.equals("[\n  1.5,\n  0.10000000000000001,\n  -3,\n  9007199254740992,\n  0,\n  9007199254740991,\n"
+        .. "  5,\n  null\n]", frontends.encode(frontends.array({ 1.5, 0.1, -3, 2 ^ 53, -0.0, 2 ^ 53 - 1,
+        ffi.new("uint64_t", 5), cjson.null })))
+    end)
+
+  it("escapes strings as lua-cjson does, but not the slash", function()
+    assert.equals('{\n  "s": "q\\"b\\\\c\\u0001\\u001f\\u007f\195\169/\\u0000\\t\\n"\n}',
+      frontends.encode({ s = "q\"b\\c\1\31\127\195\169/\0\t\n" }))
+    assert.equals('{\n  "a\\"/b": "\\\\/"\n}', frontends.encode({ ['a"/b'] = "\\/" }))
+  end)
+
+  it("refuses what JSON cannot say", function()
+    assert.has_error(function() frontends.encode({ x = 0 / 0 }) end)
+    assert.has_error(function() frontends.encode({ x = math.huge }) end)
+    assert.has_error(function() frontends.encode({ x = print }) end)
+    assert.has_error(function() frontends.encode({ [true] = 1 }) end)
+  end)
+end)
