@@ -11,8 +11,10 @@
 -- The registry keeps its own tables: Services by namespace/name (with the UID
 -- they were given their ID for, so a Service deleted and created again under
 -- the same name while no DELETED was seen gets a fresh ID), policies by kind and
--- name. The store calls service_id / release_service and register_policy /
--- release_policy on every event, so IDs do not depend on reconcile order.
+-- name. IDs are settled when objects enter the store, which calls service_id
+-- / release_service and register_policy / release_policy on every event;
+-- reconcile only reads them (policy_id, lookup), so they never depend on the
+-- order in which owners are reconciled.
 local bit = require("bit")
 local object = require("balancing.object")
 
@@ -163,8 +165,35 @@ local function drop_provisional(self, record)
   end
 end
 
--- register_policy(policy): record (the latest version of) a policy and the ID
--- its annotation claims. policy_id calls it; the store calls it on every event.
+-- Gives a policy without an annotation its provisional ID: derived from kind
+-- and name, probed past annotated and other provisional IDs (an annotated ID
+-- always wins over a provisional one, which is only a stand-in until an agent
+-- writes the annotation). Without a free ID the record keeps none.
+local function settle_provisional(self, record)
+  local span = M.POLICY_ID_MAX - M.POLICY_ID_MIN + 1
+  local id = M.POLICY_ID_MIN + M.hash(record.key) % span
+  local tries = 0
+  while self.claims[id] or self.provisional_by_id[id] do
+    tries = tries + 1
+    if tries >= span then
+      return
+    end
+    id = id + 1
+    if id > M.POLICY_ID_MAX then
+      id = M.POLICY_ID_MIN
+    end
+  end
+  record.provisional = id
+  self.provisional_by_id[id] = record
+end
+
+-- register_policy(policy) → true, displaced | nil, err: records (the latest
+-- version of) a policy and settles its ID, so that reading it changes
+-- nothing: the ID its annotation claims, or without one a provisional ID,
+-- kept while nothing claims it. A policy whose annotation claims another's
+-- provisional ID takes it, and that other policy is settled again on another
+-- ID; displaced = { kind, name } names it (its ID changed: the store marks
+-- it). The store calls this on every event of a policy.
 function Registry:register_policy(policy)
   local key, kind, name = policy_key(type(policy) == "table" and policy or {})
   if not key then
@@ -178,19 +207,28 @@ function Registry:register_policy(policy)
   drop_claim(self, record)
   record.object, record.id, record.invalid = policy, nil, nil
   local text = object.field(policy, "metadata", "annotations", M.ANNOTATION)
-  if text ~= nil then
-    local id, reason = M.parse_policy_id(text)
-    if id then
-      record.id = id
-      self.claims[id] = self.claims[id] or {}
-      self.claims[id][key] = record
-      drop_provisional(self, record)
-    else
-      record.invalid = "annotation " .. M.ANNOTATION .. ": " .. reason
-      drop_provisional(self, record)
+  if text == nil then
+    if not record.provisional then
+      settle_provisional(self, record)
     end
+    return true
   end
-  return record
+  drop_provisional(self, record)
+  local id, reason = M.parse_policy_id(text)
+  if not id then
+    record.invalid = "annotation " .. M.ANNOTATION .. ": " .. reason
+    return true
+  end
+  record.id = id
+  self.claims[id] = self.claims[id] or {}
+  self.claims[id][key] = record
+  local displaced = self.provisional_by_id[id]
+  if not displaced then
+    return true
+  end
+  drop_provisional(self, displaced)
+  settle_provisional(self, displaced)
+  return true, { kind = displaced.kind, name = displaced.name }
 end
 
 function Registry:release_policy(policy)
@@ -215,28 +253,17 @@ local function holder(self, id)
   return best
 end
 
-local function provisional_id(self, record)
-  local span = M.POLICY_ID_MAX - M.POLICY_ID_MIN + 1
-  local id = M.POLICY_ID_MIN + M.hash(record.key) % span
-  local tries = 0
-  while self.claims[id] or (self.provisional_by_id[id] and self.provisional_by_id[id] ~= record) do
-    tries = tries + 1
-    if tries >= span then
-      return nil
-    end
-    id = id + 1
-    if id > M.POLICY_ID_MAX then
-      id = M.POLICY_ID_MIN
-    end
-  end
-  return id
-end
-
--- policy_id(policy) → id, provisional | nil, err.
+-- policy_id(policy) → id, provisional | nil, err: the ID register_policy
+-- settled for the policy (of this kind and name). Read only, so reconcile
+-- may ask in any order and as often as it likes.
 function Registry:policy_id(policy)
-  local record, err = self:register_policy(policy)
+  local key, kind, name = policy_key(type(policy) == "table" and policy or {})
+  if not key then
+    return nil, "policy: kind and metadata.name are needed for a policy ID"
+  end
+  local record = self.policies[key]
   if not record then
-    return nil, err
+    return nil, string.format("%s %q: not registered (no policy ID yet)", kind, name)
   end
   if record.invalid then
     return nil, record.invalid
@@ -249,30 +276,10 @@ function Registry:policy_id(policy)
     end
     return record.id, false
   end
-  -- Provisional: stable while nothing claims it by annotation (an annotated
-  -- ID always wins over a provisional one, which is only a stand-in).
-  if record.provisional and not self.claims[record.provisional] then
-    return record.provisional, true
-  end
-  drop_provisional(self, record)
-  local id = provisional_id(self, record)
-  if not id then
+  if not record.provisional then
     return nil, "no free provisional policy ID"
   end
-  record.provisional = id
-  self.provisional_by_id[id] = record
-  return id, true
-end
-
--- provisional_holder(id) → kind, name of the policy that has id as its
--- provisional ID, or nil. A policy whose annotation claims that number takes
--- it, and the holder's ID changes: the store marks the holder.
-function Registry:provisional_holder(id)
-  local record = self.provisional_by_id[id]
-  if record then
-    return record.kind, record.name
-  end
-  return nil
+  return record.provisional, true
 end
 
 -- lookup(id) → { kind, namespace, name } or nil.

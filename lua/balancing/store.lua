@@ -15,7 +15,7 @@
 -- must not be modified by readers. Arrays returned by the accessors are fresh.
 local ids = require("balancing.ids")
 local object = require("balancing.object")
-local selector = require("balancing.selector")
+local policy_spec = require("balancing.policy_spec")
 local service_spec = require("balancing.service_spec")
 
 local M = {}
@@ -43,13 +43,6 @@ local NONE = setmetatable({}, { __newindex = function()
   error("balancing.store: NONE is read-only", 2)
 end })
 
-local function array(value)
-  if type(value) == "table" then
-    return value
-  end
-  return {}
-end
-
 -- Owner keys ------------------------------------------------------------------
 
 function M.service_owner(namespace, name)
@@ -66,6 +59,27 @@ function M.policy_owner(kind, name)
 end
 
 M.NODE_OWNER = "node"
+
+local KIND_OF_PREFIX = { localRedirect = "LocalRedirectPolicy", balancing = "BalancingPolicy" }
+
+-- parse_owner(owner) → kind, namespace, name: "Service", "ns", "web" for
+-- "service/ns/web"; "BalancingPolicy", "", "p" for "balancing/p"; "Node" for
+-- the node tables; nil for text that is no owner key.
+function M.parse_owner(owner)
+  if owner == M.NODE_OWNER then
+    return "Node", "", ""
+  end
+  local prefix, rest = owner:match("^([^/]+)/(.+)$")
+  if prefix == "service" then
+    local namespace, name = rest:match("^([^/]+)/([^/]+)$")
+    if namespace then
+      return "Service", namespace, name
+    end
+  elseif KIND_OF_PREFIX[prefix] and not rest:find("/", 1, true) then
+    return KIND_OF_PREFIX[prefix], "", rest
+  end
+  return nil
+end
 
 -- "10.96.0.10:53/UDP" from a checked address, port number and protocol: the
 -- one key of a frontend, for the conflict indexes and every reason.
@@ -187,6 +201,21 @@ function Store:mark_dirty(owner)
   self.dirty[owner] = true
 end
 
+-- Every owner the store holds (the node tables, each Service and policy):
+-- a full reconcile, as plan does and the agent after a resync.
+function Store:owners()
+  local owners = { [M.NODE_OWNER] = true }
+  for key in pairs(self.objects.Service) do
+    owners[M.service_owner_of_key(key)] = true
+  end
+  for _, kind in ipairs(M.POLICY_KINDS) do
+    for _, d in pairs(self.derived[kind]) do
+      owners[M.policy_owner(kind, d.name)] = true
+    end
+  end
+  return owners
+end
+
 function Store:take_dirty()
   local dirty = self.dirty
   self.dirty = {}
@@ -194,14 +223,8 @@ function Store:take_dirty()
 end
 
 local function mark_all(self)
-  self.dirty[M.NODE_OWNER] = true
-  for key in pairs(self.objects.Service) do
-    self.dirty[M.service_owner_of_key(key)] = true
-  end
-  for _, kind in ipairs(M.POLICY_KINDS) do
-    for _, d in pairs(self.derived[kind]) do
-      self.dirty[M.policy_owner(kind, d.name)] = true
-    end
+  for owner in pairs(self:owners()) do
+    self.dirty[owner] = true
   end
 end
 
@@ -221,56 +244,51 @@ end
 
 -- Policies' frontends -------------------------------------------------------------
 
--- The frontend keys a policy claims: addressMatcher ip × toPorts; for a
--- serviceMatcher the Service's ClusterIPs × its ports (those a toPorts entry
--- names by number and protocol, all of them when toPorts is empty). The index
--- is a superset of what reconcile programs — specs are not checked here, the
--- reconcile checks every claimant it finds — but it follows the Service, so a
--- claimant that stops claiming is seen. A missing Service gives no keys.
-local function policy_frontend_keys(self, policy)
-  local keys = {}
-  local frontend = field(policy, "spec", "frontend")
-  local address = field(frontend, "addressMatcher")
-  if type(address) == "table" then
-    local ip = present(address.ip)
-    if ip ~= nil then
-      for _, port in ipairs(array(present(address.toPorts))) do
-        if type(port) == "table" and present(port.port) ~= nil then
-          keys[M.frontend_key(ip, present(port.port), present(port.protocol))] = true
-        end
-      end
-    end
-  end
-  local ref
-  local matcher = field(frontend, "serviceMatcher")
-  if type(matcher) == "table" then
-    ref = tostring(present(matcher.namespace) or "") .. "/" .. tostring(present(matcher.serviceName) or "")
-    local service = self.derived.Service[ref]
+-- What a policy's frontend matcher claims, from its checked spec: its
+-- addresses × its ports. An addressMatcher claims its ip × its toPorts; a
+-- serviceMatcher its Service's ClusterIPs × the Service ports toPorts
+-- selects (all of them when toPorts is empty; nothing while the store has no
+-- such Service). A toPorts entry selects the Service port of the same number
+-- and protocol, and of the same name when both have one; the claimed port
+-- keeps the Service port's name (else the entry's), by which reconcile maps
+-- it to a backend port. An invalid spec claims nothing. → { addresses =
+-- { text }, ports = { { port, protocol, name } } } and the keys of the
+-- product as a set (the policies_by_frontend index, whose claimants
+-- reconcile decides a conflict among).
+local NO_CLAIM = { addresses = NONE, ports = NONE }
+
+local function policy_claim(self, spec)
+  local claim = NO_CLAIM
+  if spec and spec.frontend.mode == "address" then
+    claim = { addresses = { spec.frontend.ip }, ports = spec.frontend.ports }
+  elseif spec then
+    local frontend = spec.frontend
+    local service = self:service_spec(frontend.namespace, frontend.service_name)
     if service then
-      local wanted = {}
-      for _, port in ipairs(array(present(matcher.toPorts))) do
-        if type(port) == "table" and present(port.port) ~= nil then
-          wanted[M.frontend_key("", present(port.port), present(port.protocol))] = true
-        end
-      end
-      for _, ip in ipairs(service.spec.cluster_ips) do
-        for _, port in ipairs(service.spec.ports) do
-          local suffix = M.frontend_key("", port.port, port.protocol)
-          if next(wanted) == nil or wanted[suffix] then
-            keys[ip .. suffix] = true
+      local wanted, ports = frontend.ports, {}
+      for _, port in ipairs(service.ports) do
+        if #wanted == 0 then
+          ports[#ports + 1] = { port = port.port, protocol = port.protocol, name = port.name }
+        else
+          for _, want in ipairs(wanted) do
+            if want.port == port.port and want.protocol == port.protocol
+                and (want.name == nil or port.name == nil or want.name == port.name) then
+              ports[#ports + 1] = { port = port.port, protocol = port.protocol, name = port.name or want.name }
+              break
+            end
           end
         end
       end
+      claim = { addresses = service.cluster_ips, ports = ports }
     end
   end
-  return keys, ref
-end
-
-local function backend_selector_spec(kind, policy)
-  if kind == "LocalRedirectPolicy" then
-    return field(policy, "spec", "backend", "endpointSelector")
+  local keys = {}
+  for _, address in ipairs(claim.addresses) do
+    for _, port in ipairs(claim.ports) do
+      keys[M.frontend_key(address, port.port, port.protocol)] = true
+    end
   end
-  return field(policy, "spec", "backend", "serviceEndpoint", "endpointSelector")
+  return claim, keys
 end
 
 local function index_policy_frontends(self, kind, name, policy, fkeys)
@@ -287,16 +305,17 @@ local function unindex_policy_frontends(self, kind, name, fkeys)
   end
 end
 
--- A Service that a serviceMatcher names changed: the policy's frontends are
--- computed again; the policies that claim a frontend it gained or lost may
--- see a conflict's winner change.
+-- A Service that a serviceMatcher names changed: the policy's claim is
+-- made again from its checked spec; the policies that claim a frontend it
+-- gained or lost may see a conflict's winner change.
 local function refresh_service_policies(self, service_key)
   for policy_key in pairs(self.policies_by_service[service_key] or NONE) do
     local kind, name = policy_key:match("^([^/]+)/(.*)$")
     local d = self.derived[kind]["/" .. name]
     if d then
       self.dirty[M.policy_owner(kind, name)] = true
-      local fkeys = policy_frontend_keys(self, self.objects[kind]["/" .. name])
+      local claim, fkeys = policy_claim(self, d.spec)
+      d.claim = claim
       local changed = {}
       for fkey in pairs(d.fkeys) do
         if not fkeys[fkey] then
@@ -309,7 +328,6 @@ local function refresh_service_policies(self, service_key)
         end
       end
       if next(changed) then
-        mark_claimants(self, kind, changed)
         unindex_policy_frontends(self, kind, name, d.fkeys)
         index_policy_frontends(self, kind, name, self.objects[kind]["/" .. name], fkeys)
         d.fkeys = fkeys
@@ -514,15 +532,20 @@ local function policy_handler(kind)
   return {
     index = function(self, key, obj)
       local name = key:sub(2)
-      local d = {}
-      d.fkeys, d.service = policy_frontend_keys(self, obj)
+      -- read once, here; an invalid spec is kept as its reason and indexed
+      -- under nothing (it programs nothing, so nothing else can change that)
+      local spec, invalid = policy_spec.parse(kind, obj)
+      local d = { spec = spec, invalid = invalid }
+      d.claim, d.fkeys = policy_claim(self, spec)
       index_policy_frontends(self, kind, name, obj, d.fkeys)
-      if d.service then
+      if spec and spec.frontend.mode == "service" then
+        d.service = spec.frontend.namespace .. "/" .. spec.frontend.service_name
         self.policies_by_service[d.service] = self.policies_by_service[d.service] or {}
         self.policies_by_service[d.service][kind .. "/" .. name] = true
       end
-      local spec = backend_selector_spec(kind, obj)
-      d.selector = spec ~= nil and selector.compile(spec) or nil
+      -- (an addressEndpoint backend has no selector: pods never change it)
+      local backend = spec and spec.backend
+      d.selector = backend and backend.selector
       if d.selector then
         local first
         for label in pairs(d.selector.match_labels) do
@@ -539,12 +562,9 @@ local function policy_handler(kind)
           self.policies_any_selector[kind][name] = true
         end
       end
-      if kind == "BalancingPolicy" then
-        local mode = field(obj, "spec", "backend", "serviceEndpoint", "redirectMode")
-        if mode == "hostPort" or mode == "nodeProxy" then
-          d.node_mode = true
-          self.node_mode_policies[name] = true
-        end
+      if kind == "BalancingPolicy" and backend and (backend.mode == "hostPort" or backend.mode == "nodeProxy") then
+        d.node_mode = true
+        self.node_mode_policies[name] = true
       end
       local sid = field(obj, "metadata", "annotations", ids.ANNOTATION)
       if sid ~= nil then
@@ -552,7 +572,9 @@ local function policy_handler(kind)
         self.policies_by_id[d.sid] = self.policies_by_id[d.sid] or {}
         self.policies_by_id[d.sid][kind .. "/" .. name] = true
       end
-      self.ids:register_policy(obj)
+      -- its ID is settled here too, so that reconcile only reads it
+      local _, displaced = self.ids:register_policy(obj)
+      d.displaced = displaced
       return d
     end,
     unindex = function(self, key, d)
@@ -599,7 +621,7 @@ local function policy_handler(kind)
           -- which of them holds the ID can change.
           -- A policy that gains or loses its ID starts or stops programming
           -- its frontends, so its own claimants are affected too.
-          for holder in pairs(version.sid and self.policies_by_id[version.sid] or {}) do
+          for holder in pairs(version.sid and self.policies_by_id[version.sid] or NONE) do
             local holder_kind, holder_name = holder:match("^([^/]+)/(.*)$")
             self.dirty[M.policy_owner(holder_kind, holder_name)] = true
             local holder_d = self.derived[holder_kind]["/" .. holder_name]
@@ -607,16 +629,12 @@ local function policy_handler(kind)
               mark_claimants(self, holder_kind, holder_d.fkeys)
             end
           end
-          -- A policy without the annotation whose provisional ID this one
-          -- now claims gets another ID.
-          local number = version.sid and ids.parse_policy_id(version.sid)
-          if number then
-            local provisional_kind, provisional_name = self.ids:provisional_holder(number)
-            if provisional_kind then
-              self.dirty[M.policy_owner(provisional_kind, provisional_name)] = true
-            end
-          end
         end
+      end
+      -- The policy whose provisional ID its annotation took was given
+      -- another ID when this version was registered.
+      if new and new.displaced then
+        self.dirty[M.policy_owner(new.displaced.kind, new.displaced.name)] = true
       end
     end,
   }
@@ -851,6 +869,42 @@ function Store:policy_frontend_keys(kind, name)
   end
   table.sort(out)
   return out
+end
+
+local function policy_derived(self, kind, name)
+  local derived = self.derived[kind]
+  return derived and derived["/" .. name]
+end
+
+-- policy_spec(kind, name) → the policy's checked spec (balancing.policy_spec),
+-- or nil, reason naming the field when the spec is invalid; nil when the
+-- store has no such policy.
+function Store:policy_spec(kind, name)
+  local d = policy_derived(self, kind, name)
+  if not d then
+    return nil
+  end
+  return d.spec, d.invalid
+end
+
+-- policy_claim(kind, name) → what the policy's frontend matcher claims now
+-- (see policy_claim above): { addresses = { text }, ports = { { port,
+-- protocol, name } } }, the store's own (not to be changed); nothing for an
+-- invalid or unknown policy.
+function Store:policy_claim(kind, name)
+  local d = policy_derived(self, kind, name)
+  return d and d.claim or NO_CLAIM
+end
+
+-- policy_id(kind, name) → id, provisional | nil, reason: the ID settled when
+-- the policy entered the store (ids.register_policy). Read only: it never
+-- gives or moves an ID.
+function Store:policy_id(kind, name)
+  local policy = self:get(kind, "", name)
+  if not policy then
+    return nil, string.format("%s %s: not in the store", kind, name)
+  end
+  return self.ids:policy_id(policy)
 end
 
 M.Store = Store

@@ -1,79 +1,64 @@
--- The rules both policies share (API.md "PortInfo", "LocalRedirectPolicy"
--- frontends, "Both policies"): spec checks, port mapping, frontends, usable
--- pods, where a policy applies, IDs, and same-kind conflicts.
+-- The rules both policies share once the store has checked a spec (API.md
+-- "PortInfo" port mapping, "LocalRedirectPolicy" frontends, "Both
+-- policies"): frontends, usable pods, where a policy applies, IDs, same-kind
+-- conflicts, and what desired returns. (What a valid spec is:
+-- policy_spec_spec.lua.)
 local cjson = require("cjson")
 local policy = require("balancing.reconcile.policy")
+local policy_spec = require("balancing.policy_spec")
 local localredirect = require("balancing.reconcile.localredirect")
 local balancing = require("balancing.reconcile.balancing")
+local node = require("balancing.reconcile.node")
+local service = require("balancing.reconcile.service")
+local ids = require("balancing.ids")
 local fx = require("fixtures.policies.builders")
 local world = require("fixtures.policies.world")
 
 local port = fx.port
+local lr, bl = fx.dns_redirect, fx.web_balancing
 
-local LR_SELECTOR = { matchLabels = { app = "dns" } }
-
--- A LocalRedirectPolicy for 169.254.20.10:53/UDP → port 1053 of app=dns pods,
--- with opts overriding any builder option.
-local function lr(opts)
-  local o = { name = "lr", id = "10",
-    address = { ip = "169.254.20.10", ports = { port("53", "UDP") } },
-    selector = LR_SELECTOR, ports = { port("1053", "UDP") } }
-  for k, v in pairs(opts or {}) do
-    o[k] = v
-  end
-  if o.service then
-    o.address = nil
-  end
-  if o.id == false then
-    o.id = nil
-  end
-  return fx.local_redirect(o)
-end
-
-local function bl(opts)
-  local o = { name = "bl", id = "20",
-    address = { ip = "10.200.0.1", ports = { port("80", "TCP") } },
-    selector = { matchLabels = { app = "web" } }, ports = { port("8080", "TCP") } }
-  for k, v in pairs(opts or {}) do
-    o[k] = v
-  end
-  if o.service then
-    o.address = nil
-  end
-  return fx.balancing(o)
-end
-
--- The reason parse() gives for a policy, or nil when it accepts it.
-local function reason(kind, obj)
-  local spec, err = policy.parse(kind, obj)
-  if spec then
-    return nil
-  end
-  return err
-end
-
-local function lr_reason(opts)
-  return reason("LocalRedirectPolicy", lr(opts))
-end
-
-local function bl_reason(opts)
-  return reason("BalancingPolicy", bl(opts))
-end
-
--- The frontends a LocalRedirectPolicy resolves to in a store of objects, as
+-- The frontends a policy resolves to in a store of objects, as
 -- "address:port/PROTO -> backend port" texts.
 local function mapping(obj, objects)
   local list = {}
   for i, o in ipairs(objects or {}) do
     list[i] = o
   end
+  list[#list + 1] = obj
   local store = world.store(list)
-  local spec = assert(policy.parse(obj.kind, obj))
+  local name = obj.metadata.name
+  local spec = assert(store:policy_spec(obj.kind, name))
   local out = {}
-  for i, fe in ipairs(policy.frontends(store, spec)) do
+  for i, fe in ipairs(policy.frontends(store, obj.kind, name, spec)) do
     out[i] = fe.key .. " -> " .. fe.backend_port
   end
   return out
+end
+
+-- What a registry holds, as plain data: each policy's ID, provisional ID or
+-- invalid annotation, the claims on each annotated ID, each Service's ID.
+local function registry_snapshot(registry)
+  local out = { policies = {}, claims = {}, provisional = {}, services = {} }
+  for key, record in pairs(registry.policies) do
+    out.policies[key] = { id = record.id, provisional = record.provisional, invalid = record.invalid }
+  end
+  for id, claimants in pairs(registry.claims) do
+    out.claims[id] = {}
+    for key in pairs(claimants) do
+      out.claims[id][key] = true
+    end
+  end
+  for id, record in pairs(registry.provisional_by_id) do
+    out.provisional[id] = record.key
+  end
+  for key, record in pairs(registry.services) do
+    out.services[key] = record.id
+  end
+  return out
+end
+
+local function checked(kind, obj)
+  return assert(policy_spec.parse(kind, obj))
 end
 
 local dns_service = fx.service{ namespace = "kube-system", name = "kube-dns",
@@ -91,53 +76,16 @@ local function service_lr(matcher_ports, backend_ports)
 end
 
 describe("policy rules", function()
-  describe("PortInfo", function()
-    it("takes a port as a decimal string from \"1\" to \"65535\"", function()
-      assert.is_nil(lr_reason{ ports = { port("1", "UDP") } })
-      assert.is_nil(lr_reason{ ports = { port("65535", "UDP") } })
+  describe("port mapping", function()
+    it("maps up to the highest port", function()
       assert.same({ "169.254.20.10:53/UDP -> 65535" }, mapping(lr{ ports = { port("65535", "UDP") } }))
     end)
 
-    it("refuses a port out of range", function()
-      assert.equals('spec.backend.toPorts[0].port: "0" is not a port (a decimal string "1".."65535")',
-        lr_reason{ ports = { port("0", "UDP") } })
-      assert.equals('spec.backend.toPorts[0].port: "65536" is not a port (a decimal string "1".."65535")',
-        lr_reason{ ports = { port("65536", "UDP") } })
-    end)
-
-    it("refuses a port that is not a decimal string", function()
-      assert.equals('spec.frontend.addressMatcher.toPorts[0].port: 53 is not a port (a decimal string "1".."65535")',
-        lr_reason{ address = { ip = "169.254.20.10", ports = { port(53, "UDP") } } })
-      assert.matches('^spec.backend.toPorts%[0%].port: "dns" is not a port',
-        lr_reason{ ports = { port("dns", "UDP") } })
-      assert.matches('^spec.backend.toPorts%[0%].port: "%-1" is not a port',
-        lr_reason{ ports = { port("-1", "UDP") } })
-    end)
-
-    it("refuses a protocol other than TCP or UDP", function()
-      assert.equals('spec.backend.toPorts[0].protocol: "SCTP" is not TCP or UDP',
-        lr_reason{ ports = { port("1053", "SCTP") } })
-      assert.equals('spec.backend.toPorts[0].protocol: "udp" is not TCP or UDP',
-        lr_reason{ ports = { port("1053", "udp") } })
-    end)
-
-    it("takes TCP when the protocol is missing, as a Service port does", function()
+    it("takes a PortInfo without protocol as TCP, as a Service port does", function()
       local obj = lr{ address = { ip = "169.254.20.10", ports = { { port = "53" } } } }
       assert.same({ "169.254.20.10:53/TCP -> 1053" }, mapping(obj))
     end)
 
-    it("needs a name on every port when more than one port is listed", function()
-      assert.equals("spec.backend.toPorts[1].name: required when more than one port is listed",
-        lr_reason{ ports = { port("1053", "UDP", "dns"), port("1054", "TCP") } })
-    end)
-
-    it("refuses one name used twice in a list", function()
-      assert.equals('spec.backend.toPorts[1].name: "dns" is used by spec.backend.toPorts[0] too',
-        lr_reason{ ports = { port("1053", "UDP", "dns"), port("1054", "TCP", "dns") } })
-    end)
-  end)
-
-  describe("port mapping", function()
     it("maps one frontend port to one backend port, whatever their names", function()
       local obj = lr{ address = { ip = "169.254.20.10", ports = { port("53", "UDP", "a") } },
         ports = { port("1053", "UDP", "b") } }
@@ -156,14 +104,6 @@ describe("policy rules", function()
           ports = { port("53", "UDP", "dns"), port("9153", "TCP", "metrics") } },
         ports = { port("2053", "UDP", "dns") } }
       assert.same({ "169.254.20.10:53/UDP -> 2053" }, mapping(obj))
-    end)
-
-    it("needs names on both sides of an addressMatcher when either side has more than one port", function()
-      assert.equals("spec.frontend.addressMatcher.toPorts[0].name: required when more than one port is mapped",
-        lr_reason{ ports = { port("2053", "UDP", "dns"), port("2054", "TCP", "dns-tcp") } })
-      assert.equals("spec.backend.toPorts[0].name: required when more than one port is mapped",
-        lr_reason{ address = { ip = "169.254.20.10",
-          ports = { port("53", "UDP", "dns"), port("53", "TCP", "dns-tcp") } } })
     end)
   end)
 
@@ -195,6 +135,22 @@ describe("policy rules", function()
       assert.same({}, mapping(obj, {}))
     end)
 
+    it("is the Service's ClusterIPs as the store reads them (leading zeros decimal, as kube-proxy does)", function()
+      local sloppy = fx.service{ namespace = "kube-system", name = "kube-dns", cluster_ip = "10.96.0.010",
+        ports = { { name = "dns", port = 53, protocol = "UDP" } } }
+      assert.same({ "10.96.0.10:53/UDP -> 1053" }, mapping(service_lr(nil, { port("1053", "UDP") }), { sloppy }))
+    end)
+
+    it("follows the Service: it changes when the Service's ClusterIP does", function()
+      local store = world.store({ dns_service, service_lr(nil, { port("1053", "UDP", "dns") }) })
+      assert(store:upsert(fx.service{ namespace = "kube-system", name = "kube-dns", cluster_ip = "10.96.0.20",
+        ports = { { name = "dns", port = 53, protocol = "UDP" } } }))
+      local frontends = policy.frontends(store, "LocalRedirectPolicy", "lr",
+        assert(store:policy_spec("LocalRedirectPolicy", "lr")))
+      assert.equals("10.96.0.20:53/UDP", frontends[1].key)
+      assert.equals(1, #frontends)
+    end)
+
     it("has no frontend for a headless Service", function()
       local headless = fx.service{ namespace = "kube-system", name = "kube-dns", cluster_ip = "None",
         ports = { { name = "dns", port = 53, protocol = "UDP" } } }
@@ -203,94 +159,6 @@ describe("policy rules", function()
   end)
 
   describe("an invalid spec", function()
-    it("is refused for an addressMatcher ip that is not IPv4, naming the field", function()
-      assert.equals('spec.frontend.addressMatcher.ip: "10.0.0.300" is not an IPv4 address',
-        lr_reason{ address = { ip = "10.0.0.300", ports = { port("53", "UDP") } } })
-      assert.equals('spec.frontend.addressMatcher.ip: "fd00::1" is not an IPv4 address',
-        lr_reason{ address = { ip = "fd00::1", ports = { port("53", "UDP") } } })
-    end)
-
-    it("is refused for the address 0.0.0.0 (the NodePort wildcard)", function()
-      assert.equals('spec.frontend.addressMatcher.ip: "0.0.0.0" is not a usable address',
-        lr_reason{ address = { ip = "0.0.0.0", ports = { port("53", "UDP") } } })
-    end)
-
-    it("is refused with both matchers", function()
-      local obj = lr{ frontend = {
-        serviceMatcher = { namespace = "kube-system", serviceName = "kube-dns" },
-        addressMatcher = { ip = "169.254.20.10", toPorts = { port("53", "UDP") } } } }
-      assert.equals("spec.frontend: exactly one of serviceMatcher and addressMatcher, not both",
-        reason("LocalRedirectPolicy", obj))
-    end)
-
-    it("is refused with neither matcher", function()
-      assert.equals("spec.frontend: exactly one of serviceMatcher and addressMatcher is required",
-        reason("LocalRedirectPolicy", lr{ frontend = {} }))
-      assert.equals("spec.frontend: required", reason("LocalRedirectPolicy", lr{ frontend = cjson.null }))
-    end)
-
-    it("is refused for a serviceMatcher without serviceName", function()
-      local obj = lr{ frontend = { serviceMatcher = { namespace = "kube-system" } } }
-      assert.equals("spec.frontend.serviceMatcher.serviceName: required (a string)",
-        reason("LocalRedirectPolicy", obj))
-    end)
-
-    it("is refused for an addressMatcher without ports", function()
-      assert.equals("spec.frontend.addressMatcher.toPorts: at least one port is required",
-        lr_reason{ address = { ip = "169.254.20.10", ports = {} } })
-    end)
-
-    it("is refused for a LocalRedirect backend without endpointSelector or toPorts", function()
-      assert.equals("spec.backend.endpointSelector: required",
-        lr_reason{ backend = { toPorts = { port("1053", "UDP") } } })
-      assert.equals("spec.backend.toPorts: at least one port is required",
-        lr_reason{ backend = { endpointSelector = LR_SELECTOR } })
-    end)
-
-    it("is refused for an endpointSelector that does not parse", function()
-      assert.equals('spec.backend.endpointSelector.matchExpressions[0].operator: unknown operator "Near"'
-        .. " (In, NotIn, Exists, DoesNotExist)",
-        lr_reason{ selector = { matchExpressions = { { key = "app", operator = "Near" } } } })
-    end)
-
-    it("names list positions inside a selector from 0, as every other field path", function()
-      assert.equals('spec.backend.endpointSelector.matchExpressions[1].values[0]: must be a string, not "7"',
-        lr_reason{ selector = { matchExpressions = {
-          { key = "app", operator = "Exists" },
-          { key = "tier", operator = "In", values = { 7 } },
-        } } })
-    end)
-
-    it("is refused for a BalancingPolicy with both backend kinds or neither", function()
-      assert.equals("spec.backend: exactly one of serviceEndpoint and addressEndpoint, not both",
-        bl_reason{ backend = {
-          serviceEndpoint = { endpointSelector = {}, toPorts = { port("8080", "TCP") } },
-          addressEndpoint = { addresses = { "10.1.1.1" }, toPorts = { port("8080", "TCP") } } } })
-      assert.equals("spec.backend: exactly one of serviceEndpoint and addressEndpoint is required",
-        bl_reason{ backend = {} })
-    end)
-
-    it("is refused for an unknown redirectMode", function()
-      assert.equals('spec.backend.serviceEndpoint.redirectMode: "nodePort" is not podEndpoint, hostPort or nodeProxy',
-        bl_reason{ mode = "nodePort" })
-    end)
-
-    it("is refused for an addressEndpoint address that is not IPv4, or no address", function()
-      assert.equals('spec.backend.addressEndpoint.addresses[1]: "10.1.1" is not an IPv4 address',
-        bl_reason{ addresses = { "10.1.1.1", "10.1.1" } })
-      assert.equals("spec.backend.addressEndpoint.addresses: at least one address is required",
-        bl_reason{ addresses = {} })
-    end)
-
-    it("is refused for a nodeLabelSelector that does not parse", function()
-      assert.equals("spec.config.nodeLabelSelector.matchExpressions[0].values: required (non-empty) for operator In",
-        lr_reason{ node_selector = { matchExpressions = { { key = "zone", operator = "In" } } } })
-    end)
-
-    it("is refused for an enableOutCluster that is not a boolean", function()
-      assert.equals('spec.config.enableOutCluster: "no" is not true or false', bl_reason{ out_cluster = "no" })
-    end)
-
     it("is not programmed and is reported once, with the policy name; other policies are untouched", function()
       local objects = {
         fx.node{ name = "node-1", internal_ip = "192.168.0.1" },
@@ -336,26 +204,26 @@ describe("policy rules", function()
     local edge = { node_name = "node-1", out_cluster = false, labels = { role = "edge" }, addresses = {} }
 
     it("is every node when it has no nodeLabelSelector", function()
-      assert.is_true(policy.applies("LocalRedirectPolicy", assert(policy.parse("LocalRedirectPolicy", lr())), edge))
+      assert.is_true(policy.applies("LocalRedirectPolicy", checked("LocalRedirectPolicy", lr()), edge))
     end)
 
     it("is only the nodes whose labels its nodeLabelSelector matches", function()
-      local yes = assert(policy.parse("LocalRedirectPolicy", lr{ node_selector = { matchLabels = { role = "edge" } } }))
-      local no = assert(policy.parse("LocalRedirectPolicy", lr{ node_selector = { matchLabels = { role = "core" } } }))
+      local yes = checked("LocalRedirectPolicy", lr{ node_selector = { matchLabels = { role = "edge" } } })
+      local no = checked("LocalRedirectPolicy", lr{ node_selector = { matchLabels = { role = "core" } } })
       assert.is_true(policy.applies("LocalRedirectPolicy", yes, edge))
       assert.is_false(policy.applies("LocalRedirectPolicy", no, edge))
     end)
 
     it("is never outside the cluster for a LocalRedirectPolicy", function()
       local outside = { node_name = "host", out_cluster = true, labels = {}, addresses = {} }
-      assert.is_false(policy.applies("LocalRedirectPolicy", assert(policy.parse("LocalRedirectPolicy", lr())), outside))
+      assert.is_false(policy.applies("LocalRedirectPolicy", checked("LocalRedirectPolicy", lr()), outside))
     end)
 
     it("is outside the cluster too for a BalancingPolicy unless enableOutCluster is false", function()
       local outside = { node_name = "host", out_cluster = true, labels = {}, addresses = {} }
-      assert.is_true(policy.applies("BalancingPolicy", assert(policy.parse("BalancingPolicy", bl())), outside))
+      assert.is_true(policy.applies("BalancingPolicy", checked("BalancingPolicy", bl()), outside))
       assert.is_false(policy.applies("BalancingPolicy",
-        assert(policy.parse("BalancingPolicy", bl{ out_cluster = false })), outside))
+        checked("BalancingPolicy", bl{ out_cluster = false }), outside))
     end)
   end)
 
@@ -382,11 +250,95 @@ describe("policy rules", function()
       assert.same({}, rejections)
     end)
 
+    it("are settled when the policy enters the store: reconciling every owner leaves the registry as it was", function()
+      -- two policies whose provisional IDs collide, one taken by an
+      -- annotation, one annotation used twice, one invalid
+      local real = ids.hash
+      ids.hash = function() return 41 end
+      local ok, err = pcall(function()
+        local store = world.store(objects{
+          lr{ name = "provisional-a", id = false, address = { ip = "169.254.20.11", ports = { port("53", "UDP") } } },
+          bl{ name = "provisional-b", id = false },
+          lr{ name = "takes-42", id = "42", created = "2024-01-01T00:00:00Z",
+            address = { ip = "169.254.20.12", ports = { port("53", "UDP") } } },
+          bl{ name = "also-42", id = "42", created = "2024-02-01T00:00:00Z",
+            address = { ip = "10.200.0.2", ports = { port("80", "TCP") } } },
+          lr{ name = "bad-id", id = "zero", address = { ip = "169.254.20.13", ports = { port("53", "UDP") } } },
+        })
+        local before = registry_snapshot(store.ids)
+        local ctx = world.ctx(store)
+        node.desired(store, ctx)
+        for _, svc in ipairs(store:list("Service")) do
+          service.desired(store, ctx, svc.metadata.namespace, svc.metadata.name)
+        end
+        for _, p in ipairs(store:list("LocalRedirectPolicy")) do
+          localredirect.desired(store, ctx, p.metadata.name)
+        end
+        for _, p in ipairs(store:list("BalancingPolicy")) do
+          balancing.desired(store, ctx, p.metadata.name)
+        end
+        assert.same(before, registry_snapshot(store.ids))
+        -- provisional-a had 42 until takes-42's annotation took it
+        assert.same({ 44, true }, { store:policy_id("LocalRedirectPolicy", "provisional-a") })
+        assert.same({ 43, true }, { store:policy_id("BalancingPolicy", "provisional-b") })
+      end)
+      ids.hash = real
+      assert(ok, err)
+    end)
+
     it("refuse an invalid annotation: not programmed, reported", function()
       local frontends, rejections = world.run(localredirect, objects{ lr{ id = "zero" } }, "lr")
       assert.same({}, frontends)
       assert.equals(1, #rejections)
       assert.matches("balancing.elf.io/serviceId", rejections[1].reason)
+    end)
+  end)
+
+  describe("desired", function()
+    local objects = {
+      fx.node{ name = "node-1", internal_ip = "192.168.0.1" },
+      fx.pod{ name = "dns-1", node = "node-1", ip = "10.244.1.5", labels = { app = "dns" } },
+      lr(), bl(), lr{ name = "broken", address = { ip = "10.0.0.300", ports = { port("53", "UDP") } } },
+    }
+
+    local function pack(...)
+      return { n = select("#", ...), ... }
+    end
+
+    it("returns entries, rejections and notices (none for a policy): reconcile returns notices, never logs", function()
+      local store = world.store(objects)
+      local ctx = world.ctx(store)
+      for _, call in ipairs({
+        { localredirect, "lr" }, { balancing, "bl" }, { localredirect, "broken" }, { localredirect, "gone" },
+      }) do
+        local results = pack(call[1].desired(store, ctx, call[2]))
+        assert.equals(3, results.n, call[2])
+        assert.same({}, results[3], call[2])
+      end
+    end)
+
+    it("is made by modules that never load balancing.log", function()
+      local modules = { "balancing.reconcile.policy", "balancing.reconcile.localredirect",
+        "balancing.reconcile.balancing" }
+      local saved, saved_log = {}, package.loaded["balancing.log"]
+      for _, name in ipairs(modules) do
+        saved[name], package.loaded[name] = package.loaded[name], nil
+      end
+      package.loaded["balancing.log"] = nil
+      package.preload["balancing.log"] = function()
+        error("a policy reconcile module loaded balancing.log")
+      end
+      local ok, err = pcall(function()
+        for _, name in ipairs(modules) do
+          require(name)
+        end
+      end)
+      package.preload["balancing.log"] = nil
+      package.loaded["balancing.log"] = saved_log
+      for _, name in ipairs(modules) do
+        package.loaded[name] = saved[name]
+      end
+      assert(ok, err)
     end)
   end)
 

@@ -39,11 +39,13 @@ local function node(name, labels)
   return { kind = "Node", metadata = { name = name, labels = labels or {} } }
 end
 
+-- PortInfos from "53/UDP" texts, each named ("udp-53"): a valid list of
+-- any length.
 local function ports(...)
   local out = {}
   for _, p in ipairs({ ... }) do
     local number, protocol = p:match("^(%d+)/(%u+)$")
-    out[#out + 1] = { port = number, protocol = protocol }
+    out[#out + 1] = { port = number, protocol = protocol, name = protocol:lower() .. "-" .. number }
   end
   return out
 end
@@ -381,8 +383,17 @@ describe("store: indexes", function()
       local s = new_store(
         service("kube-system", "kube-dns", { "10.96.0.10" },
           { { name = "dns", port = 53, protocol = "UDP" }, { name = "dns-tcp", port = 53, protocol = "TCP" } }),
-        lrp("dns", { service = "kube-system/kube-dns", ports = ports("53/UDP") }))
+        lrp("dns", { service = "kube-system/kube-dns", ports = { { port = "53", protocol = "UDP" } } }))
       assert.same({ "10.96.0.10:53/UDP" }, s:policy_frontend_keys("LocalRedirectPolicy", "dns"))
+    end)
+
+    it("indexes a serviceMatcher's toPort by name too when it and the Service port both have one", function()
+      local s = new_store(
+        service("kube-system", "kube-dns", { "10.96.0.10" }, { { name = "dns", port = 53, protocol = "UDP" } }),
+        lrp("named", { service = "kube-system/kube-dns", ports = { { port = "53", protocol = "UDP", name = "dns" } } }),
+        lrp("other", { service = "kube-system/kube-dns", ports = { { port = "53", protocol = "UDP", name = "x" } } }))
+      assert.same({ "10.96.0.10:53/UDP" }, s:policy_frontend_keys("LocalRedirectPolicy", "named"))
+      assert.same({}, s:policy_frontend_keys("LocalRedirectPolicy", "other"))
     end)
 
     it("indexes a serviceMatcher once its Service appears", function()
@@ -425,10 +436,62 @@ describe("store: indexes", function()
       assert.same({}, s:policies_claiming("LocalRedirectPolicy", "169.254.20.10:53/UDP"))
     end)
 
-    it("writes frontend keys with a decimal port, whether it came as text or number", function()
-      assert.equals("10.96.0.10:53/UDP", store_module.frontend_key("10.96.0.10", "53", "UDP"))
-      assert.equals("10.96.0.10:53/UDP", store_module.frontend_key("10.96.0.10", 53, "UDP"))
-      assert.equals("10.96.0.10:80/TCP", store_module.frontend_key("10.96.0.10", 80))
+    it("indexes the checked spec: a toPort's number, not its text", function()
+      local s = new_store(lrp("x", { ip = "10.0.0.1", ports = { { port = "0080", protocol = "TCP" } } }))
+      assert.same({ "10.0.0.1:80/TCP" }, s:policy_frontend_keys("LocalRedirectPolicy", "x"))
+    end)
+
+    it("indexes a policy whose spec is invalid under nothing (it programs nothing)", function()
+      local s = new_store(lrp("bad", { ip = "10.0.0.300", ports = ports("53/UDP") }),
+        lrp("bad-port", { ip = "10.0.0.1", ports = ports("99999/UDP") }))
+      assert.same({}, s:policy_frontend_keys("LocalRedirectPolicy", "bad"))
+      assert.same({}, s:policies_claiming("LocalRedirectPolicy", "10.0.0.1:99999/UDP"))
+    end)
+  end)
+
+  describe("policies, read once at ingest", function()
+    it("keeps the checked spec (balancing.policy_spec) of a valid policy", function()
+      local s = new_store(bp("web", { ip = "10.0.0.1", ports = ports("80/TCP") }, { app = "web" }, "hostPort"))
+      local spec, reason = s:policy_spec("BalancingPolicy", "web")
+      assert.is_nil(reason)
+      assert.equals("10.0.0.1", spec.frontend.ip)
+      assert.equals("hostPort", spec.backend.mode)
+      assert.same({ addresses = { "10.0.0.1" },
+        ports = { { port = 80, protocol = "TCP", name = "tcp-80",
+          path = "spec.frontend.addressMatcher.toPorts[0]" } } },
+        s:policy_claim("BalancingPolicy", "web"))
+    end)
+
+    it("keeps the reason, naming the field, of an invalid one", function()
+      local s = new_store(lrp("bad", { ip = "10.0.0.300", ports = ports("53/UDP") }))
+      assert.same({ nil, 'spec.frontend.addressMatcher.ip: "10.0.0.300" is not an IPv4 address' },
+        { s:policy_spec("LocalRedirectPolicy", "bad") })
+      assert.same({ addresses = {}, ports = {} }, s:policy_claim("LocalRedirectPolicy", "bad"))
+    end)
+
+    it("has no spec for a policy it does not have", function()
+      local s = new_store()
+      assert.is_nil(s:policy_spec("LocalRedirectPolicy", "gone"))
+      assert.same({ nil, "LocalRedirectPolicy gone: not in the store" },
+        { s:policy_id("LocalRedirectPolicy", "gone") })
+    end)
+
+    it("claims a serviceMatcher's frontends from the Service as the store reads it (service_spec)", function()
+      local s = new_store(service("kube-system", "kube-dns", { "10.96.0.010" },
+          { { name = "dns", port = 53, protocol = "UDP" }, { name = "sctp", port = 9999, protocol = "SCTP" } }),
+        lrp("dns", { service = "kube-system/kube-dns" }))
+      assert.same({ addresses = { "10.96.0.10" }, ports = { { port = 53, protocol = "UDP", name = "dns" } } },
+        s:policy_claim("LocalRedirectPolicy", "dns"))
+    end)
+
+    it("settles a policy's ID at ingest, before any reconcile", function()
+      local s = new_store(lrp("a", { ip = "1.1.1.1", ports = ports("53/UDP") }),
+        bp("b", { ip = "2.2.2.2", ports = ports("53/UDP") }, nil, nil,
+          { annotations = { ["balancing.elf.io/serviceId"] = "7" } }))
+      local id, provisional = s:policy_id("LocalRedirectPolicy", "a")
+      assert.is_true(provisional)
+      assert.same({ kind = "LocalRedirectPolicy", namespace = "", name = "a" }, s.ids:lookup(id))
+      assert.same({ 7, false }, { s:policy_id("BalancingPolicy", "b") })
     end)
   end)
 
@@ -699,10 +762,15 @@ describe("store: dirty owners", function()
     it("marks the policy whose provisional ID its serviceId annotation takes (that policy's ID changes)", function()
       local s = new_store(lrp("a", { ip = "1.1.1.1", ports = ports("53/UDP") }),
         lrp("c", { ip = "3.3.3.3", ports = ports("53/UDP") }))
-      local provisional = assert(s.ids:policy_id(s:get("LocalRedirectPolicy", "", "a")))
+      local provisional = assert(s:policy_id("LocalRedirectPolicy", "a"))
       s:upsert(bp("b", { ip = "2.2.2.2", ports = ports("53/UDP") }, nil, nil,
         { annotations = { ["balancing.elf.io/serviceId"] = tostring(provisional) } }))
       assert.same({ "balancing/b", "localRedirect/a" }, dirty_list(s))
+      -- and the ID has already changed: reconcile only reads it
+      local id, is_provisional = s:policy_id("LocalRedirectPolicy", "a")
+      assert.is_true(is_provisional)
+      assert.are_not.equal(provisional, id)
+      assert.equals(provisional, s:policy_id("BalancingPolicy", "b"))
     end)
   end)
 

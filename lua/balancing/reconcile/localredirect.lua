@@ -1,6 +1,6 @@
 -- LocalRedirectPolicy → map entries (API.md, "LocalRedirectPolicy").
 --
---   local entries, rejections = localredirect.desired(store, ctx, name)
+--   local entries, rejections, notices = localredirect.desired(store, ctx, name)
 --
 -- A frontend (a Service's ClusterIPs and ports, or a virtual address) is
 -- redirected to the usable pods of any namespace that the backend selector

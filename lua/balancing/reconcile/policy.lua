@@ -1,21 +1,21 @@
 -- The rules LocalRedirectPolicy and BalancingPolicy share (API.md, "PortInfo",
--- "Both policies"): reading and checking a spec, turning its frontend into
--- address:port/protocol frontends with their backend port, the usable-pod test,
--- where a policy applies, which of two policies of one kind owns a frontend,
--- and the flow of a reconcile (desired). reconcile/localredirect.lua and
--- reconcile/balancing.lua only add their backends. Everything here is pure:
--- the same store and context give the same answer, in the same order.
+-- "Both policies") once the store has checked a policy's spec
+-- (balancing.policy_spec): turning what its frontend matcher claims into
+-- address:port/protocol frontends with their backend port, the usable-pod
+-- test, where a policy applies, which of two policies of one kind owns a
+-- frontend, and the flow of a reconcile (desired). reconcile/localredirect.lua
+-- and reconcile/balancing.lua only add their backends.
+--
+--   local entries, rejections, notices = policy.desired(kind, store, ctx, name, backends)
+--
+-- Pure: the same store and context give the same answer, in the same order;
+-- it reads the spec, the claim and the ID the store settled, and changes
+-- nothing.
 --
 -- Choices where API.md is silent (each has a spec in reconcile_policy_spec.lua):
---  * field paths in reasons count list positions from 0, as the API server
---    does (`spec.backend.toPorts[0].port`);
---  * a PortInfo without `protocol` means TCP, as a Service port does;
 --  * a frontend port without a backend port of its name is not programmed
 --    (the others are), and a serviceMatcher whose Service does not exist (yet)
 --    programs nothing: neither makes the spec invalid;
---  * the address 0.0.0.0 is refused (address 0 is map_service's NodePort
---    wildcard); with more than one port on either side of an addressMatcher,
---    both sides need names;
 --  * a same-kind conflict is decided per frontend and per node: the older
 --    policy wins a frontend where it would program it (valid spec and ID,
 --    applies to this node; whether it has backends right now does not count,
@@ -25,9 +25,8 @@
 local ffi = require("ffi")
 local abi = require("balancing.abi")
 local object = require("balancing.object")
-local selector = require("balancing.selector")
 local ids = require("balancing.ids")
-local policy_owner = require("balancing.store").policy_owner
+local store_module = require("balancing.store")
 
 local M = {}
 
@@ -36,358 +35,12 @@ M.KINDS = {
   BalancingPolicy = { nat_type = "balancing" },
 }
 
-local REDIRECT_MODES = { podEndpoint = true, hostPort = true, nodeProxy = true }
-
-local present, field, is_list = object.present, object.field, object.is_list
-
-local function show(value)
-  if type(value) == "string" then
-    return string.format("%q", value)
-  end
-  if type(value) == "table" then
-    return "an object or list"
-  end
-  return tostring(value)
-end
+local present, field = object.present, object.field
+local policy_owner, frontend_key = store_module.policy_owner, store_module.frontend_key
 
 -- "10.0.0.2" -> 0x0A000002, for sorting addresses as numbers (every address
 -- here is checked IPv4 text already).
 local address_order = abi.ipv4_order
-
--- A usable IPv4 address text, or nil, reason. 0.0.0.0 is refused: address 0
--- is the NodePort wildcard of map_service.
-local function parse_ipv4(value, path)
-  value = present(value)
-  if value == nil or value == "" then
-    return nil, path .. ": required"
-  end
-  if not abi.ipv4_to_u32(value) then
-    return nil, string.format("%s: %s is not an IPv4 address", path, show(value))
-  end
-  if value == "0.0.0.0" then
-    return nil, string.format("%s: %s is not a usable address", path, show(value))
-  end
-  return value
-end
-
--- PortInfo.port is a decimal string of at most five digits whose value is
--- 1..65535, as the CRD's pattern and CEL rule say.
-function M.parse_port(value)
-  if type(value) ~= "string" or not value:match("^%d%d?%d?%d?%d?$") then
-    return nil
-  end
-  local number = tonumber(value)
-  if number < 1 or number > 65535 then
-    return nil
-  end
-  return number
-end
-
-local function parse_port_info(entry, path)
-  if type(entry) ~= "table" then
-    return nil, path .. ": must be an object {port, protocol, name}"
-  end
-  local text = present(entry.port)
-  if text == nil then
-    return nil, path .. ".port: required"
-  end
-  local port = M.parse_port(text)
-  if not port then
-    return nil, string.format("%s.port: %s is not a port (a decimal string \"1\"..\"65535\")",
-      path, show(text))
-  end
-  local protocol = present(entry.protocol) or "TCP"
-  if protocol ~= "TCP" and protocol ~= "UDP" then
-    return nil, string.format("%s.protocol: %s is not TCP or UDP", path, show(protocol))
-  end
-  local name = present(entry.name)
-  if name ~= nil and type(name) ~= "string" then
-    return nil, string.format("%s.name: %s is not a string", path, show(name))
-  end
-  if name == "" then
-    name = nil
-  end
-  return { port = port, protocol = protocol, name = name }
-end
-
--- A list of PortInfo. With more than one port every port needs a name (the
--- names map frontend ports to backend ports), and a name is used once.
-local function parse_port_list(list, path, required)
-  list = present(list)
-  if list == nil or (type(list) == "table" and next(list) == nil) then
-    if required then
-      return nil, path .. ": at least one port is required"
-    end
-    return {}
-  end
-  if not is_list(list) then
-    return nil, path .. ": must be a list of {port, protocol, name}"
-  end
-  local ports, names = {}, {}
-  for i, entry in ipairs(list) do
-    local where = string.format("%s[%d]", path, i - 1)
-    local port, err = parse_port_info(entry, where)
-    if not port then
-      return nil, err
-    end
-    if #list > 1 and not port.name then
-      return nil, where .. ".name: required when more than one port is listed"
-    end
-    if port.name then
-      if names[port.name] then
-        return nil, string.format("%s.name: %s is used by %s too", where, show(port.name), names[port.name])
-      end
-      names[port.name] = where
-    end
-    port.path = where
-    ports[i] = port
-  end
-  return ports
-end
-
--- selector.compile names the part at fault relative to the selector, with
--- list positions from 0 like every field path here ("matchExpressions[0]
--- .operator: ..."); it joins the policy's field path as a sub-field, or
--- after a colon when it is about the selector itself ("missing").
-local function parse_selector(spec, path)
-  local compiled, err = selector.compile(present(spec))
-  if not compiled then
-    if err:match("^match") then
-      return nil, path .. "." .. err
-    end
-    return nil, path .. ": " .. err
-  end
-  return compiled
-end
-
-local function exactly_one(parent, path, a, b)
-  local has_a, has_b = present(parent[a]) ~= nil, present(parent[b]) ~= nil
-  if has_a and has_b then
-    return nil, string.format("%s: exactly one of %s and %s, not both", path, a, b)
-  end
-  if not has_a and not has_b then
-    return nil, string.format("%s: exactly one of %s and %s is required", path, a, b)
-  end
-  return has_a and a or b
-end
-
-local function parse_object(value, path)
-  value = present(value)
-  if value == nil then
-    return nil, path .. ": required"
-  end
-  if type(value) ~= "table" or (next(value) ~= nil and is_list(value)) then
-    return nil, path .. ": must be an object"
-  end
-  return value
-end
-
-local function parse_frontend(spec)
-  local frontend, err = parse_object(spec.frontend, "spec.frontend")
-  if not frontend then
-    return nil, err
-  end
-  local which
-  which, err = exactly_one(frontend, "spec.frontend", "serviceMatcher", "addressMatcher")
-  if not which then
-    return nil, err
-  end
-  local path = "spec.frontend." .. which
-  local matcher
-  matcher, err = parse_object(frontend[which], path)
-  if not matcher then
-    return nil, err
-  end
-  if which == "serviceMatcher" then
-    for _, key in ipairs({ "namespace", "serviceName" }) do
-      local value = present(matcher[key])
-      if type(value) ~= "string" or value == "" then
-        return nil, string.format("%s.%s: required (a string)", path, key)
-      end
-    end
-    local ports
-    ports, err = parse_port_list(matcher.toPorts, path .. ".toPorts", false)
-    if not ports then
-      return nil, err
-    end
-    return { mode = "service", namespace = matcher.namespace, service_name = matcher.serviceName,
-      ports = ports }
-  end
-  local ip
-  ip, err = parse_ipv4(matcher.ip, path .. ".ip")
-  if not ip then
-    return nil, err
-  end
-  local ports
-  ports, err = parse_port_list(matcher.toPorts, path .. ".toPorts", true)
-  if not ports then
-    return nil, err
-  end
-  return { mode = "address", ip = ip, ports = ports }
-end
-
-local function parse_endpoint_selector(backend, path)
-  if present(backend.endpointSelector) == nil then
-    return nil, path .. ".endpointSelector: required"
-  end
-  return parse_selector(backend.endpointSelector, path .. ".endpointSelector")
-end
-
-local function parse_local_redirect_backend(spec)
-  local backend, err = parse_object(spec.backend, "spec.backend")
-  if not backend then
-    return nil, err
-  end
-  local compiled
-  compiled, err = parse_endpoint_selector(backend, "spec.backend")
-  if not compiled then
-    return nil, err
-  end
-  local ports
-  ports, err = parse_port_list(backend.toPorts, "spec.backend.toPorts", true)
-  if not ports then
-    return nil, err
-  end
-  return { selector = compiled, ports = ports }
-end
-
-local function parse_balancing_backend(spec)
-  local backend, err = parse_object(spec.backend, "spec.backend")
-  if not backend then
-    return nil, err
-  end
-  local which
-  which, err = exactly_one(backend, "spec.backend", "serviceEndpoint", "addressEndpoint")
-  if not which then
-    return nil, err
-  end
-  local path = "spec.backend." .. which
-  local endpoint
-  endpoint, err = parse_object(backend[which], path)
-  if not endpoint then
-    return nil, err
-  end
-  local ports
-  ports, err = parse_port_list(endpoint.toPorts, path .. ".toPorts", true)
-  if not ports then
-    return nil, err
-  end
-  if which == "serviceEndpoint" then
-    local compiled
-    compiled, err = parse_endpoint_selector(endpoint, path)
-    if not compiled then
-      return nil, err
-    end
-    local mode = present(endpoint.redirectMode)
-    if mode == nil or mode == "" then
-      mode = "podEndpoint"
-    end
-    if not REDIRECT_MODES[mode] then
-      return nil, string.format("%s.redirectMode: %s is not podEndpoint, hostPort or nodeProxy",
-        path, show(mode))
-    end
-    return { mode = mode, selector = compiled, ports = ports }
-  end
-  local list = present(endpoint.addresses)
-  if list == nil or (type(list) == "table" and next(list) == nil) then
-    return nil, path .. ".addresses: at least one address is required"
-  end
-  if not is_list(list) then
-    return nil, path .. ".addresses: must be a list of IPv4 addresses"
-  end
-  local addresses = {}
-  for i, value in ipairs(list) do
-    local ip
-    ip, err = parse_ipv4(value, string.format("%s.addresses[%d]", path, i - 1))
-    if not ip then
-      return nil, err
-    end
-    addresses[i] = ip
-  end
-  return { mode = "address", addresses = addresses, ports = ports }
-end
-
--- With more than one port on either side of an addressMatcher, ports map by
--- name, so every port on both sides needs one. (A serviceMatcher's frontend
--- ports are the Service's, whose names Kubernetes already requires.)
-local function check_port_names(frontend, backend)
-  if frontend.mode ~= "address" or (#frontend.ports == 1 and #backend.ports == 1) then
-    return true
-  end
-  for _, side in ipairs({ frontend.ports, backend.ports }) do
-    for _, port in ipairs(side) do
-      if not port.name then
-        return nil, port.path .. ".name: required when more than one port is mapped"
-      end
-    end
-  end
-  return true
-end
-
-local function parse_config(spec, kind)
-  local config = present(spec.config)
-  local parsed = { enable_out_cluster = true }
-  if config == nil then
-    return parsed
-  end
-  if type(config) ~= "table" then
-    return nil, "spec.config: must be an object"
-  end
-  if present(config.nodeLabelSelector) ~= nil then
-    local compiled, err = parse_selector(config.nodeLabelSelector, "spec.config.nodeLabelSelector")
-    if not compiled then
-      return nil, err
-    end
-    parsed.node_selector = compiled
-  end
-  local enable = present(config.enableOutCluster)
-  if kind == "BalancingPolicy" and enable ~= nil then
-    if type(enable) ~= "boolean" then
-      return nil, string.format("spec.config.enableOutCluster: %s is not true or false", show(enable))
-    end
-    parsed.enable_out_cluster = enable
-  end
-  return parsed
-end
-
--- parse(kind, policy) → the checked spec, or nil, reason naming the field:
---   { frontend = { mode = "service", namespace, service_name, ports }
---              | { mode = "address", ip, ports },
---     backend  = { selector, ports, mode = nil (LocalRedirect) | "podEndpoint" | "hostPort"
---                  | "nodeProxy" } | { mode = "address", addresses, ports },
---     node_selector = compiled | nil, enable_out_cluster = boolean }
--- where each port is { port = number, protocol = "TCP"|"UDP", name = string|nil }.
-function M.parse(kind, policy)
-  assert(M.KINDS[kind], "unknown policy kind")
-  local spec, err = parse_object(policy.spec, "spec")
-  if not spec then
-    return nil, err
-  end
-  local frontend, backend, config
-  frontend, err = parse_frontend(spec)
-  if not frontend then
-    return nil, err
-  end
-  if kind == "LocalRedirectPolicy" then
-    backend, err = parse_local_redirect_backend(spec)
-  else
-    backend, err = parse_balancing_backend(spec)
-  end
-  if not backend then
-    return nil, err
-  end
-  local ok
-  ok, err = check_port_names(frontend, backend)
-  if not ok then
-    return nil, err
-  end
-  config, err = parse_config(spec, kind)
-  if not config then
-    return nil, err
-  end
-  return { frontend = frontend, backend = backend, node_selector = config.node_selector,
-    enable_out_cluster = config.enable_out_cluster }
-end
 
 -- Whether a checked policy applies on this node. A LocalRedirectPolicy never
 -- applies outside the cluster: such a host runs no pods, so no local backend.
@@ -399,57 +52,6 @@ function M.applies(kind, spec, ctx)
     return false
   end
   return true
-end
-
--- The IPv4 ClusterIPs of a Service (none for headless and ExternalName ones).
-local function cluster_ips(service)
-  local spec = present(service.spec) or {}
-  if spec.type == "ExternalName" then
-    return {}
-  end
-  local list = present(spec.clusterIPs)
-  if type(list) ~= "table" or #list == 0 then
-    list = { present(spec.clusterIP) }
-  end
-  local ips, seen = {}, {}
-  for _, ip in ipairs(list) do
-    if type(ip) == "string" and abi.ipv4_to_u32(ip) and ip ~= "0.0.0.0" and not seen[ip] then
-      seen[ip] = true
-      ips[#ips + 1] = ip
-    end
-  end
-  return ips
-end
-
--- The Service's TCP/UDP ports selected by the matcher's toPorts (all of them
--- when toPorts is empty). A toPorts entry selects the Service port of the same
--- number and protocol, and of the same name when both have one. The frontend
--- port keeps the Service port's name (else the entry's) for name mapping.
-local function service_ports(service, wanted)
-  local ports = {}
-  local spec = present(service.spec) or {}
-  for _, sp in ipairs(present(spec.ports) or {}) do
-    local protocol = present(sp.protocol) or "TCP"
-    local number = tonumber(present(sp.port))
-    local name = present(sp.name)
-    if name == "" then
-      name = nil
-    end
-    if (protocol == "TCP" or protocol == "UDP") and number and number >= 1 and number <= 65535 then
-      if #wanted == 0 then
-        ports[#ports + 1] = { port = number, protocol = protocol, name = name }
-      else
-        for _, want in ipairs(wanted) do
-          if want.port == number and want.protocol == protocol
-              and (want.name == nil or name == nil or want.name == name) then
-            ports[#ports + 1] = { port = number, protocol = protocol, name = name or want.name }
-            break
-          end
-        end
-      end
-    end
-  end
-  return ports
 end
 
 -- Which backend port each frontend port maps to: one port on each side map to
@@ -473,10 +75,6 @@ local function map_ports(frontend_ports, backend_ports)
   return mapped
 end
 
-function M.frontend_key(address, port, protocol)
-  return string.format("%s:%d/%s", address, port, protocol)
-end
-
 local function frontend_less(a, b)
   if a.order ~= b.order then
     return a.order < b.order
@@ -487,27 +85,18 @@ local function frontend_less(a, b)
   return a.protocol < b.protocol
 end
 
--- frontends(store, spec) → the frontends a checked policy programs, sorted by
--- address, port, protocol:
+-- frontends(store, kind, name, spec) → the frontends a checked policy
+-- programs: what its matcher claims (store:policy_claim) where the port maps
+-- to a backend port, each once, sorted by address, port, protocol:
 --   { { address = "10.96.0.10", port = 53, protocol = "UDP", key = "10.96.0.10:53/UDP",
 --       backend_port = 5353 }, ... }
-function M.frontends(store, spec)
-  local frontend = spec.frontend
-  local addresses, ports
-  if frontend.mode == "address" then
-    addresses, ports = { frontend.ip }, frontend.ports
-  else
-    local service = store:get("Service", frontend.namespace, frontend.service_name)
-    if not service then
-      return {}
-    end
-    addresses, ports = cluster_ips(service), service_ports(service, frontend.ports)
-  end
-  local mapped = map_ports(ports, spec.backend.ports)
+function M.frontends(store, kind, name, spec)
+  local claim = store:policy_claim(kind, name)
+  local mapped = map_ports(claim.ports, spec.backend.ports)
   local list, seen = {}, {}
-  for _, address in ipairs(addresses) do
-    for i, port in ipairs(ports) do
-      local key = M.frontend_key(address, port.port, port.protocol)
+  for _, address in ipairs(claim.addresses) do
+    for i, port in ipairs(claim.ports) do
+      local key = frontend_key(address, port.port, port.protocol)
       if mapped[i] and not seen[key] then
         seen[key] = true
         list[#list + 1] = { address = address, port = port.port, protocol = port.protocol, key = key,
@@ -591,13 +180,13 @@ M.older = ids.older
 
 -- The frontend keys another policy programs on this node (nil when it
 -- programs none: invalid spec or ID, or not for this node).
-local function claimed_keys(store, ctx, kind, policy)
-  local spec = M.parse(kind, policy)
-  if not spec or not M.applies(kind, spec, ctx) or not store.ids:policy_id(policy) then
+local function claimed_keys(store, ctx, kind, name)
+  local spec = store:policy_spec(kind, name)
+  if not spec or not M.applies(kind, spec, ctx) or not store:policy_id(kind, name) then
     return nil
   end
   local keys = {}
-  for _, frontend in ipairs(M.frontends(store, spec)) do
+  for _, frontend in ipairs(M.frontends(store, kind, name, spec)) do
     keys[frontend.key] = true
   end
   return keys
@@ -620,7 +209,7 @@ function M.resolve_conflicts(store, ctx, kind, policy, frontends)
       end
       local other_name = name_of(other)
       if keys_of[other_name] == nil then
-        keys_of[other_name] = claimed_keys(store, ctx, kind, other) or false
+        keys_of[other_name] = claimed_keys(store, ctx, kind, other_name) or false
       end
       if keys_of[other_name] and keys_of[other_name][frontend.key] then
         winner = other
@@ -656,11 +245,11 @@ function M.prepare(kind, store, ctx, name)
   if not policy then
     return nil, {}
   end
-  local spec, reason = M.parse(kind, policy)
+  local spec, reason = store:policy_spec(kind, name)
   if not spec then
     return nil, { { kind = kind, name = name, reason = reason } }
   end
-  local id, err = store.ids:policy_id(policy)
+  local id, err = store:policy_id(kind, name)
   if not id then
     return nil, { { kind = kind, name = name, reason = err } }
   end
@@ -668,25 +257,29 @@ function M.prepare(kind, store, ctx, name)
     return nil, {}
   end
   local frontends, rejections = M.resolve_conflicts(store, ctx, kind, policy,
-    M.frontends(store, spec))
+    M.frontends(store, kind, name, spec))
   return { policy = policy, spec = spec, id = id, frontends = frontends }, rejections
 end
 
--- desired(kind, store, ctx, name, backends) → entries, rejections: the flow
--- both kinds share. backends(store, ctx, plan, entries) gives the NAT mode and
--- the targets (M.targets().sorted()) of the won frontends, or nil when the
--- policy programs nothing right now; it may add to entries (loop_pods).
+-- desired(kind, store, ctx, name, backends) → entries, rejections, notices:
+-- the flow both kinds share. backends(store, ctx, plan, entries) gives the
+-- NAT mode and the targets (M.targets().sorted()) of the won frontends, or
+-- nil when the policy programs nothing right now; it may add to entries
+-- (loop_pods). notices ({ message, fields }: what is worth telling but is
+-- no error) are always empty for a policy: everything a policy does not
+-- program is either a rejection or the rule. Like every reconcile module it
+-- returns what it has to say and never logs (reconcile is pure).
 function M.desired(kind, store, ctx, name, backends)
   local entries = M.empty_entries(kind, name)
   local plan, rejections = M.prepare(kind, store, ctx, name)
   if not plan or #plan.frontends == 0 then
-    return entries, rejections
+    return entries, rejections, {}
   end
   local mode, targets = backends(store, ctx, plan, entries)
   if mode then
     entries.frontends = M.frontend_entries(kind, plan, mode, targets)
   end
-  return entries, rejections
+  return entries, rejections, {}
 end
 
 -- Backend targets: { address = "10.244.1.5", is_local = bool }. One entry per
