@@ -155,14 +155,40 @@ describe("BalancingPolicy", function()
     end)
   end)
 
-  describe("with zero backends", function()
-    it("still programs its frontend, with no slot, so connects fail fast", function()
-      local frontends, rejections = world.run(balancing,
-        cluster{ vip_policy{ selector = { matchLabels = { app = "nothing" } } } }, "web-global")
+  describe("with no usable backend: what happens without the policy happens", function()
+    local nothing = { matchLabels = { app = "nothing" } }
+    local web_service = fx.service{ namespace = "shop", name = "web", cluster_ip = "10.96.5.5",
+      ports = { { name = "http", port = 80, target_port = 8080 } } }
+
+    it("a serviceMatcher policy has no entry at all, so the Service's own entry serves", function()
+      local policy = vip_policy{ service = { namespace = "shop", name = "web" }, selector = nothing }
+      local frontends, rejections, entries = world.run(balancing, cluster{ web_service, policy }, "web-global")
+      assert.same({}, frontends)
+      assert.same({}, rejections)
+      assert.equals("balancing/web-global", entries.owner)
+    end)
+
+    it("a serviceMatcher policy whose pods' nodes are all unknown (hostPort) has no entry either", function()
+      local policy = vip_policy{ service = { namespace = "shop", name = "web" }, mode = "hostPort" }
+      local objects = { web_service, policy, web_pod{ name = "lost", node = "node-9", ip = "10.244.9.5" } }
+      assert.same({}, world.run(balancing, objects, "web-global"))
+    end)
+
+    it("an addressMatcher policy keeps its frontend with zero backends, so connects fail fast", function()
+      local frontends, rejections = world.run(balancing, cluster{ vip_policy{ selector = nothing } }, "web-global")
       assert.same({ "10.200.0.1:80/TCP" }, world.keys(frontends))
       assert.equals(0, frontends[1].total)
       assert.same({}, frontends[1].backends)
       assert.same({}, rejections)
+    end)
+
+    it("a serviceMatcher policy programs its frontends again once a backend appears", function()
+      local policy = vip_policy{ service = { namespace = "shop", name = "web" }, selector = nothing }
+      local store = world.store(cluster{ web_service, policy })
+      assert.same({}, balancing.desired(store, world.ctx(store), "web-global").frontends)
+      assert(store:upsert(web_pod{ name = "web-new", node = "node-2", ip = "10.244.2.9",
+        labels = { app = "nothing" } }))
+      assert.equals(1, #balancing.desired(store, world.ctx(store), "web-global").frontends)
     end)
   end)
 

@@ -1,6 +1,6 @@
 -- BalancingPolicy → map entries (API.md, "BalancingPolicy").
 --
---   local entries, rejections = balancing.desired(store, ctx, name)
+--   local entries, rejections, notices = balancing.desired(store, ctx, name)
 --
 -- A frontend (a Service's ClusterIPs and ports, or a virtual address) is
 -- balanced over backends anywhere, each at the backend port its frontend port
@@ -17,11 +17,13 @@
 -- A backend is local when it is on this node (its pod's node is this node, or
 -- its address is one of this node's), and local backends take the first slots.
 --
--- A BalancingPolicy with no backend still programs its frontends, with zero
--- slots: connects fail fast (EHOSTUNREACH, with an event) rather than going to
--- an address nothing serves, or silently to the Service endpoints the policy
--- was written to replace. Its frontend is fixed by the user; its backends come
--- and go.
+-- With no backend, what happens is what would happen without the policy
+-- (its entry never removes the Service's own; the lookup priority decides):
+-- a serviceMatcher policy programs nothing, so the Service it stands in front
+-- of serves, as after a LocalRedirectPolicy without a local backend; an
+-- addressMatcher policy's virtual address has no one else to serve it, so it
+-- keeps its frontends with zero slots and connects fail fast (EHOSTUNREACH,
+-- with an event) rather than going to an address nothing serves.
 local policy = require("balancing.reconcile.policy")
 local node = require("balancing.reconcile.node")
 
@@ -67,7 +69,11 @@ end
 
 local function backends(store, ctx, plan)
   local backend = plan.spec.backend
-  return backend.mode, endpoint_targets(store, ctx, backend)
+  local targets = endpoint_targets(store, ctx, backend)
+  if #targets == 0 and plan.spec.frontend.mode == "service" then
+    return nil
+  end
+  return backend.mode, targets
 end
 
 function M.desired(store, ctx, name)
