@@ -11,8 +11,13 @@
 -- no event scans all objects, except a change of this agent's own Node, which
 -- can change what every owner programs.
 --
+-- Services and policies are checked once, here, as they enter
+-- (balancing.service_spec, balancing.policy_spec), and their IDs settled:
+-- reconcile reads the checked form and never parses or allocates.
+--
 -- Objects are kept as given (decoded JSON; cjson.null counts as absent) and
--- must not be modified by readers. Arrays returned by the accessors are fresh.
+-- must not be modified by readers; nor must the checked specs and claims the
+-- accessors return (shared). Arrays of objects returned are fresh.
 local ids = require("balancing.ids")
 local object = require("balancing.object")
 local policy_spec = require("balancing.policy_spec")
