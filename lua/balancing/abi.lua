@@ -117,24 +117,25 @@ local function octet(text, pos)
   return value, pos
 end
 
--- The four octets of "a.b.c.d", or nil.
-local function octets(text)
-  local a, pos = octet(text, 1)
+-- The four octets of "a.b.c.d", or nil; read_octet is octet (strict) or
+-- sloppy_octet (kube-proxy's reading), below.
+local function octets(text, read_octet)
+  local a, pos = read_octet(text, 1)
   if not a or byte(text, pos) ~= DOT then
     return nil
   end
   local b
-  b, pos = octet(text, pos + 1)
+  b, pos = read_octet(text, pos + 1)
   if not b or byte(text, pos) ~= DOT then
     return nil
   end
   local c
-  c, pos = octet(text, pos + 1)
+  c, pos = read_octet(text, pos + 1)
   if not c or byte(text, pos) ~= DOT then
     return nil
   end
   local d
-  d, pos = octet(text, pos + 1)
+  d, pos = read_octet(text, pos + 1)
   if not d or pos ~= #text + 1 then
     return nil
   end
@@ -148,7 +149,7 @@ function M.ipv4_to_u32(text)
   if type(text) ~= "string" then
     return nil, "not an IPv4 address: " .. tostring(text)
   end
-  local a, b, c, d = octets(text)
+  local a, b, c, d = octets(text, octet)
   if not a then
     return nil, "not an IPv4 address: " .. text
   end
@@ -164,7 +165,7 @@ function M.ipv4_order(text)
   if type(text) ~= "string" then
     return nil
   end
-  local a, b, c, d = octets(text)
+  local a, b, c, d = octets(text, octet)
   if not a then
     return nil
   end
@@ -198,23 +199,8 @@ function M.ipv4_sloppy_order(text)
   if type(text) ~= "string" then
     return nil
   end
-  local a, pos = sloppy_octet(text, 1)
-  if not a or byte(text, pos) ~= DOT then
-    return nil
-  end
-  local b
-  b, pos = sloppy_octet(text, pos + 1)
-  if not b or byte(text, pos) ~= DOT then
-    return nil
-  end
-  local c
-  c, pos = sloppy_octet(text, pos + 1)
-  if not c or byte(text, pos) ~= DOT then
-    return nil
-  end
-  local d
-  d, pos = sloppy_octet(text, pos + 1)
-  if not d or pos ~= #text + 1 then
+  local a, b, c, d = octets(text, sloppy_octet)
+  if not a then
     return nil
   end
   return ((a * 0x100 + b) * 0x100 + c) * 0x100 + d

@@ -97,6 +97,15 @@ local function call_desired(module, store, ctx, kind, namespace, name)
   return module.desired(store, ctx, name)
 end
 
+local function sorted_keys(map)
+  local keys = {}
+  for key in pairs(map) do
+    keys[#keys + 1] = key
+  end
+  table.sort(keys)
+  return keys
+end
+
 -- run(owners) → round: owners is a set ({ [owner] = true }, as take_dirty
 -- and owners() give). round = {
 --   changed  = { [owner] = entries } for every owner reconciled (a gone
@@ -107,11 +116,7 @@ end
 function Reconciler:run(owners)
   local round = { changed = {}, failures = {}, notices = {} }
   local store = self.store
-  local order = {}
-  for owner in pairs(owners) do
-    order[#order + 1] = owner
-  end
-  table.sort(order)
+  local order = sorted_keys(owners)
 
   local node_module = self.modules.Node
   local ctx_ok, ctx
@@ -180,13 +185,8 @@ end
 
 -- Every owner's last entries, in owner order (what the frontend view shows).
 function Reconciler:all_entries()
-  local owners = {}
-  for owner in pairs(self.entries) do
-    owners[#owners + 1] = owner
-  end
-  table.sort(owners)
   local list = {}
-  for i, owner in ipairs(owners) do
+  for i, owner in ipairs(sorted_keys(self.entries)) do
     list[i] = self.entries[owner]
   end
   return list
@@ -194,13 +194,8 @@ end
 
 -- Every owner's rejections, in owner order.
 function Reconciler:all_rejections()
-  local owners = {}
-  for owner in pairs(self.rejections) do
-    owners[#owners + 1] = owner
-  end
-  table.sort(owners)
   local list = {}
-  for _, owner in ipairs(owners) do
+  for _, owner in ipairs(sorted_keys(self.rejections)) do
     for _, rejection in ipairs(self.rejections[owner]) do
       list[#list + 1] = rejection
     end
