@@ -175,16 +175,33 @@ function M.document(view, rejected)
 end
 
 -- ---------------------------------------------------------------- encoding
+--
+-- A plan of 10,000 Services is some 240,000 objects and a million values
+-- (17 MB of text), and the encoder is written for that size (its figures:
+-- docs/benchmarks.md, "Plan at scale"):
+--   * one loop over an explicit stack rather than a recursion (see M.encode);
+--   * an object whose keys are all in KEYS (every object of the view) is
+--     written by its "shape": its keys in order with their separators, made
+--     once per set of keys and depth, where a sort per object would be;
+--   * a string with nothing to escape (nearly every one) goes out as it is
+--     between two quote pieces, the rare others through lua-cjson;
+--   * pieces go into one array with a running count; each one-line
+--     container (a frontend) is joined into one piece when it ends, and the
+--     whole once at the end. On a machine where fresh memory is dear (a VM's
+--     page faults) the bytes allocated count as much as the instructions.
+-- The bytes are those of the plain recursive encoder this replaced (the
+-- checked-in expected plans and spec/unit/frontends_spec.lua hold them).
 
 -- Keys in this order first (the order CONTRACTS.md shows), then any other
 -- key in byte order.
-local KEY_ORDER = {}
-for i, key in ipairs({
+local KEYS = {
   "frontends", "rejected",
   "address", "port", "protocol", "type", "mode", "owner", "id", "affinitySeconds", "localOnly",
   "backends", "local",
   "kind", "name", "reason",
-}) do
+}
+local KEY_ORDER = {}
+for i, key in ipairs(KEYS) do
   KEY_ORDER[key] = i
 end
 
@@ -199,13 +216,20 @@ local function key_less(a, b)
   return a < b
 end
 
-local function encode_string(s)
+-- What lua-cjson escapes: control characters, DEL, '"', '\\' (and "/",
+-- which we leave as it is).
+local ESCAPED = '[%z\1-\31"\\\127]'
+
+local function quote(s)
+  if not s:find(ESCAPED) then
+    return '"' .. s .. '"'
+  end
   -- lua-cjson escapes "/" as "\/": valid JSON, but noisy in namespace/name
   -- (it escapes backslashes too, so every "\/" in its output is a slash)
   return (cjson.encode(s):gsub("\\/", "/"))
 end
 
-local function encode_number(n)
+local function format_number(n)
   if n ~= n or n == math.huge or n == -math.huge then
     error("frontends.encode: cannot encode " .. tostring(n))
   end
@@ -233,71 +257,209 @@ end
 -- depth: containers at depth 0 and 1 are written one member per line (the
 -- document, its arrays); deeper ones on one line, so that one frontend is one
 -- line and diffs of expected outputs stay readable.
-local function encode_value(value, depth, out)
-  local kind = type(value)
-  if kind == "string" then
-    out[#out + 1] = encode_string(value)
-  elseif kind == "number" then
-    out[#out + 1] = encode_number(value)
-  elseif kind == "boolean" then
-    out[#out + 1] = value and "true" or "false"
-  elseif value == nil or value == cjson.null then
-    out[#out + 1] = "null"
-  elseif kind == "cdata" then
-    out[#out + 1] = encode_number(tonumber(value))
-  elseif kind == "table" then
+local layouts = {}
+local function layout(depth)
+  local l = layouts[depth]
+  if not l then
     local multiline = depth < 2
     local pad = string.rep("  ", depth + 1)
-    local open_sep = multiline and "\n" .. pad or ""
-    local sep = multiline and ",\n" .. pad or ", "
+    local open = multiline and "\n" .. pad or ""
     local close = multiline and "\n" .. string.rep("  ", depth) or ""
-    if is_array(value) then
-      if #value == 0 then
-        out[#out + 1] = "[]"
-        return
-      end
-      out[#out + 1] = "[" .. open_sep
-      for i = 1, #value do
-        if i > 1 then
-          out[#out + 1] = sep
-        end
-        encode_value(value[i], depth + 1, out)
-      end
-      out[#out + 1] = close .. "]"
-    else
-      local keys = {}
-      for key in pairs(value) do
-        if type(key) ~= "string" then
-          error("frontends.encode: object key " .. tostring(key) .. " is not a string")
-        end
-        keys[#keys + 1] = key
-      end
-      if #keys == 0 then
-        out[#out + 1] = "{}"
-        return
-      end
-      table.sort(keys, key_less)
-      out[#out + 1] = "{" .. open_sep
-      for i, key in ipairs(keys) do
-        if i > 1 then
-          out[#out + 1] = sep
-        end
-        out[#out + 1] = encode_string(key) .. ": "
-        encode_value(value[key], depth + 1, out)
-      end
-      out[#out + 1] = close .. "}"
-    end
-  else
-    error("frontends.encode: cannot encode a " .. kind)
+    l = { sep = multiline and ",\n" .. pad or ", ", open_array = "[" .. open, close_array = close .. "]",
+      open_object = "{" .. open, close_object = close .. "}" }
+    layouts[depth] = l
   end
+  return l
 end
+
+-- shapes[depth][mask]: for the objects whose keys are the KEYS of the bits
+-- of mask, { n = number of keys, keys = {...} in order, heads = {...} (what
+-- goes before each value: "{" or a separator, the key, ": ") }.
+local shapes = {}
+local function shape(mask, depth)
+  local by_mask = shapes[depth]
+  if not by_mask then
+    by_mask = {}
+    shapes[depth] = by_mask
+  end
+  local found = by_mask[mask]
+  if found then
+    return found
+  end
+  local l = layout(depth)
+  local keys, heads = {}, {}
+  for rank, key in ipairs(KEYS) do
+    if bit.band(mask, bit.lshift(1, rank - 1)) ~= 0 then
+      heads[#keys + 1] = (#keys == 0 and l.open_object or l.sep) .. quote(key) .. ": "
+      keys[#keys + 1] = key
+    end
+  end
+  found = { n = #keys, keys = keys, heads = heads }
+  by_mask[mask] = found
+  return found
+end
+
+-- The keys of an object of other keys than KEYS: sorted (KEYS first).
+local function sorted_keys(value)
+  local keys = {}
+  for key in pairs(value) do
+    if type(key) ~= "string" then
+      error("frontends.encode: object key " .. tostring(key) .. " is not a string")
+    end
+    keys[#keys + 1] = key
+  end
+  table.sort(keys, key_less)
+  return keys
+end
+
+-- The set of KEYS an object has as a bit mask, or nil when it has another key.
+local function key_mask(value)
+  local mask = 0
+  for key in pairs(value) do
+    local rank = KEY_ORDER[key]
+    if not rank then
+      return nil
+    end
+    mask = bit.bor(mask, bit.lshift(1, rank - 1))
+  end
+  return mask
+end
+
+-- Containers from this depth on are written on one line (see layout); each
+-- such line is joined into one piece when it is done, so that the pieces
+-- waiting for the final join are some per frontend rather than some hundred.
+local LINE_DEPTH = 2
+
+-- What a container being written is (numbers: LuaJIT compiles a loop
+-- variable that changes type, false one turn and a table the next, badly).
+local ARRAY, SHAPED, SORTED = 0, 1, 2
+local NO_KEYS = {}
 
 -- The document (or any JSON-able table) as deterministic JSON text, without
 -- a trailing newline.
+--
+-- One loop over an explicit stack, not a recursion: a recursive encoder runs
+-- the same loop for the document, a frontend and a backend inside each
+-- other, LuaJIT gives up compiling such nested runs of one loop ("inner loop
+-- in root trace"), and the encoder then runs interpreted, several times
+-- slower. Each turn writes the next member of the container on top (pushing
+-- it when it is a container itself) or closes that container. The container
+-- on top is in locals; the ones it is inside wait on the stack. No local
+-- carries a value of changing type from one turn to the next (that too
+-- stops the compiler: "persistent type instability").
 function M.encode(document)
-  local out = {}
-  encode_value(document, 0, out)
-  return table.concat(out)
+  local out, count = {}, 0
+  local stack, top = {}, 0
+  -- the container on top: the table, what it is, its keys in order (an
+  -- object's), the pieces before its values (a SHAPED object's), the last
+  -- member written, the number of members, its layout. The document starts
+  -- inside a stand-in array with nothing around it.
+  local container, what, keys, heads, position, size, l =
+    { document }, ARRAY, NO_KEYS, NO_KEYS, 0, 1, { sep = "", close_array = "" }
+  local depth, line_start = -1, 0
+  while true do
+    position = position + 1
+    if position > size then
+      if top == 0 then
+        break
+      end
+      count = count + 1
+      out[count] = what == ARRAY and l.close_array or l.close_object
+      if depth == LINE_DEPTH then
+        -- one piece for the line: the pieces array stays small
+        local line = table.concat(out, "", line_start + 1, count)
+        count = line_start + 1
+        out[count] = line
+      end
+      container, what, keys, heads, position, size, l =
+        stack[top - 6], stack[top - 5], stack[top - 4], stack[top - 3], stack[top - 2], stack[top - 1], stack[top]
+      top = top - 7
+      depth = depth - 1
+    else
+      local value
+      if what == ARRAY then
+        if position > 1 then
+          count = count + 1
+          out[count] = l.sep
+        end
+        value = container[position]
+      else
+        local key = keys[position]
+        count = count + 1
+        if what == SHAPED then
+          out[count] = heads[position]
+        else
+          out[count] = (position == 1 and l.open_object or l.sep) .. quote(key) .. ": "
+        end
+        value = container[key]
+      end
+
+      local kind = type(value)
+      local text
+      if kind == "string" then
+        if value:find(ESCAPED) then
+          text = quote(value)
+        else
+          -- the string itself between two quote pieces: no new string made
+          out[count + 1] = '"'
+          out[count + 2] = value
+          count = count + 2
+          text = '"'
+        end
+      elseif kind == "number" then
+        text = format_number(value)
+      elseif kind == "boolean" then
+        text = value and "true" or "false"
+      elseif value == nil or value == cjson.null then
+        text = "null"
+      elseif kind == "cdata" then
+        text = format_number(tonumber(value))
+      elseif kind == "table" then
+        local inner_what, inner_keys, inner_heads, inner_size
+        if is_array(value) then
+          inner_size = #value
+          if inner_size == 0 then
+            text = "[]"
+          else
+            inner_what, inner_keys, inner_heads = ARRAY, NO_KEYS, NO_KEYS
+          end
+        else
+          local mask = key_mask(value)
+          if mask == 0 then
+            text = "{}"
+          elseif mask then
+            local s = shape(mask, depth + 1)
+            inner_what, inner_keys, inner_heads, inner_size = SHAPED, s.keys, s.heads, s.n
+          else
+            inner_keys = sorted_keys(value)
+            inner_what, inner_heads, inner_size = SORTED, NO_KEYS, #inner_keys
+          end
+        end
+        if not text then
+          stack[top + 1], stack[top + 2], stack[top + 3], stack[top + 4], stack[top + 5], stack[top + 6],
+            stack[top + 7] = container, what, keys, heads, position, size, l
+          top = top + 7
+          depth = depth + 1
+          if depth == LINE_DEPTH then
+            line_start = count
+          end
+          container, what, keys, heads, position, size, l =
+            value, inner_what, inner_keys, inner_heads, 0, inner_size, layout(depth)
+          if what == ARRAY then
+            count = count + 1
+            out[count] = l.open_array
+          end
+        end
+      else
+        error("frontends.encode: cannot encode a " .. kind)
+      end
+      if text then
+        count = count + 1
+        out[count] = text
+      end
+    end
+  end
+  return table.concat(out, "", 1, count)
 end
 
 -- ------------------------------------------------------------------ tables
