@@ -60,18 +60,29 @@ local function owner_name(ids, id, owner_key)
   return owner_from_key(owner_key)
 end
 
-local function backend_view(backend)
+-- A from_entries call turns some 240,000 addresses into text on a large
+-- cluster, most of them many times (an endpoint backs each port of its
+-- Service, NodePorts too): each u32 is formatted once per call.
+local function address_text(texts, value)
+  local text = texts[value]
+  if not text then
+    text = abi.u32_to_ipv4(value)
+    texts[value] = text
+  end
+  return text
+end
+
+local function backend_view(backend, texts)
   return {
-    address = abi.u32_to_ipv4(backend.address),
+    address = address_text(texts, backend.address),
     port = abi.ntohs(backend.port),
     ["local"] = bit.band(backend.flags, abi.C.BACKEND_FLAG_LOCAL) ~= 0,
   }
 end
 
--- One view element from one frontend of an owner's entries.
-local function frontend_view(frontend, ids, owner_key)
+-- One view element from one frontend of an owner's entries; owner: its name.
+local function frontend_view(frontend, owner, texts)
   local key, value = frontend.key, frontend.value
-  local id = tonumber(value.service_id)
   local local_only = bit.band(value.flags, abi.C.SERVICE_FLAG_LOCAL_ONLY) ~= 0
 
   -- exactly what the datapath can pick: slots below total_count, and for a
@@ -83,59 +94,70 @@ local function frontend_view(frontend, ids, owner_key)
   end
   local list = M.array()
   for slot = 1, count do
-    list[slot] = backend_view(backends[slot])
+    list[slot] = backend_view(backends[slot], texts)
   end
 
   return {
-    address = key.address == 0 and "*" or abi.u32_to_ipv4(key.address),
+    address = key.address == 0 and "*" or address_text(texts, key.address),
     port = abi.ntohs(key.port),
     protocol = abi.protocol_name(key.protocol),
     type = abi.nat_type_names[tonumber(key.nat_type)] or tostring(key.nat_type),
     mode = abi.nat_mode_names[tonumber(value.nat_mode)] or tostring(value.nat_mode),
-    owner = owner_name(ids, id, owner_key),
-    id = id,
+    owner = owner,
+    id = tonumber(value.service_id),
     affinitySeconds = tonumber(value.affinity_seconds),
     localOnly = local_only,
     backends = list,
   }
 end
 
-local function view_less(a, b)
-  local oa, ob = address_order(a.address), address_order(b.address)
-  if oa ~= ob then
-    return oa < ob
+-- The order of the view: address (as a number), port, protocol, type, then
+-- owner, id and mode. positions[element] holds address and port as one
+-- number, made once per element rather than parsed at every comparison.
+local function view_less_by(positions)
+  return function(a, b)
+    local pa, pb = positions[a], positions[b]
+    if pa ~= pb then
+      return pa < pb
+    end
+    if a.protocol ~= b.protocol then
+      return a.protocol < b.protocol
+    end
+    local ta, tb = TYPE_ORDER[a.type] or 9, TYPE_ORDER[b.type] or 9
+    if ta ~= tb then
+      return ta < tb
+    end
+    -- the map has one entry per key; these only keep a malformed input (two
+    -- owners claiming one key) in a stable order
+    if a.owner ~= b.owner then
+      return a.owner < b.owner
+    end
+    if a.id ~= b.id then
+      return a.id < b.id
+    end
+    return a.mode < b.mode
   end
-  if a.port ~= b.port then
-    return a.port < b.port
-  end
-  if a.protocol ~= b.protocol then
-    return a.protocol < b.protocol
-  end
-  local ta, tb = TYPE_ORDER[a.type] or 9, TYPE_ORDER[b.type] or 9
-  if ta ~= tb then
-    return ta < tb
-  end
-  -- the map has one entry per key; these only keep a malformed input (two
-  -- owners claiming one key) in a stable order
-  if a.owner ~= b.owner then
-    return a.owner < b.owner
-  end
-  if a.id ~= b.id then
-    return a.id < b.id
-  end
-  return a.mode < b.mode
 end
 
 -- list_of_entries: array of reconcile results ({ owner = ..., frontends = {...} });
 -- ids: the registry that maps IDs to owners (may be nil).
 function M.from_entries(list_of_entries, ids)
   local view = M.array()
+  local texts, positions = {}, {}
   for _, entries in ipairs(list_of_entries or {}) do
+    -- an owner's frontends share its ID: its name is looked up once
+    local last_id, owner
     for _, frontend in ipairs(entries.frontends or {}) do
-      view[#view + 1] = frontend_view(frontend, ids, entries.owner)
+      local id = tonumber(frontend.value.service_id)
+      if id ~= last_id then
+        last_id, owner = id, owner_name(ids, id, entries.owner)
+      end
+      local element = frontend_view(frontend, owner, texts)
+      view[#view + 1] = element
+      positions[element] = address_order(element.address) * 0x10000 + element.port
     end
   end
-  table.sort(view, view_less)
+  table.sort(view, view_less_by(positions))
   return view
 end
 
