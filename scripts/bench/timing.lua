@@ -80,10 +80,34 @@ function M.machine()
   return string.format("%s, %s CPUs, Linux %s, %s", cpu, cores, kernel, jit.version)
 end
 
+-- What fresh memory costs on this machine: milliseconds per MB for the first
+-- write to a new allocation of `mb` MB (the page faults) and for a second
+-- write to it. In a VM the first can cost tens of times the second, and
+-- LuaJIT gives freed memory back to the system, so a benchmark that
+-- allocates much pays it again and again.
+function M.fresh_memory(mb)
+  mb = mb or 64
+  pcall(ffi.cdef, "void *malloc(size_t size); void free(void *ptr);")
+  pcall(ffi.cdef, "void *memset(void *s, int c, size_t n);")
+  local bytes = mb * 1024 * 1024
+  local block = ffi.C.malloc(bytes)
+  assert(block ~= nil, "timing.fresh_memory: malloc failed")
+  local started = M.now()
+  ffi.C.memset(block, 1, bytes)
+  local first = M.now() - started
+  started = M.now()
+  ffi.C.memset(block, 2, bytes)
+  local second = M.now() - started
+  ffi.C.free(block)
+  return first * 1e3 / mb, second * 1e3 / mb
+end
+
 -- Replace the section of a Markdown file whose heading starts with
 -- heading_prefix ("## Reconcile") by section (which starts with its own
--- heading), or append it when there is none.
-function M.write_section(path, heading_prefix, section)
+-- heading), or append it when there is none. With keep_prefix, a paragraph
+-- of the old section that starts with it (a note written by hand, such as
+-- the figures before a change) is carried over to the end of the new one.
+function M.write_section(path, heading_prefix, section, keep_prefix)
   local file = assert(io.open(path, "r"))
   local text = file:read("*a")
   file:close()
@@ -93,6 +117,13 @@ function M.write_section(path, heading_prefix, section)
     text = text:gsub("\n*$", "\n\n") .. section
   else
     local after = text:find("\n## ", start + 1)
+    local old = text:sub(start, after or #text)
+    if keep_prefix then
+      local kept = ("\n" .. old .. "\n\n"):match("\n\n(" .. keep_prefix:gsub("%p", "%%%0") .. ".-)\n\n")
+      if kept then
+        section = section:gsub("\n*$", "\n\n") .. kept .. "\n"
+      end
+    end
     text = text:sub(1, start) .. section .. (after and text:sub(after) or "")
   end
   file = assert(io.open(path, "w"))
