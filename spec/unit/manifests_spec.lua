@@ -1,6 +1,7 @@
 local cjson = require("cjson")
 local manifests = require("balancing.manifests")
 local store_module = require("balancing.store")
+local scratch = require("helpers.scratch")
 
 local FIXTURES = "spec/fixtures/manifests"
 
@@ -146,6 +147,46 @@ describe("manifests.read_dir", function()
 
     it("names the file by its path in the directory", function()
       assert.equals(FIXTURES .. "/broken/b-truncated.json", problems[1].file)
+    end)
+  end)
+
+  describe("reading one file", function()
+    local dir
+    before_each(function()
+      dir = scratch.temp_dir()
+    end)
+    after_each(function()
+      scratch.remove_dir(dir)
+    end)
+
+    it("reads a large List whole", function()
+      local items = {}
+      for i = 1, 5000 do
+        items[i] = string.format('{"kind": "Service", "metadata": {"name": "svc-%d", "namespace": "ns"}}', i)
+      end
+      scratch.write_file(dir .. "/list.json", '{"kind": "List", "items": [' .. table.concat(items, ",\n") .. "]}\n")
+      local objects, problems = manifests.read_file(dir .. "/list.json")
+      assert.same({}, problems)
+      assert.equals(5000, #objects)
+      assert.equals("svc-5000", objects[5000].metadata.name)
+    end)
+
+    it("reads a file whose size is not known beforehand (a pipe)", function()
+      local path = dir .. "/pipe.json"
+      assert.equals(0, os.execute("mkfifo " .. scratch.quote(path)))
+      -- the writer waits for the reader to open the pipe
+      assert.equals(0, os.execute("(printf '%s' " .. scratch.quote('{"kind": "Service", "metadata": {"name": "p"}}')
+        .. " > " .. scratch.quote(path) .. " &)"))
+      local objects, problems = manifests.read_file(path)
+      assert.same({}, problems)
+      assert.equals("p", objects[1].metadata.name)
+    end)
+
+    it("reports a directory named like a manifest as a file it cannot read", function()
+      assert.equals(0, os.execute("mkdir " .. scratch.quote(dir .. "/odd.json")))
+      local objects, problems = manifests.read_file(dir .. "/odd.json")
+      assert.same({}, objects)
+      assert.same({ { file = dir .. "/odd.json", message = "cannot read: Is a directory" } }, problems)
     end)
   end)
 
