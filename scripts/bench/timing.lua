@@ -114,14 +114,14 @@ function M.write_section(path, heading_prefix, section, keep_prefix)
   local escaped = heading_prefix:gsub("%p", "%%%0")
   local start = text:find("\n" .. escaped .. "[^\n]*\n")
   if not start then
-    text = text:gsub("\n*$", "\n\n") .. section
+    text = text:gsub("\n+$", "") .. "\n\n" .. section
   else
     local after = text:find("\n## ", start + 1)
     local old = text:sub(start, after or #text)
     if keep_prefix then
       local kept = ("\n" .. old .. "\n\n"):match("\n\n(" .. keep_prefix:gsub("%p", "%%%0") .. ".-)\n\n")
       if kept then
-        section = section:gsub("\n*$", "\n\n") .. kept .. "\n"
+        section = section:gsub("\n+$", "") .. "\n\n" .. kept .. "\n"
       end
     end
     text = text:sub(1, start) .. section .. (after and text:sub(after) or "")
