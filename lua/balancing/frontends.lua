@@ -13,6 +13,7 @@
 local bit = require("bit")
 local cjson = require("cjson")
 local abi = require("balancing.abi")
+local parse_owner = require("balancing.store").parse_owner
 
 local M = {}
 
@@ -33,16 +34,16 @@ local function address_order(text)
   return abi.ipv4_order(text) or -1
 end
 
--- "service/default/web" → "default/web"; "localRedirect/node-dns" → "node-dns".
+-- "service/default/web" → "default/web"; "localRedirect/node-dns" → "node-dns"
+-- (the store builds owner keys and reads them back).
 local function owner_from_key(owner_key)
-  if type(owner_key) ~= "string" then
-    return ""
+  local kind, namespace, name = parse_owner(tostring(owner_key))
+  if kind == "Service" then
+    return namespace .. "/" .. name
+  elseif kind == "LocalRedirectPolicy" or kind == "BalancingPolicy" then
+    return name
   end
-  local rest = owner_key:match("^service/(.+)$")
-  if rest then
-    return rest
-  end
-  return owner_key:match("^[^/]+/(.+)$") or owner_key
+  return tostring(owner_key)
 end
 
 -- The owner's name as CONTRACTS.md writes it: namespace/name for a Service,
