@@ -14,13 +14,16 @@
 --                      addresses), also for a Service left to another proxy
 --   spec.ports         { port, protocol, name, node_port, path } per TCP/UDP
 --                      service port with a valid number
---   spec.frontends     { key, address ("*" for the NodePort), port, protocol,
---                      mode, path, port_index } in frontend order (address,
---                      port, TCP before UDP; NodePorts first), each claimed once
+--   spec.frontends     { key, address ("*" for the NodePort), port, mode, path,
+--                      port_record (its entry of spec.ports: protocol, name) }
+--                      in frontend order (address, port, TCP before UDP;
+--                      NodePorts first), each claimed once
 --   spec.affinity      session affinity timeout in seconds (0 = none)
 --   spec.internal_local  internalTrafficPolicy Local (ClusterIP frontends only)
 --   spec.problems      reasons naming the field, for what was refused
---   spec.notices       { message, fields } for what was left out on purpose
+--   spec.notices       { message, fields, level } for what was left out on purpose
+-- (problems and notices are one shared empty list when there are none: the
+-- store holds a spec per Service, 10,000 of them in the benchmark cluster)
 local abi = require("balancing.abi")
 local object = require("balancing.object")
 
@@ -35,16 +38,25 @@ local PROTOCOLS = { TCP = true, UDP = true }
 
 local present, field = object.present, object.field
 
+local NO_ITEMS = setmetatable({}, { __newindex = function()
+  error("balancing.service_spec: a spec's empty list is shared and read-only", 2)
+end })
+
 -- one spec shared by every Service without a spec
-local EMPTY = { cluster_ips = {}, ports = {}, frontends = {}, problems = {}, notices = {}, skip = "no spec" }
+local EMPTY = { cluster_ips = NO_ITEMS, ports = NO_ITEMS, frontends = NO_ITEMS, problems = NO_ITEMS,
+  notices = NO_ITEMS, skip = "no spec" }
+
+local function full_name(service)
+  return tostring(field(service, "metadata", "namespace")) .. "/" .. tostring(field(service, "metadata", "name"))
+end
 
 -- A Service this agent does not program is not at fault: a debug notice says
 -- why, for an operator wondering where its frontends are.
-local function skipped(spec, reason, full_name)
+local function skipped(spec, reason, service)
   spec.skip = reason
-  spec.problems, spec.frontends = {}, {}
+  spec.problems, spec.frontends = NO_ITEMS, NO_ITEMS
   spec.notices = { { level = "debug", message = "service not programmed",
-    fields = { service = full_name, reason = reason } } }
+    fields = { service = full_name(service), reason = reason } } }
   return spec
 end
 
@@ -133,6 +145,9 @@ function M.frontend_key(address, port, protocol)
 end
 
 local function problem(spec, text)
+  if spec.problems == NO_ITEMS then
+    spec.problems = {}
+  end
   local problems = spec.problems
   problems[#problems + 1] = text
 end
@@ -144,7 +159,8 @@ local function read_address(spec, value, path)
   if is_ipv6(value) then
     return false
   end
-  local order = abi.ipv4_sloppy_order(value)
+  -- the strict reading first: the common form, and the faster parser
+  local order = abi.ipv4_order(value) or abi.ipv4_sloppy_order(value)
   if not order then
     problem(spec, string.format("%s: %q is not an IPv4 address", path, tostring(value)))
     return nil
@@ -219,15 +235,18 @@ end
 
 -- The TCP/UDP ports with a valid number; others are problems, or notices
 -- for protocols the socket hooks do not translate (SCTP).
-local function read_ports(spec, service_spec, full_name)
+local function read_ports(spec, service_spec, service)
   local ports = {}
   for i, port in ipairs(present(service_spec.ports) or {}) do
     local path = indexed_path(PORT_PATHS, "spec.ports[%d]", i - 1)
     local protocol = present(port.protocol) or "TCP"
     local number = present(port.port)
     if not PROTOCOLS[protocol] then
+      if spec.notices == NO_ITEMS then
+        spec.notices = {}
+      end
       spec.notices[#spec.notices + 1] = { message = "service port skipped: protocol not supported",
-        fields = { service = full_name, port = present(port.name) or tostring(number),
+        fields = { service = full_name(service), port = present(port.name) or tostring(number),
           protocol = tostring(protocol) } }
     elseif not valid_port(number) then
       problem(spec, string.format("%s.port: %s is not a port number (1..65535)", path, tostring(number)))
@@ -266,8 +285,8 @@ local function claim(spec, taken, address, order, port_record, port, mode, path)
   end
   taken[number] = path
   local frontends = spec.frontends
-  frontends[#frontends + 1] = { key = key, address = address, port = port, protocol = protocol, mode = mode,
-    path = path, port_index = port_record.index, port_record = port_record, number = number }
+  frontends[#frontends + 1] = { key = key, address = address, port = port, mode = mode, path = path,
+    port_record = port_record, number = number }
 end
 
 -- parse(service, proxy_name) → spec (see the top of this file).
@@ -276,28 +295,26 @@ function M.parse(service, proxy_name)
   if type(service_spec) ~= "table" then
     return EMPTY
   end
-  local full_name = tostring(field(service, "metadata", "namespace")) .. "/" ..
-    tostring(field(service, "metadata", "name"))
-  local spec = { cluster_ips = {}, ports = {}, frontends = {}, problems = {}, notices = {} }
+  local spec = { cluster_ips = {}, ports = NO_ITEMS, frontends = {}, problems = NO_ITEMS, notices = NO_ITEMS }
   local service_type = present(service_spec.type) or "ClusterIP"
   -- an ExternalName Service is a DNS CNAME; there is no address to translate
   if service_type == "ExternalName" then
-    return skipped(spec, "type ExternalName", full_name)
+    return skipped(spec, "type ExternalName", service)
   end
   local addresses, has_ipv4 = read_cluster_ips(spec, service_spec)
   for i, address in ipairs(addresses) do
     spec.cluster_ips[i] = address.ip
   end
-  spec.ports = read_ports(spec, service_spec, full_name)
+  spec.ports = read_ports(spec, service_spec, service)
   local left_to = M.left_to_another_proxy(service, proxy_name)
   if left_to then
-    return skipped(spec, "left to another proxy: " .. left_to, full_name)
+    return skipped(spec, "left to another proxy: " .. left_to, service)
   end
   if not has_ipv4 then
     -- kube-proxy programs a family only for a Service with a ClusterIP of
     -- that family: an IPv6 single-stack (or headless) Service has no IPv4
     -- frontend, not even for IPv4 external or ingress IPs listed on it
-    return skipped(spec, "no IPv4 ClusterIP", full_name)
+    return skipped(spec, "no IPv4 ClusterIP", service)
   end
 
   local problem_text

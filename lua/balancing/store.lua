@@ -146,7 +146,7 @@ function M.new(opts)
     dirty = {},
     slices_by_service = {},   -- "ns/service" -> bucket of EndpointSlices
     services_by_ip = {},      -- ClusterIP -> bucket of Services
-    services_by_frontend = {},    -- frontend key -> bucket of the Services claiming it
+    services_by_frontend = {},    -- frontend key -> claimants (see claim_add)
     pods_by_node = {},        -- node name -> bucket of Pods
     pods_by_label = {},       -- "key=value" -> bucket of Pods
     pods_by_label_key = {},   -- key -> bucket of Pods
@@ -346,18 +346,50 @@ end
 -- mark(self, old_derived, new_derived) marks the owners the change can affect.
 local handlers = {}
 
+-- The Services claiming a frontend: the store key of the one Service that
+-- does (nearly every frontend), or a set of keys when several do. No table
+-- per frontend for the usual case: the index holds every frontend of every
+-- Service.
+local function claim_add(index, frontend_key, service_key)
+  local claimants = index[frontend_key]
+  if claimants == nil then
+    index[frontend_key] = service_key
+  elseif type(claimants) == "string" then
+    if claimants ~= service_key then
+      index[frontend_key] = { [claimants] = true, [service_key] = true }
+    end
+  else
+    claimants[service_key] = true
+  end
+end
+
+local function claim_remove(index, frontend_key, service_key)
+  local claimants = index[frontend_key]
+  if claimants == service_key then
+    index[frontend_key] = nil
+  elseif type(claimants) == "table" then
+    claimants[service_key] = nil
+    local first = next(claimants)
+    if next(claimants, first) == nil then -- one left
+      index[frontend_key] = first
+    end
+  end
+end
+
 -- The other Services claiming one of the frontends (a conflict's winner can
 -- change when a claimant comes, goes or changes).
 local function mark_service_claimants(self, spec, own_key)
   local index = self.services_by_frontend
   for _, frontend in ipairs(spec.frontends) do
-    local bucket = index[frontend.key]
-    if bucket then
-      for key in pairs(bucket.items) do
+    local claimants = index[frontend.key]
+    if type(claimants) == "table" then
+      for key in pairs(claimants) do
         if key ~= own_key then
           self.dirty[M.service_owner_of_key(key)] = true
         end
       end
+    elseif claimants ~= nil and claimants ~= own_key then
+      self.dirty[M.service_owner_of_key(claimants)] = true
     end
   end
 end
@@ -372,7 +404,7 @@ handlers.Service = {
       bucket_add(self.services_by_ip, ip, key, obj)
     end
     for _, frontend in ipairs(spec.frontends) do
-      bucket_add(self.services_by_frontend, frontend.key, key, obj)
+      claim_add(self.services_by_frontend, frontend.key, key)
     end
     return d
   end,
@@ -381,7 +413,7 @@ handlers.Service = {
       bucket_remove(self.services_by_ip, ip, key)
     end
     for _, frontend in ipairs(d.spec.frontends) do
-      bucket_remove(self.services_by_frontend, frontend.key, key)
+      claim_remove(self.services_by_frontend, frontend.key, key)
     end
   end,
   release = function(self, _, obj)
@@ -786,15 +818,16 @@ end
 -- the oldest other claimant older than it (creationTimestamp, then
 -- namespace/name), or nil when it keeps the frontend.
 function Store:older_service_claiming(frontend_key, namespace, name)
-  local bucket = self.services_by_frontend[frontend_key]
-  if not bucket or bucket.n < 2 then
-    return nil
+  local claimants = self.services_by_frontend[frontend_key]
+  if type(claimants) ~= "table" then
+    return nil -- the Service alone
   end
+  local services = self.objects.Service
   local own_key = namespace .. "/" .. name
-  local own = bucket.items[own_key]
   local winner
-  for key, service in pairs(bucket.items) do
-    if key ~= own_key and object.older(service, winner or own) then
+  for key in pairs(claimants) do
+    local service = services[key]
+    if key ~= own_key and object.older(service, winner or services[own_key]) then
       winner = service
     end
   end

@@ -74,8 +74,12 @@ end
 M.valid_port = valid_port
 
 -- The number a dotted IPv4 address reads as (host order), for sorting; nil
--- for text that is not one, even read as kube-proxy reads it.
-local address_order = abi.ipv4_sloppy_order
+-- for text that is not one, even read as kube-proxy reads it. The strict
+-- reading first: it is the common form and its parser is the faster.
+local ipv4_order, ipv4_sloppy_order = abi.ipv4_order, abi.ipv4_sloppy_order
+local function address_order(text)
+  return ipv4_order(text) or ipv4_sloppy_order(text)
+end
 
 -- The port a slice serves for one Service port: the slice port of the same
 -- name and protocol. The EndpointSlice controller has already resolved a
@@ -93,11 +97,10 @@ local function condition(conditions, field)
   return present(conditions[field])
 end
 
--- The set of names in hints.forZones or hints.forNodes ({name = "..."}
--- each), or nil when there is none.
-local function hint_set(endpoint, which)
-  local hints = present(endpoint.hints)
-  local list = hints and present(hints[which])
+-- The set of names in a list of hints (hints.forZones or hints.forNodes:
+-- {name = "..."} each), or nil when there is none.
+local function hint_set(list)
+  list = present(list)
   if type(list) ~= "table" then
     return nil
   end
@@ -111,6 +114,9 @@ local function hint_set(endpoint, which)
   end
   return any and set or nil
 end
+
+-- an endpoint without conditions: every condition unset
+local NO_CONDITIONS = {}
 
 local slice_name = object.name
 
@@ -127,7 +133,8 @@ local function endpoint_record(endpoint, port, node_name)
   if not order then
     return nil
   end
-  local conditions = present(endpoint.conditions) or {}
+  local conditions = present(endpoint.conditions) or NO_CONDITIONS
+  local hints = present(endpoint.hints)
   local ready, serving, terminating =
     condition(conditions, "ready"), condition(conditions, "serving"), condition(conditions, "terminating")
   -- unset ready and serving mean true, unset terminating false
@@ -139,8 +146,8 @@ local function endpoint_record(endpoint, port, node_name)
     node_name ~= nil and present(endpoint.nodeName) == node_name,      -- IS_LOCAL
     ready == nil or ready == true,                                     -- READY
     (serving == nil or serving == true) and terminating == true,       -- FALLBACK
-    (hint_set(endpoint, "forZones")),                                  -- ZONES
-    (hint_set(endpoint, "forNodes")),                                  -- NODES
+    hints and hint_set(hints.forZones) or nil,                         -- ZONES
+    hints and hint_set(hints.forNodes) or nil,                         -- NODES
   }
 end
 
@@ -172,15 +179,15 @@ function M.from_slices(slices, port_name, protocol, node_name)
       for _, endpoint in ipairs(list) do
         local record = endpoint_record(endpoint, port, node_name)
         if record then
-          -- address and port as one number: exact in a double (2^48)
-          local identity = record[ORDER] * 0x10000 + port
+          local order = record[ORDER]
           local at -- the position of an earlier record of the same address:port
           if seen then
-            at = seen[identity]
+            -- address and port as one number: exact in a double (2^48)
+            at = seen[order * 0x10000 + port]
           else
             for i = 1, count do
               local earlier = records[i]
-              if earlier[ORDER] * 0x10000 + earlier[PORT] == identity then
+              if earlier[ORDER] == order and earlier[PORT] == port then
                 at = i
                 break
               end
@@ -194,7 +201,7 @@ function M.from_slices(slices, port_name, protocol, node_name)
             count = count + 1
             records[count] = record
             if seen then
-              seen[identity] = count
+              seen[order * 0x10000 + port] = count
             elseif count > SMALL then
               seen = {}
               for i = 1, count do
@@ -267,38 +274,43 @@ local function local_serving_terminating(record)
   return record[IS_LOCAL] and record[FALLBACK]
 end
 
--- Whether every ready endpoint carries hints of one kind (NODES or ZONES),
--- with at least one for name.
-local function hinted_for(records, which, name)
-  local any_ready, for_name = false, false
-  for _, record in ipairs(records) do
-    if record[READY] then
-      any_ready = true
-      local hints = record[which]
-      if not hints then
-        return false
-      end
-      if name and hints[name] then
-        for_name = true
-      end
-    end
-  end
-  return any_ready and for_name
-end
-
 -- What the cluster set is narrowed to, as kube-proxy decides it
 -- (topologyModeFromHints): this node when every ready endpoint has node
 -- hints and one names it (trafficDistribution PreferSameNode), else this
 -- node's zone when every ready endpoint has zone hints and one names it;
 -- nil: no narrowing. The result is { NODES | ZONES, name }, one table per
--- kind reused by every call (it is read at once, by filter).
+-- kind reused by every call (it is read at once, by filter). One pass over
+-- the records for both kinds.
 local BY_NODE, BY_ZONE = { NODES }, { ZONES }
 local function topology(records, node_name, zone)
-  if hinted_for(records, NODES, node_name) then
+  local any_ready = false
+  local all_node_hinted, for_node = true, false
+  local all_zone_hinted, for_zone = true, false
+  for i = 1, #records do
+    local record = records[i]
+    if record[READY] then
+      any_ready = true
+      local nodes, zones = record[NODES], record[ZONES]
+      if not nodes then
+        all_node_hinted = false
+      elseif node_name and nodes[node_name] then
+        for_node = true
+      end
+      if not zones then
+        all_zone_hinted = false
+      elseif zone and zones[zone] then
+        for_zone = true
+      end
+    end
+  end
+  if not any_ready then
+    return nil
+  end
+  if all_node_hinted and for_node then
     BY_NODE[2] = node_name
     return BY_NODE
   end
-  if hinted_for(records, ZONES, zone) then
+  if all_zone_hinted and for_zone then
     BY_ZONE[2] = zone
     return BY_ZONE
   end

@@ -51,15 +51,20 @@ local function reject(rejections, full_name, reason)
   rejections[#rejections + 1] = { kind = "Service", name = full_name, reason = reason }
 end
 
--- The slot orders of one service port, computed once for all its frontends:
--- every usable endpoint (what a Cluster frontend uses), and this node's
--- (what an internalTrafficPolicy Local ClusterIP frontend uses).
-local function port_slots(slices, port, ctx)
-  local records = endpoints.from_slices(slices, port.name, port.protocol, ctx.node_name)
-  local cluster, local_ = endpoints.categorize(records, ctx.node_name, ctx.zone)
-  local cluster_ordered, cluster_local_count = endpoints.slot_order(cluster)
-  local local_ordered, local_count = endpoints.slot_order(local_)
-  return { cluster_ordered, cluster_local_count, local_ordered, local_count }
+-- The slot orders of one service port, computed once for all its frontends
+-- and kept in slots (one flat array per Service, four places per port: no
+-- table per port): every usable endpoint (what a Cluster frontend uses) and
+-- its local count, this node's endpoints (what an internalTrafficPolicy Local
+-- ClusterIP frontend uses) and their count.
+local function port_slots(slots, slices, port, ctx)
+  local at = port.index * 4
+  if slots[at] == nil then
+    local records = endpoints.from_slices(slices, port.name, port.protocol, ctx.node_name)
+    local cluster, local_ = endpoints.categorize(records, ctx.node_name, ctx.zone)
+    slots[at - 3], slots[at - 2] = endpoints.slot_order(cluster)
+    slots[at - 1], slots[at] = endpoints.slot_order(local_)
+  end
+  return at
 end
 
 -- One frontend entry over the endpoints in slot order.
@@ -75,7 +80,7 @@ local function frontend_entry(spec, service_id, frontend, local_only, ordered, l
     backends[i] = backend_value(ordered[i])
   end
   return {
-    key = abi.service_key(frontend.address, frontend.port, frontend.protocol, NAT_TYPE),
+    key = abi.service_key(frontend.address, frontend.port, frontend.port_record.protocol, NAT_TYPE),
     value = service_value(service_id, frontend.mode, spec.affinity, local_only, count, local_count),
     backends = backends,
   }
@@ -108,29 +113,24 @@ function M.desired(store, ctx, namespace, name)
 
   ctx = ctx or {}
   local slices = store:endpoint_slices_of(namespace, name)
-  local slots = {} -- per service port, made when a frontend of it is programmed
+  local slots = {} -- see port_slots
   for _, frontend in ipairs(spec.frontends) do
     local winner = store:older_service_claiming(frontend.key, namespace, name)
     if winner then
       reject(rejections, full_name, string.format("%s: frontend %s is already programmed by older Service %s/%s",
         frontend.path, frontend.key, winner.metadata.namespace, winner.metadata.name))
     else
-      local port = frontend.port_record
-      local port_slots_ = slots[port.index]
-      if not port_slots_ then
-        port_slots_ = port_slots(slices, port, ctx)
-        slots[port.index] = port_slots_
-      end
+      local at = port_slots(slots, slices, frontend.port_record, ctx)
       -- externalTrafficPolicy governs traffic arriving from outside the
       -- node, which socket hooks never see: only internalTrafficPolicy
       -- restricts (its ClusterIP frontends), as kube-proxy treats pods and
       -- host processes
       local local_only = spec.internal_local and frontend.mode == "ClusterIP"
       if local_only then
-        frontends[#frontends + 1] = frontend_entry(spec, service_id, frontend, true, port_slots_[3], port_slots_[4],
+        frontends[#frontends + 1] = frontend_entry(spec, service_id, frontend, true, slots[at - 1], slots[at],
           rejections, full_name)
       else
-        frontends[#frontends + 1] = frontend_entry(spec, service_id, frontend, false, port_slots_[1], port_slots_[2],
+        frontends[#frontends + 1] = frontend_entry(spec, service_id, frontend, false, slots[at - 3], slots[at - 2],
           rejections, full_name)
       end
     end
