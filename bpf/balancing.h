@@ -135,11 +135,15 @@ enum bpf_log_level {
 	BPF_LOG_VERBOSE = 3,
 };
 
-/* Default map sizes, for 10,000 Services / 100,000 endpoints. The agent
- * overrides them from its configuration before the maps are created. */
+/* Default map sizes, for 10,000 Services / 100,000 endpoints with room to
+ * spare (spec/unit/map_sizes_spec.lua: at least twice what the benchmark
+ * cluster of scripts/bench/reconcile needs — 22,000 frontends, 220,000 backend
+ * slots, since every NodePort, ingress and external IP repeats its Service's
+ * backends). The agent overrides them from its configuration before the maps
+ * are created. */
 enum balancing_map_defaults {
 	DEFAULT_MAX_SERVICES = 65536,    /* frontends: svc ports x kinds */
-	DEFAULT_MAX_BACKENDS = 262144,   /* backend slots over all frontends */
+	DEFAULT_MAX_BACKENDS = 524288,   /* backend slots over all frontends */
 	DEFAULT_MAX_AFFINITY = 65536,    /* LRU */
 	DEFAULT_MAX_NAT_RECORDS = 262144, /* LRU */
 	DEFAULT_MAX_NODE_IPS = 16384,
