@@ -251,6 +251,7 @@ function M.compute(options)
   local manifests = require("balancing.manifests")
   local store_module = require("balancing.store")
   local frontends = require("balancing.frontends")
+  local trim = require("balancing.trim")
 
   local objects, problems = manifests.read_dir(options.manifests)
   if not objects then
@@ -283,7 +284,8 @@ function M.compute(options)
       -- agent reads only the kinds it needs
       log.debug("object ignored", { kind = object_kind(obj), name = object_name(obj) })
     else
-      ok, err = store:upsert(obj)
+      -- trimmed to what the agent reads, as the agent's sources do
+      ok, err = store:upsert(trim.object(obj))
     end
     if not ok then
       log.warn("object refused", { kind = object_kind(obj), name = object_name(obj), error = tostring(err) })
