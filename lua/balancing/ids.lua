@@ -187,6 +187,25 @@ local function settle_provisional(self, record)
   self.provisional_by_id[id] = record
 end
 
+-- free_policy_id(kind, name) → an ID no policy claims or holds
+-- provisionally, derived from kind and name (probed past the taken ones), for
+-- an agent to write into a policy whose annotation is invalid or lost to an
+-- older policy; nil when none is free. Reads only.
+function Registry:free_policy_id(kind, name)
+  local span = M.POLICY_ID_MAX - M.POLICY_ID_MIN + 1
+  local id = M.POLICY_ID_MIN + M.hash(kind .. "/" .. name) % span
+  for _ = 1, span do
+    if not self.claims[id] and not self.provisional_by_id[id] then
+      return id
+    end
+    id = id + 1
+    if id > M.POLICY_ID_MAX then
+      id = M.POLICY_ID_MIN
+    end
+  end
+  return nil
+end
+
 -- register_policy(policy) → true, displaced | nil, err: records (the latest
 -- version of) a policy and settles its ID, so that reading it changes
 -- nothing: the ID its annotation claims, or without one a provisional ID,
