@@ -741,6 +741,52 @@ function Store:delete(obj)
   return true
 end
 
+-- resync(kind, objects) → { upserted, deleted, refused = { {object, err} } }:
+-- the store's objects of one kind made equal to a complete list of them (a
+-- relist after 410 Gone or an expired continue token, a manifest directory
+-- read again): every listed object is upserted (one seen before with the
+-- same uid and resourceVersion marks nothing), and every object of the kind
+-- the list lacks is deleted — what was deleted while no watch was open is
+-- deleted here. An object without a name (or namespace, or of another kind)
+-- is reported in refused and changes nothing.
+function Store:resync(kind, objects)
+  local result = { upserted = 0, deleted = 0, refused = {} }
+  if not KNOWN[kind] then
+    result.refused[1] = { object = nil, err = string.format("kind %q is not one of %s", tostring(kind),
+      table.concat(M.KINDS, ", ")) }
+    return result
+  end
+  local listed = {}
+  for _, obj in ipairs(objects) do
+    local obj_kind, namespace_or_err, _, key = identity(obj)
+    if not obj_kind then
+      result.refused[#result.refused + 1] = { object = obj, err = namespace_or_err }
+    elseif obj_kind ~= kind then
+      result.refused[#result.refused + 1] = { object = obj,
+        err = string.format("kind %q in a list of %s", obj_kind, kind) }
+    else
+      listed[key] = true
+      local ok, err = self:upsert(obj)
+      if ok then
+        result.upserted = result.upserted + 1
+      else
+        result.refused[#result.refused + 1] = { object = obj, err = err }
+      end
+    end
+  end
+  local gone = {}
+  for key, obj in pairs(self.objects[kind]) do
+    if not listed[key] then
+      gone[#gone + 1] = obj
+    end
+  end
+  for _, obj in ipairs(gone) do
+    self:delete(obj)
+    result.deleted = result.deleted + 1
+  end
+  return result
+end
+
 -- ingest{ type = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK", object = obj } → true | nil, err:
 -- one watch event into the cache and indexes (writing entries to the kernel
 -- is apply, the C step; the store only ingests).
