@@ -206,12 +206,23 @@ end
 
 -- read_file(path) → objects, problems: one file, whatever its extension says.
 function M.read_file(path)
-  local objects, problems = {}, {}
   local text, err = read_file(path)
   if not text then
+    local problems = {}
     problem(problems, path, nil, "cannot read: " .. tostring(err))
-    return objects, problems
+    return {}, problems
   end
+  return M.parse(path, text)
+end
+
+-- read_text(path) → the file's text | nil, err (for a caller that parses
+-- only what changed).
+M.read_text = read_file
+
+-- parse(path, text) → objects, problems: a file's text, by the extension of
+-- path.
+function M.parse(path, text)
+  local objects, problems = {}, {}
   local extension = path:match("%.([^./]+)$")
   if extension == "json" then
     local ok, doc = pcall(cjson.decode, text)
@@ -254,24 +265,38 @@ function M.read_file(path)
   return objects, problems
 end
 
--- read_dir(dir) → objects, problems | nil, "manifest directory DIR: reason".
-function M.read_dir(dir)
+-- files(dir) → the paths of the manifest files in dir, in name order | nil,
+-- "manifest directory DIR: reason".
+function M.files(dir)
   local names, err = list_dir(dir)
   if not names then
     return nil, string.format("manifest directory %s: %s", dir, err)
   end
-  local objects, problems = {}, {}
+  local paths = {}
   for _, name in ipairs(names) do
     local extension = name:match("%.([^.]+)$")
     local path = dir:gsub("/+$", "") .. "/" .. name
     if name:sub(1, 1) ~= "." and extension and M.EXTENSIONS[extension] and not is_directory(path) then
-      local file_objects, file_problems = M.read_file(path)
-      for _, obj in ipairs(file_objects) do
-        objects[#objects + 1] = obj
-      end
-      for _, p in ipairs(file_problems) do
-        problems[#problems + 1] = p
-      end
+      paths[#paths + 1] = path
+    end
+  end
+  return paths
+end
+
+-- read_dir(dir) → objects, problems | nil, "manifest directory DIR: reason".
+function M.read_dir(dir)
+  local paths, err = M.files(dir)
+  if not paths then
+    return nil, err
+  end
+  local objects, problems = {}, {}
+  for _, path in ipairs(paths) do
+    local file_objects, file_problems = M.read_file(path)
+    for _, obj in ipairs(file_objects) do
+      objects[#objects + 1] = obj
+    end
+    for _, p in ipairs(file_problems) do
+      problems[#problems + 1] = p
     end
   end
   return objects, problems

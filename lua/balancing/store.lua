@@ -700,7 +700,8 @@ function Store:upsert(obj)
   local objects, derived, handler = self.objects[kind], self.derived[kind], handlers[kind]
   local old_obj, old = objects[key], derived[key]
   if old_obj and same_version(old_obj, obj) then
-    objects[key] = obj -- a relist: nothing can change
+    -- a relist: nothing can change, and the table the indexes and the
+    -- sorted list hold stays the one they hold
     return true
   end
   if old then
@@ -709,8 +710,9 @@ function Store:upsert(obj)
     handler.unindex(self, key, old)
   else
     self.counts[kind] = self.counts[kind] + 1
-    self.sorted[kind] = nil
   end
+  -- the sorted list holds the object's table: a new version replaces it
+  self.sorted[kind] = nil
   objects[key] = obj
   local new = handler.index(self, key, obj)
   new.namespace, new.name, new.uid = namespace, name, field(obj, "metadata", "uid")
@@ -748,7 +750,8 @@ end
 -- same uid and resourceVersion marks nothing), and every object of the kind
 -- the list lacks is deleted — what was deleted while no watch was open is
 -- deleted here. An object without a name (or namespace, or of another kind)
--- is reported in refused and changes nothing.
+-- is reported in refused and changes nothing; an object that is the very
+-- table the store holds is taken as unchanged (a source that kept it).
 function Store:resync(kind, objects)
   local result = { upserted = 0, deleted = 0, refused = {} }
   if not KNOWN[kind] then
@@ -764,6 +767,8 @@ function Store:resync(kind, objects)
     elseif obj_kind ~= kind then
       result.refused[#result.refused + 1] = { object = obj,
         err = string.format("kind %q in a list of %s", obj_kind, kind) }
+    elseif self.objects[kind][key] == obj then
+      listed[key] = true -- the very table the store holds: a source that kept it (unchanged)
     else
       listed[key] = true
       local ok, err = self:upsert(obj)

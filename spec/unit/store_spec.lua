@@ -864,6 +864,27 @@ describe("store: scale", function()
   end)
 end)
 
+describe("store: list after a change", function()
+  it("lists the new version of a modified object, not the one listed before", function()
+    local s = new_store(node("node-1"), node("node-2"))
+    assert.equals(2, #s:list("Node")) -- the sorted list is made and kept
+    local changed = node("node-1", { zone = "b" })
+    assert(s:upsert(changed))
+    assert.equals(changed, s:list("Node")[1])
+  end)
+
+  it("keeps the table it holds when a relist brings the same uid and resourceVersion", function()
+    local first = service("default", "web", { "10.96.0.1" })
+    first.metadata.resourceVersion = "7"
+    local s = new_store(first)
+    local again = service("default", "web", { "10.96.0.1" })
+    again.metadata.resourceVersion = "7"
+    assert(s:upsert(again))
+    assert.equals(first, s:get("Service", "default", "web"))
+    assert.equals(first, s:list("Service")[1])
+  end)
+end)
+
 describe("store: resync (a relist after 410 Gone, a directory read again)", function()
   it("deletes what the complete list lacks: deleted while no watch was open", function()
     local s = new_store(service("default", "web", { "10.96.0.1" }), service("default", "gone", { "10.96.0.2" }))
