@@ -26,6 +26,9 @@ struct datapath {
 	/* the maps pinned by name, in object order */
 	struct bpf_map *maps[LOADER_MAX_MAPS];
 	bool reused[LOADER_MAX_MAPS];
+	/* pins of another layout or ABI: left in place (the running datapath
+	 * may use them) until the new object has loaded, then replaced */
+	char *stale_pins[LOADER_MAX_MAPS];
 	int map_count;
 };
 
@@ -187,9 +190,12 @@ static bool pinned_abi_matches(const struct datapath *dp)
 	return ok;
 }
 
-/* Unpin what libbpf must not reuse, so that it creates those maps anew, and
- * remember which ones it will reuse. */
-static int drop_stale_pins(struct datapath *dp, struct errmsg *e)
+/* Remember which pinned maps libbpf will reuse; a pinned map it must not
+ * reuse (another layout or ABI) is set aside: libbpf creates that map
+ * unpinned, and the old pin stays until the whole object has loaded
+ * (replace_stale_pins), so that a load that fails — the verifier, a map too
+ * large — leaves every pin as it was. */
+static int set_aside_stale_pins(struct datapath *dp, struct errmsg *e)
 {
 	bool abi_ok = pinned_abi_matches(dp);
 
@@ -203,8 +209,40 @@ static int drop_stale_pins(struct datapath *dp, struct errmsg *e)
 			continue;
 		dp->reused[i] = abi_ok && layout_matches(dp->maps[i], fd);
 		close(fd);
-		if (!dp->reused[i] && unlink(path) && errno != ENOENT)
-			return errmsg_set(e, -errno, "unpin stale map %s", path);
+		if (dp->reused[i])
+			continue;
+		dp->stale_pins[i] = strdup(path);
+		if (!dp->stale_pins[i])
+			return errmsg_set(e, -ENOMEM, "set aside stale map %s", path);
+		if (bpf_map__set_pin_path(dp->maps[i], NULL))
+			return errmsg_set(e, -errno, "set aside stale map %s", path);
+	}
+	return 0;
+}
+
+/* After a load: each new map pinned beside its stale pin, then renamed over
+ * it (rename within bpffs replaces the pin at once: no moment without one). */
+static int replace_stale_pins(struct datapath *dp, struct errmsg *e)
+{
+	char tmp[PATH_MAX];
+	int err;
+
+	for (int i = 0; i < dp->map_count; i++) {
+		const char *path = dp->stale_pins[i];
+
+		if (!path)
+			continue;
+		if (snprintf(tmp, sizeof(tmp), "%s_new", path) >= (int)sizeof(tmp))
+			return errmsg_set(e, -ENAMETOOLONG, "pin map %s", path);
+		unlink(tmp); /* left by an agent that died here */
+		err = bpf_map__pin(dp->maps[i], tmp);
+		if (err)
+			return errmsg_set(e, err, "pin map %s", tmp);
+		if (rename(tmp, path))
+			return errmsg_set(e, -errno, "replace stale map %s", path);
+		err = bpf_map__set_pin_path(dp->maps[i], path);
+		if (err)
+			return errmsg_set(e, err, "pin path of map %s", path);
 	}
 	return 0;
 }
@@ -267,15 +305,19 @@ int loader_load(struct datapath **out, const struct loader_options *o,
 	if (err)
 		goto out;
 	collect_pinned_maps(dp);
-	err = drop_stale_pins(dp, e);
+	err = set_aside_stale_pins(dp, e);
 	if (err)
 		goto out;
 	err = balancing_bpf__load(dp->skel);
 	if (err) {
-		/* libbpf has printed the verifier's log to its print callback */
+		/* libbpf has printed the verifier's log to its print callback; the
+		 * maps it created are unpinned again, the stale pins untouched */
 		err = errmsg_set(e, err, "load BPF programs and maps into %s", dp->pin_dir);
 		goto out;
 	}
+	err = replace_stale_pins(dp, e);
+	if (err)
+		goto out;
 	err = loader_configure(dp, config, e);
 out:
 	if (err)
@@ -508,6 +550,8 @@ void loader_close(struct datapath *dp)
 	/* destroying a pinned link's struct only closes our fd */
 	for (int h = 0; h < LOADER_HOOK_COUNT; h++)
 		bpf_link__destroy(dp->links[h]);
+	for (int i = 0; i < dp->map_count; i++)
+		free(dp->stale_pins[i]);
 	balancing_bpf__destroy(dp->skel);
 	free(dp);
 }
