@@ -23,6 +23,7 @@
 #include "errmsg.h"
 #include "events.h"
 #include "loader.h"
+#include "lua_apply.h"
 #include "lua_binding.h"
 #include "lua_events.h"
 #include "lua_map.h"
@@ -435,6 +436,7 @@ static int core_cgroup2_mount(lua_State *L)
 
 static const luaL_Reg core_functions[] = {
     {"load", core_load},
+    {"applier", lua_apply_new},
     {"open_maps", core_open_maps},
     {"open_events", core_open_events},
     {"netns_cookie", core_netns_cookie},
@@ -448,6 +450,7 @@ int luaopen_balancing_core(lua_State *L)
 	lua_binding_load_cdata_helper(L);
 	lua_binding_new_class(L, DATAPATH_MT, datapath_meta, datapath_methods, false);
 	lua_map_register(L);
+	lua_apply_register(L);
 	lua_events_register(L);
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);

@@ -408,6 +408,28 @@ function Env:client_inside_pausing(mode, host, port, during_pause)
   return run
 end
 
+-- client.py inside the cgroup, started and left running while the spec
+-- changes the maps; `:wait()` reads its result (the same as client_inside's).
+-- Pace the changes by the events of its connects, never by sleeping.
+function Env:client_inside_started(mode, host, port, count, options)
+  local command = string.format("timeout -k 1 %d sh -c %s", CLIENT_TIMEOUT_SECONDS,
+    quote(string.format("%sexec %s %s %s %s %d %d %s", enter_cgroup(self.cgroup), python(),
+      quote(FIXTURES .. "/client.py"), mode, host, port, count or 1, options or "")))
+  local pipe = popen(command)
+  local started = { pipe = pipe }
+  -- closed by Env:close too, should the spec fail before it waits
+  self.servers[#self.servers + 1] = started
+  function started.wait()
+    local output = pipe:read("*a")
+    local decoded_ok, run = pcall(cjson.decode, output)
+    if not decoded_ok or type(run) ~= "table" then
+      error("client failed: " .. command .. "\n" .. output, 2)
+    end
+    return run
+  end
+  return started
+end
+
 -- dig from inside the cgroup: its full output and exit status.
 function Env:dig_inside(server, port, name)
   local command = string.format("timeout -k 1 %d sh -c %s 2>&1", CLIENT_TIMEOUT_SECONDS,
