@@ -367,13 +367,22 @@ static int link_info_of_fd(int fd, struct bpf_link_info *info)
 	return bpf_obj_get_info_by_fd(fd, info, &len);
 }
 
+/* What an attach did to one hook, so that a failure on a later hook can
+ * undo it: the datapath is left as it was, not half old and half new. */
+struct hook_undo {
+	enum { UNDO_NOTHING, UNDO_DETACH, UNDO_RESTORE_PROGRAM } action;
+	/* UNDO_RESTORE_PROGRAM: the program before the update, held open (the
+	 * link was its only reference: the update would free it) */
+	int old_prog_fd;
+};
+
 /* A restart: swap the program behind the pinned link, which stays attached
- * throughout (no window without a program). Returns the link, or NULL with
- * *old set to the pinned link when it cannot be updated (another cgroup, a
- * defunct link whose cgroup is gone, another attach type) and has to be
- * replaced. */
+ * throughout (no window without a program). Returns the link (undo records
+ * the program it had), or NULL with *old set to the pinned link when it
+ * cannot be updated (another cgroup, a defunct link whose cgroup is gone,
+ * another attach type) and has to be replaced. */
 static struct bpf_link *update_pinned(const char *path, struct bpf_program *prog, __u64 cg_id,
-				      struct bpf_link **old)
+				      struct bpf_link **old, struct hook_undo *undo)
 {
 	struct bpf_link_info info;
 	struct bpf_link *link;
@@ -385,8 +394,17 @@ static struct bpf_link *update_pinned(const char *path, struct bpf_program *prog
 	if (!link)
 		return NULL;
 	if (link_info_of_fd(bpf_link__fd(link), &info) == 0 && info.type == BPF_LINK_TYPE_CGROUP &&
-	    info.cgroup.cgroup_id == cg_id && bpf_link__update_program(link, prog) == 0)
-		return link;
+	    info.cgroup.cgroup_id == cg_id) {
+		int old_prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
+
+		if (bpf_link__update_program(link, prog) == 0) {
+			undo->action = UNDO_RESTORE_PROGRAM;
+			undo->old_prog_fd = old_prog_fd;
+			return link;
+		}
+		if (old_prog_fd >= 0)
+			close(old_prog_fd);
+	}
 	*old = link;
 	return NULL;
 }
@@ -423,7 +441,7 @@ fail:
 }
 
 static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __u64 cg_id,
-		       const char *cgroup, struct errmsg *e)
+		       const char *cgroup, struct hook_undo *undo, struct errmsg *e)
 {
 	struct bpf_program *prog = hook_program(dp->skel, hook);
 	struct bpf_link *link, *old = NULL;
@@ -437,7 +455,7 @@ static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __
 	 * struct, the pin keeps the link */
 	bpf_link__destroy(dp->links[hook]);
 	dp->links[hook] = NULL;
-	link = update_pinned(path, prog, cg_id, &old);
+	link = update_pinned(path, prog, cg_id, &old, undo);
 	if (link) {
 		dp->links[hook] = link;
 		return 0;
@@ -450,22 +468,58 @@ static int attach_hook(struct datapath *dp, enum loader_hook hook, int cg_fd, __
 	if (!err && old)
 		bpf_link__detach(old);
 	bpf_link__destroy(old);
-	if (!err)
+	if (!err) {
 		dp->links[hook] = link;
+		/* a link that replaced another (moved cgroup) is not undone: the
+		 * old one is detached already */
+		undo->action = old ? UNDO_NOTHING : UNDO_DETACH;
+	}
 	return err;
+}
+
+static int detach_hook(struct datapath *dp, enum loader_hook hook, struct errmsg *e);
+
+/* Undoes what attach_hook did to one hook (best effort: the attach already
+ * failed, and its error is the one reported). */
+static void undo_hook(struct datapath *dp, enum loader_hook hook, const struct hook_undo *undo)
+{
+	struct errmsg ignored = {0};
+
+	switch (undo->action) {
+	case UNDO_DETACH:
+		detach_hook(dp, hook, &ignored);
+		break;
+	case UNDO_RESTORE_PROGRAM:
+		if (undo->old_prog_fd >= 0 && dp->links[hook])
+			bpf_link_update(bpf_link__fd(dp->links[hook]), undo->old_prog_fd, NULL);
+		break;
+	case UNDO_NOTHING:
+		break;
+	}
 }
 
 int loader_attach(struct datapath *dp, const char *cgroup, struct errmsg *e)
 {
+	struct hook_undo undo[LOADER_HOOK_COUNT];
 	__u64 cg_id;
-	int cg_fd, err = 0;
+	int cg_fd, err = 0, h;
 
+	for (h = 0; h < LOADER_HOOK_COUNT; h++)
+		undo[h] = (struct hook_undo){.action = UNDO_NOTHING, .old_prog_fd = -1};
 	cg_fd = cgroup_open(cgroup, e);
 	if (cg_fd < 0)
 		return cg_fd;
 	err = cgroup_id_of(cgroup, &cg_id, e);
-	for (int h = 0; !err && h < LOADER_HOOK_COUNT; h++)
-		err = attach_hook(dp, (enum loader_hook)h, cg_fd, cg_id, cgroup, e);
+	for (h = 0; !err && h < LOADER_HOOK_COUNT; h++)
+		err = attach_hook(dp, (enum loader_hook)h, cg_fd, cg_id, cgroup, &undo[h], e);
+	if (err) {
+		/* a failure part-way: the hooks done so far go back as they were */
+		while (--h >= 0)
+			undo_hook(dp, (enum loader_hook)h, &undo[h]);
+	}
+	for (h = 0; h < LOADER_HOOK_COUNT; h++)
+		if (undo[h].old_prog_fd >= 0)
+			close(undo[h].old_prog_fd);
 	close(cg_fd);
 	return err;
 }

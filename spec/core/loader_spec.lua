@@ -374,6 +374,49 @@ describe("dp:attach", function()
     assert.is_true(tonumber(connects) > 0, output)
   end)
 
+  it("an attach that fails part-way takes back the links it made: nothing attached, nothing pinned", function()
+    local env = core_env.open(pending)
+    local dp, dir = env:load()
+    local cgroup = env:cgroup()
+    -- the third hook cannot be pinned: a directory stands where its link goes first
+    assert.is_true(os.execute("mkdir " .. core_env.quote(dir .. "/link_recvmsg4_new")) == 0)
+
+    local ok, err = dp:attach(cgroup)
+
+    os.execute("rmdir " .. core_env.quote(dir .. "/link_recvmsg4_new"))
+    assert.is_nil(ok)
+    assert.matches("link_recvmsg4_new", err, 1, true)
+    local _, count = core_env.cgroup_programs(cgroup)
+    assert.equals(0, count)
+    local pinned = core_env.listdir(dir)
+    for _, name in ipairs(LINKS) do
+      assert.is_false(has(pinned, name), name .. " is still pinned")
+    end
+  end)
+
+  it("an upgrade whose attach fails part-way puts the old programs back behind the links", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local cgroup = env:cgroup()
+    assert.is_true(first:attach(cgroup))
+    local before = first:links()
+    first:close()
+    -- the last hook's link is gone and cannot be pinned anew
+    assert.is_true(os.remove(dir .. "/link_getpeername4"))
+    assert.is_true(os.execute("mkdir " .. core_env.quote(dir .. "/link_getpeername4_new")) == 0)
+
+    local second = env:load{ bpffs = dir }
+    local ok = second:attach(cgroup)
+
+    os.execute("rmdir " .. core_env.quote(dir .. "/link_getpeername4_new"))
+    assert.is_nil(ok)
+    local after = second:links()
+    for _, hook in ipairs({ "connect4", "sendmsg4", "recvmsg4" }) do
+      assert.equals(before[hook].id, after[hook].id, hook)
+      assert.equals(before[hook].prog_id, after[hook].prog_id, hook .. ": not the old program")
+    end
+  end)
+
   it("moves the links when the pinned ones are attached to another cgroup", function()
     local env = core_env.open(pending)
     local dp = env:load()
