@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "log.h"
 #include "lua_host.h"
 #include "options.h"
+#include "uninstall.h"
 
 #define PROGRAM "balancing-agent"
 
@@ -48,9 +50,47 @@ static int run_agent(int argc, char **argv)
 	return 2;
 }
 
+/* balancing-agent uninstall [options]: the agent's options (--bpffs is the
+ * one it uses), so that an agent command line works with "uninstall" put in. */
+static int run_uninstall(int argc, char **argv)
+{
+	struct uninstall_result r;
+	struct agent_options opts;
+	struct errmsg e;
+	char err[512];
+	int ret;
+
+	ret = options_parse(&opts, argc, argv, err, sizeof(err));
+	if (ret == OPTIONS_HELP) {
+		printf(
+		    "usage: " PROGRAM " uninstall [--bpffs PATH]\n\n"
+		    "Detaches balancing's programs and removes every pin under the pin directory\n"
+		    "(default /sys/fs/bpf/balancing): the datapath stops. The agent's other "
+		    "options\n"
+		    "are accepted and ignored.\n");
+		return 0;
+	}
+	if (ret) {
+		fprintf(stderr, PROGRAM " uninstall: %s\n", err);
+		return 2;
+	}
+	if (uninstall_pins(opts.bpffs, &r, &e)) {
+		fprintf(stderr, PROGRAM " uninstall: %s\n", e.text);
+		return 1;
+	}
+	if (r.absent)
+		printf("nothing to remove: no pin directory %s\n", opts.bpffs);
+	else
+		printf("detached and unpinned %d links, unpinned %d maps, removed %s\n", r.links,
+		       r.maps, opts.bpffs);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "plan") == 0)
 		return run_plan(argc - 2, argv + 2);
+	if (argc > 1 && strcmp(argv[1], "uninstall") == 0)
+		return run_uninstall(argc - 1, argv + 1);
 	return run_agent(argc, argv);
 }

@@ -345,9 +345,10 @@ void options_usage(FILE *stream, const char *program)
 		"usage: %s [options]            run the node agent\n"
 		"       %s plan [options]       print the entries it would program, touch nothing\n"
 		"                                          (see '%s plan --help')\n"
+		"       %s uninstall [options]  detach the programs and remove every pin (the datapath stops)\n"
 		"\n"
 		"options (each also read from the environment variable in brackets):\n",
-		program, program, program);
+		program, program, program, program);
 	for (i = 0; i < OPTION_COUNT; i++) {
 		const struct option_spec *spec = &option_specs[i];
 
