@@ -223,7 +223,13 @@ struct batch {
 struct applier {
 	struct map_handle maps[APPLY_MAP_COUNT];
 	size_t value_bytes[APPLY_MAP_COUNT];
-	struct htab owners;		     /* name -> struct owner */
+	struct htab owners; /* name -> struct owner */
+	/* What the maps held at read-back that no owner has claimed yet: an
+	 * owner that wants one of its keys takes the entry over as the kernel
+	 * has it (so its slots stay where they are across a restart), and
+	 * apply_sweep deletes the rest. Its claims are in claims[] too, but
+	 * yield to any owner. */
+	struct owner *pool;
 	struct htab claims[APPLY_MAP_COUNT]; /* key -> struct owner (SERVICE, plain) */
 	struct htab counts;		     /* backend bytes -> struct counter */
 	struct counter *counters;
@@ -388,6 +394,7 @@ void apply_close(struct applier *a)
 		owner_free(s->val);
 	}
 	htab_free(&a->owners);
+	owner_free(a->pool);
 	for (int m = 0; m < APPLY_MAP_COUNT; m++) {
 		htab_free(&a->claims[m]);
 		maps_handle_close(&a->maps[m]);
@@ -472,7 +479,7 @@ static int check_claims(const struct applier *a, const struct owner *o, const ch
 
 		holder = htab_get(&a->claims[APPLY_MAP_SERVICE], key,
 				  a->maps[APPLY_MAP_SERVICE].key_size);
-		if (holder && holder != o) {
+		if (holder && holder != o && holder != a->pool) {
 			snprintf(why, sizeof(why), "already written by owner %s", holder->name);
 			return key_problem(a, APPLY_MAP_SERVICE, owner, key, -EBUSY, why, e);
 		}
@@ -484,7 +491,7 @@ static int check_claims(const struct applier *a, const struct owner *o, const ch
 			const void *key = d->tables[m][i].key;
 
 			holder = htab_get(&a->claims[m], key, a->maps[m].key_size);
-			if (holder && holder != o) {
+			if (holder && holder != o && holder != a->pool) {
 				snprintf(why, sizeof(why), "already written by owner %s",
 					 holder->name);
 				return key_problem(a, m, owner, key, -EBUSY, why, e);
@@ -542,6 +549,20 @@ static int mark_wanted(struct applier *a, struct owner *o, const struct apply_de
 		const void *key = d->frontends[i].key;
 		struct frontend *f = htab_get(&o->frontends, key, ksize);
 
+		if (!f && a->pool && (f = htab_get(&a->pool->frontends, key, ksize))) {
+			/* taken over from the read-back as the kernel has it */
+			htab_del(&a->pool->frontends, key, ksize);
+			err = htab_put(&o->frontends, f->key, ksize, f);
+			if (err) {
+				htab_del(&a->claims[APPLY_MAP_SERVICE], f->key, ksize);
+				frontend_free(f);
+				return err;
+			}
+			htab_put(&a->claims[APPLY_MAP_SERVICE], f->key, ksize, o); /* replaces */
+			f->want = NULL;
+			f->failed = false;
+			f->counted = false;
+		}
 		if (!f) {
 			f = calloc(1, sizeof(*f));
 			if (!f)
@@ -578,6 +599,17 @@ static int mark_wanted(struct applier *a, struct owner *o, const struct apply_de
 			size_t size = a->maps[m].key_size;
 			struct entry *en = htab_get(&o->entries[m], want->key, size);
 
+			if (!en && a->pool &&
+			    (en = htab_get(&a->pool->entries[m], want->key, size))) {
+				htab_del(&a->pool->entries[m], want->key, size);
+				err = htab_put(&o->entries[m], en->key, size, en);
+				if (err) {
+					htab_del(&a->claims[m], en->key, size);
+					entry_free(en);
+					return err;
+				}
+				htab_put(&a->claims[m], en->key, size, o); /* replaces */
+			}
 			if (!en) {
 				en = calloc(1, sizeof(*en));
 				if (!en)
@@ -656,7 +688,7 @@ static int settle(struct applier *a, struct owner *o)
 			entry_free(en);
 		}
 	}
-	if (owner_empty(o)) {
+	if (owner_empty(o) && o != a->pool) {
 		htab_del(&a->owners, o->name, o->name_len);
 		owner_free(o);
 	}
@@ -1052,6 +1084,32 @@ static int step_trim(struct run *r)
 	return 0;
 }
 
+/* Marks, writes in order, settles. Returns 0 or -ENOMEM; the first failed
+ * write is in r->first. */
+static int run_steps(struct run *r)
+{
+	int err = mark_wanted(r->a, r->o, r->d);
+
+	if (!err)
+		err = step_slots(r);
+	if (!err)
+		err = step_frontends(r);
+	if (!err)
+		err = step_plain(r, false);
+	if (!err)
+		err = step_gone(r);
+	if (!err)
+		err = step_plain(r, true);
+	if (!err)
+		err = step_trim(r);
+	/* whatever happened, the shadow drops what the kernel does not have */
+	if (!err)
+		err = settle(r->a, r->o);
+	else
+		settle(r->a, r->o);
+	return err;
+}
+
 static bool desired_empty(const struct apply_desired *d)
 {
 	__u32 n = d->frontend_count;
@@ -1083,24 +1141,7 @@ int apply_owner(struct applier *a, const char *owner, const struct apply_desired
 		if (err)
 			return errmsg_set(e, err, "owner %s", owner);
 	}
-	err = mark_wanted(a, r.o, d);
-	if (!err)
-		err = step_slots(&r);
-	if (!err)
-		err = step_frontends(&r);
-	if (!err)
-		err = step_plain(&r, false);
-	if (!err)
-		err = step_gone(&r);
-	if (!err)
-		err = step_plain(&r, true);
-	if (!err)
-		err = step_trim(&r);
-	/* whatever happened, the shadow drops what the kernel does not have */
-	if (!err)
-		err = settle(a, r.o);
-	else
-		settle(a, r.o);
+	err = run_steps(&r);
 	if (err)
 		return errmsg_set(e, err, "owner %s", owner);
 	return r.first;
@@ -1115,7 +1156,7 @@ int apply_forget(struct applier *a, const char *owner, struct apply_stats *stats
 
 int apply_walk(const struct applier *a, const char *owner, const struct apply_visitor *v, void *ctx)
 {
-	const struct owner *o = htab_get(&a->owners, owner, strlen(owner));
+	const struct owner *o = owner ? htab_get(&a->owners, owner, strlen(owner)) : a->pool;
 
 	if (!o)
 		return -ENOENT;
@@ -1144,4 +1185,181 @@ int apply_walk(const struct applier *a, const char *owner, const struct apply_vi
 		}
 	}
 	return 0;
+}
+
+/* --- restart: read-back and sweep ------------------------------------------------- */
+
+static const char pool_name[] = "(read back, unclaimed)";
+
+static int pool_frontend(struct applier *a, const void *key, struct frontend **out)
+{
+	size_t ksize = a->maps[APPLY_MAP_SERVICE].key_size;
+	struct frontend *f = htab_get(&a->pool->frontends, key, ksize);
+	int err;
+
+	if (f)
+		goto out;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->key = malloc(ksize);
+	f->value = malloc(a->maps[APPLY_MAP_SERVICE].value_size);
+	if (!f->key || !f->value) {
+		frontend_free(f);
+		return -ENOMEM;
+	}
+	memcpy(f->key, key, ksize);
+	err = htab_put(&a->pool->frontends, f->key, ksize, f);
+	if (!err)
+		err = htab_put(&a->claims[APPLY_MAP_SERVICE], f->key, ksize, a->pool);
+	if (err) {
+		htab_del(&a->pool->frontends, f->key, ksize);
+		frontend_free(f);
+		return err;
+	}
+out:
+	*out = f;
+	return 0;
+}
+
+static int read_frontends(struct applier *a, const struct map_dump *svc, const struct map_dump *be,
+			  __u32 counts[APPLY_MAP_COUNT])
+{
+	size_t ksize = a->maps[APPLY_MAP_SERVICE].key_size,
+	       vsize = a->value_bytes[APPLY_MAP_BACKEND];
+	struct frontend *f;
+	const struct owner *holder;
+	int err;
+
+	for (__u32 i = 0; i < svc->count; i++) {
+		const unsigned char *key = svc->keys + (size_t)i * svc->key_size;
+
+		holder = htab_get(&a->claims[APPLY_MAP_SERVICE], key, ksize);
+		if (holder && holder != a->pool)
+			continue; /* an owner's shadow already says what it wrote */
+		err = pool_frontend(a, key, &f);
+		if (err)
+			return err;
+		memcpy(f->value, svc->values + (size_t)i * svc->value_bytes, svc->value_bytes);
+		f->value_present = true;
+		counts[APPLY_MAP_SERVICE]++;
+	}
+	for (__u32 i = 0; i < be->count; i++) {
+		const unsigned char *key = be->keys + (size_t)i * be->key_size;
+		__u32 slot;
+
+		memcpy(&slot, key + ksize, sizeof(slot));
+		/* The datapath reads no slot beyond its verifier bound, and
+		 * frontend_reserve must not grow to a stray 4-billion slot. */
+		if (slot >= MAX_BACKENDS_PER_FRONTEND)
+			continue;
+		holder = htab_get(&a->claims[APPLY_MAP_SERVICE], key, ksize);
+		if (holder && holder != a->pool)
+			continue;
+		err = pool_frontend(a, key, &f);
+		if (!err)
+			err = frontend_reserve(f, slot + 1, vsize);
+		if (err)
+			return err;
+		memcpy(slot_bytes(f, slot, vsize), be->values + (size_t)i * be->value_bytes, vsize);
+		f->present[slot] = true;
+		if (slot >= f->slot_count)
+			f->slot_count = slot + 1;
+		counts[APPLY_MAP_BACKEND]++;
+	}
+	return 0;
+}
+
+static int read_plain(struct applier *a, enum apply_map m, const struct map_dump *d,
+		      __u32 counts[APPLY_MAP_COUNT])
+{
+	size_t ksize = a->maps[m].key_size;
+	int err;
+
+	for (__u32 i = 0; i < d->count; i++) {
+		const unsigned char *key = d->keys + (size_t)i * ksize;
+		const struct owner *holder = htab_get(&a->claims[m], key, ksize);
+		struct entry *en;
+
+		if (holder && holder != a->pool)
+			continue;
+		en = htab_get(&a->pool->entries[m], key, ksize);
+		if (!en) {
+			en = calloc(1, sizeof(*en));
+			if (!en)
+				return -ENOMEM;
+			en->key = malloc(ksize);
+			en->value = malloc(a->value_bytes[m]);
+			if (!en->key || !en->value) {
+				entry_free(en);
+				return -ENOMEM;
+			}
+			memcpy(en->key, key, ksize);
+			err = htab_put(&a->pool->entries[m], en->key, ksize, en);
+			if (!err)
+				err = htab_put(&a->claims[m], en->key, ksize, a->pool);
+			if (err) {
+				htab_del(&a->pool->entries[m], en->key, ksize);
+				entry_free(en);
+				return err;
+			}
+		}
+		memcpy(en->value, d->values + (size_t)i * d->value_bytes, a->value_bytes[m]);
+		en->present = true;
+		counts[m]++;
+	}
+	return 0;
+}
+
+int apply_read_back(struct applier *a, __u32 counts[APPLY_MAP_COUNT], struct errmsg *e)
+{
+	struct map_dump d[APPLY_MAP_COUNT] = {0};
+	int err = 0, m;
+
+	memset(counts, 0, APPLY_MAP_COUNT * sizeof(*counts));
+	if (!a->pool) {
+		a->pool = calloc(1, sizeof(*a->pool));
+		if (a->pool)
+			a->pool->name = strdup(pool_name);
+		if (!a->pool || !a->pool->name) {
+			owner_free(a->pool);
+			a->pool = NULL;
+			return errmsg_set(e, -ENOMEM, "read back");
+		}
+		a->pool->name_len = strlen(pool_name);
+	}
+	for (m = 0; m < APPLY_MAP_COUNT; m++) {
+		err = maps_dump(&a->maps[m], &d[m], e);
+		if (err)
+			goto out;
+	}
+	err = read_frontends(a, &d[APPLY_MAP_SERVICE], &d[APPLY_MAP_BACKEND], counts);
+	for (m = 0; m < APPLY_MAP_COUNT && !err; m++)
+		if (is_plain(m))
+			err = read_plain(a, m, &d[m], counts);
+	if (err)
+		errmsg_set(e, err, "read back");
+out:
+	for (m = 0; m < APPLY_MAP_COUNT; m++)
+		maps_dump_free(&d[m]);
+	return err;
+}
+
+int apply_sweep(struct applier *a, struct apply_stats *stats, struct errmsg *e)
+{
+	const struct apply_desired none = {0};
+	struct run r = {.a = a, .o = a->pool, .d = &none, .stats = stats, .e = e};
+	int err;
+
+	memset(stats, 0, sizeof(*stats));
+	if (!a->pool)
+		return 0;
+	err = run_steps(&r);
+	if (owner_empty(a->pool)) {
+		owner_free(a->pool);
+		a->pool = NULL;
+	}
+	if (err)
+		return errmsg_set(e, err, "sweep");
+	return r.first;
 }

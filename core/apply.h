@@ -101,8 +101,19 @@ int apply_owner(struct applier *a, const char *owner, const struct apply_desired
 /* Deletes everything the owner wrote and forgets it once nothing is left. */
 int apply_forget(struct applier *a, const char *owner, struct apply_stats *stats, struct errmsg *e);
 
-/* Calls v for every frontend and entry in the owner's shadow; -ENOENT when
- * the owner has none. */
+/* Restart (ARCHITECTURE.md "Restart and upgrade"): reads the maps into a
+ * pool of entries no owner has claimed; an owner whose apply wants one of
+ * their keys takes the entry over as the kernel has it (its slots stay,
+ * nothing is rewritten that is already right). counts[m]: entries read
+ * into the pool per map. Entries an owner already holds are left to it. */
+int apply_read_back(struct applier *a, __u32 counts[APPLY_MAP_COUNT], struct errmsg *e);
+
+/* After the first complete sync of every source: deletes what is left in
+ * the pool, in the write order (frontends, then their slots). */
+int apply_sweep(struct applier *a, struct apply_stats *stats, struct errmsg *e);
+
+/* Calls v for every frontend and entry in the owner's shadow (owner NULL:
+ * the read-back pool); -ENOENT when the owner has none. */
 int apply_walk(const struct applier *a, const char *owner, const struct apply_visitor *v,
 	       void *ctx);
 

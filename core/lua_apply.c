@@ -292,6 +292,38 @@ static int applier_forget(lua_State *L)
 	return push_stats_or_error(L, err, &stats, &e);
 }
 
+/* { map_service = N, map_backend = N, ... }: entries read into the pool */
+static int applier_read_back(lua_State *L)
+{
+	struct lua_applier *la = check_applier(L);
+	__u32 counts[APPLY_MAP_COUNT];
+	struct errmsg e;
+	int err;
+
+	if (!la->a)
+		return applier_closed(L);
+	err = apply_read_back(la->a, counts, &e);
+	if (err)
+		return lua_binding_push_error(L, err, &e);
+	lua_createtable(L, 0, APPLY_MAP_COUNT);
+	for (int m = 0; m < APPLY_MAP_COUNT; m++)
+		lua_binding_set_number(L, apply_map_name(m), counts[m]);
+	return 1;
+}
+
+static int applier_sweep(lua_State *L)
+{
+	struct lua_applier *la = check_applier(L);
+	struct apply_stats stats = {0};
+	struct errmsg e;
+	int err;
+
+	if (!la->a)
+		return applier_closed(L);
+	err = apply_sweep(la->a, &stats, &e);
+	return push_stats_or_error(L, err, &stats, &e);
+}
+
 struct shadow_ctx {
 	lua_State *L;
 	const struct applier *a;
@@ -341,11 +373,12 @@ static void shadow_entry(void *ctx, enum apply_map m, const void *key, const voi
 
 /* { frontends = { { key, value (absent when not in the kernel), backends =
  * { slot bytes or false, ... } }, ... }, node_ips = { { key, value } },
- * node_proxy_ips = ... } of what the kernel has from the owner, or nil. */
+ * node_proxy_ips = ... } of what the kernel has from the owner (no owner:
+ * what was read back and is unclaimed yet), or nil. */
 static int applier_shadow(lua_State *L)
 {
 	struct lua_applier *la = check_applier(L);
-	const char *owner = luaL_checkstring(L, 2);
+	const char *owner = luaL_optstring(L, 2, NULL); /* none: the read-back pool */
 	const struct apply_visitor v = {.frontend = shadow_frontend, .entry = shadow_entry};
 	struct shadow_ctx c = {.L = L, .a = la->a};
 
@@ -387,6 +420,8 @@ static const luaL_Reg applier_methods[] = {
     {"apply", applier_apply},
     {"forget", applier_forget},
     {"shadow", applier_shadow},
+    {"read_back", applier_read_back},
+    {"sweep", applier_sweep},
     {"close", applier_close},
     {NULL, NULL},
 };

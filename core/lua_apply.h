@@ -2,7 +2,8 @@
 /*
  * The applier class of balancing.core (docs/core-api.md, "Applying
  * entries"): core.applier(pin_dir or datapath), applier:apply(owner,
- * entries), applier:forget(owner), applier:shadow(owner), applier:close().
+ * entries), applier:forget(owner), applier:shadow([owner]), applier:read_back(),
+ * applier:sweep(), applier:close().
  */
 #ifndef BALANCING_LUA_APPLY_H
 #define BALANCING_LUA_APPLY_H

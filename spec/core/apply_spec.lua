@@ -376,6 +376,66 @@ describe("apply", function()
     assert.equals(1, #dp:map("map_node_ip"):dump())
   end)
 
+  it("after a restart takes its entries over from the maps: the same entries write nothing, the slots stay", function()
+    local env = core_env.open(pending)
+    local before, _, backends, dp = loaded(env)
+    local owner = "service/default/web"
+    local first = { "127.0.0.2:8080", "127.0.0.3:8080", "127.0.0.4:8080" }
+    assert(before:apply(owner, entries(owner, { frontend(VIP, PORT, first, { affinity_seconds = 60 }) })))
+    local now = with(first, "127.0.0.1:8080") -- its slot is the last, its place in reconcile's order the first
+    assert(before:apply(owner, entries(owner, { frontend(VIP, PORT, now, { affinity_seconds = 60 }) })))
+    local node_ip = ffi.new("struct node_ip_key")
+    node_ip.address = abi.ipv4_to_u32("192.168.0.10")
+    assert(before:apply("node", entries("node", {}, {
+      node_ips = { { key = node_ip, value = ffi.new("struct node_ip_value", { node_id = 3 }) } } })))
+    local slots_before = slots(backends, VIP, PORT)
+    before:close() -- the agent stops; the maps stay
+
+    local after = assert(env.core.applier(dp))
+    env:on_close(function()
+      after:close()
+    end)
+    assert.same({ map_service = 1, map_backend = 4, map_node_ip = 1, map_node_proxy_ip = 0 }, assert(after:read_back()))
+    local stats = assert(after:apply(owner, entries(owner, { frontend(VIP, PORT, now, { affinity_seconds = 60 }) })))
+    assert.equals(0, stats.written, "nothing rewritten that the kernel already has")
+    assert.equals(0, stats.deleted)
+    assert.same(slots_before, slots(backends, VIP, PORT))
+
+    stats = assert(after:apply(owner, entries(owner,
+      { frontend(VIP, PORT, with(now, "127.0.0.9:8080"), { affinity_seconds = 60 }) })))
+    assert.same({ written = 1, deleted = 0 }, stats.map_backend)
+    assert.same({ written = 1, deleted = 0 }, stats.map_service)
+  end)
+
+  it("sweeps what no owner claimed after the first full sync, and nothing an owner took over", function()
+    local env = core_env.open(pending)
+    local before, services, backends, dp = loaded(env)
+    assert(before:apply("service/a/one", entries("service/a/one",
+      { frontend("127.10.0.1", PORT, endpoints(1, 3)), frontend("127.10.0.2", PORT, endpoints(1, 2)) })))
+    assert(before:apply("service/b/two", entries("service/b/two", { frontend("127.10.0.3", PORT, endpoints(4, 5)) })))
+    before:close()
+
+    local after = assert(env.core.applier(dp))
+    env:on_close(function()
+      after:close()
+    end)
+    assert(after:read_back())
+    -- while the agent was down, one's second frontend and all of two went away
+    assert(after:apply("service/a/one", entries("service/a/one", { frontend("127.10.0.1", PORT, endpoints(1, 3)) })))
+    assert.equals(3, #services:dump(), "nothing deleted before the sweep")
+    local unclaimed = assert(after:shadow())
+    assert.equals(2, #unclaimed.frontends)
+
+    local stats = assert(after:sweep())
+    assert.same({ written = 0, deleted = 2 }, stats.map_service)
+    assert.same({ written = 0, deleted = 4 }, stats.map_backend)
+    assert.is_nil(after:shadow())
+    assert.equals(1, #services:dump())
+    assert.same(endpoints(1, 3), slots(backends, "127.10.0.1", PORT))
+    assert.equals(3, #backends:dump())
+    assert.equals(0, assert(after:sweep()).deleted, "a second sweep finds nothing")
+  end)
+
   it("refuses entries of the wrong size or with counts that do not match, naming the field", function()
     local env = core_env.open(pending)
     local applier = loaded(env)
