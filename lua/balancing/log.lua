@@ -37,12 +37,18 @@ local function now()
   return os.time(), 0
 end
 
--- RFC 3339, UTC, milliseconds: 2024-05-01T10:00:00.123Z
+-- RFC 3339, UTC, milliseconds: 2024-05-01T10:00:00.123Z. The date and time
+-- part is made once per second: a flood of lines (events) asks for the same
+-- second again and again.
+local last_second, last_text
 function M.timestamp(seconds, millis)
   if not seconds then
     seconds, millis = now()
   end
-  return os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. string.format(".%03dZ", millis or 0)
+  if seconds ~= last_second then
+    last_second, last_text = seconds, os.date("!%Y-%m-%dT%H:%M:%S", seconds)
+  end
+  return string.format("%s.%03dZ", last_text, millis or 0)
 end
 
 -- lua-cjson escapes every "/" as "\/" (valid, but noisy in paths and

@@ -148,6 +148,7 @@ function M.new(opts)
     services_by_ip = {},      -- ClusterIP -> bucket of Services
     services_by_frontend = {},    -- frontend key -> claimants (see claim_add)
     pods_by_node = {},        -- node name -> bucket of Pods
+    pods_by_uid = {},         -- metadata.uid -> Pod (events name a client's pod by it)
     pods_by_label = {},       -- "key=value" -> bucket of Pods
     pods_by_label_key = {},   -- key -> bucket of Pods
     policies_by_frontend = {},    -- kind -> frontend key -> bucket of policies
@@ -514,6 +515,11 @@ end
 handlers.Pod = {
   index = function(self, key, obj)
     local d = { labels = copy_labels(obj), node = field(obj, "spec", "nodeName") }
+    local uid = field(obj, "metadata", "uid")
+    if type(uid) == "string" and uid ~= "" then
+      d.pod_uid = uid
+      self.pods_by_uid[uid] = obj
+    end
     if type(d.node) ~= "string" or d.node == "" then
       d.node = nil
     end
@@ -527,6 +533,9 @@ handlers.Pod = {
     return d
   end,
   unindex = function(self, key, d)
+    if d.pod_uid and self.pods_by_uid[d.pod_uid] == self.objects.Pod[key] then
+      self.pods_by_uid[d.pod_uid] = nil
+    end
     if d.node then
       bucket_remove(self.pods_by_node, d.node, key)
     end
@@ -888,6 +897,11 @@ end
 function Store:services_by_cluster_ip(ip)
   local bucket = self.services_by_ip[ip]
   return sorted_values(bucket and bucket.items)
+end
+
+-- pod_by_uid(uid) → the Pod with that metadata.uid, or nil.
+function Store:pod_by_uid(uid)
+  return self.pods_by_uid[uid]
 end
 
 function Store:pods_on_node(node_name)
