@@ -407,6 +407,36 @@ describe("apply", function()
     assert.same({ written = 1, deleted = 0 }, stats.map_service)
   end)
 
+  it("keeps an affinity client on its backend across a restart of the applier and an added endpoint", function()
+    local env = kernel.open(pending)
+    local servers = env:tcp_servers({ "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.1" })
+    local owner = "service/default/web"
+    local first = { servers[1], servers[2], servers[3] }
+    local before = assert(kernel.core().applier(env.dp))
+    assert(before:apply(owner, entries(owner, { frontend(VIP, PORT, first, { affinity_seconds = 60 }) })))
+    before:close()
+    local chosen = env:client_inside("tcp", VIP, PORT, 1).results[1]
+    assert.is_nil(chosen.errno)
+    env:drain_events()
+
+    local after = assert(kernel.core().applier(env.dp))
+    assert(after:read_back())
+    local stats = assert(after:apply(owner, entries(owner,
+      { frontend(VIP, PORT, with(first, servers[4]), { affinity_seconds = 60 }) })))
+    assert(after:sweep())
+    after:close()
+    assert.equals(1, stats.map_backend.written)
+
+    local run = env:client_inside("tcp", VIP, PORT, 20)
+    assert.same({}, kernel.failures(run.results))
+    assert.same({ chosen.backend }, kernel.distinct(run.results, "backend"))
+    local events = env:events(20, 2)
+    assert.equals(20, #events)
+    for _, event in ipairs(events) do
+      assert.is_true(bit.band(event.flags, ffi.C.EVENT_FLAG_AFFINITY_HIT) ~= 0, "the affinity record was used")
+    end
+  end)
+
   it("sweeps what no owner claimed after the first full sync, and nothing an owner took over", function()
     local env = core_env.open(pending)
     local before, services, backends, dp = loaded(env)
