@@ -41,14 +41,6 @@ except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)), flush=True)
 ]]
 
-local function free_port()
-  local pipe = assert(io.popen("python3 -c 'import socket; s = socket.socket(); "
-    .. "s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'"))
-  local port = tonumber(pipe:read("*l"))
-  pipe:close()
-  return port
-end
-
 local function connect_once(cgroup, port)
   local pipe = core_env.spawn_in_cgroup(cgroup, "exec python3 -c " .. core_env.quote(CONNECT_ONCE) .. " " .. VIP
     .. " " .. port)
@@ -69,7 +61,7 @@ describe("balancing-agent uninstall", function()
     local dp, dir = env:load()
     local cgroup = env:cgroup()
     assert.is_true(dp:attach(cgroup))
-    local port = free_port()
+    local port = core_env.free_port()
     core_env.program_frontend(dp, { address = VIP, port = 80, protocol = "TCP", id = 44, backend_port = port })
     assert.equals("ok", connect_once(cgroup, port)) -- translated to the backend
 

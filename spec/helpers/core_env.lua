@@ -143,6 +143,15 @@ end
 -- Programs the frontend address:port/protocol as a ClusterIP Service with
 -- owner ID id and one local backend 127.0.0.1:backend_port (no backend when
 -- backend_port is nil).
+-- A TCP port free on 127.0.0.1 right now (for a backend a spec starts).
+function M.free_port()
+  local pipe = assert(io.popen("python3 -c 'import socket; s = socket.socket(); "
+    .. "s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'"))
+  local port = tonumber(pipe:read("*l"))
+  pipe:close()
+  return port
+end
+
 function M.program_frontend(dp, frontend)
   local abi = require("balancing.abi")
   local ffi = require("ffi")
