@@ -140,9 +140,6 @@ function M.run_in_cgroup(cgroup, command)
   return output, ok == true or ok == 0
 end
 
--- Programs the frontend address:port/protocol as a ClusterIP Service with
--- owner ID id and one local backend 127.0.0.1:backend_port (no backend when
--- backend_port is nil).
 -- A TCP port free on 127.0.0.1 right now (for a backend a spec starts).
 function M.free_port()
   local pipe = assert(io.popen("python3 -c 'import socket; s = socket.socket(); "
@@ -152,6 +149,9 @@ function M.free_port()
   return port
 end
 
+-- Programs the frontend address:port/protocol as a ClusterIP Service with
+-- owner ID id and one local backend 127.0.0.1:backend_port (no backend when
+-- backend_port is nil).
 function M.program_frontend(dp, frontend)
   local abi = require("balancing.abi")
   local ffi = require("ffi")
