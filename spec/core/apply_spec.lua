@@ -301,6 +301,28 @@ describe("apply", function()
     assert.same(endpoints(3, 6), slots(backends, VIP, PORT))
   end)
 
+  it("still deletes what is gone when a write fails, so the next apply has room", function()
+    local env = core_env.open(pending)
+    local applier, services, backends = loaded(env, { max_backends = 4 })
+    local owner = "service/default/web"
+    assert(applier:apply(owner, entries(owner, { frontend("127.10.0.1", PORT, endpoints(1, 4)) })))
+
+    -- the Service moves to another address: the new slots find the map full
+    local moved = entries(owner, { frontend("127.10.0.2", PORT, endpoints(1, 4)) })
+    local ok, err, code, stats = applier:apply(owner, moved)
+    assert.is_nil(ok)
+    assert.matches("owner service/default/web: update map_backend key 127.10.0.2:80/TCP service slot 0: map is full",
+      err, 1, true)
+    assert.equals(-7, code)
+    assert.same({ written = 0, deleted = 1 }, stats.map_service, "the old frontend went")
+    assert.same({ written = 0, deleted = 4 }, stats.map_backend, "and its slots")
+    assert.is_nil(service(services, "127.10.0.1", PORT))
+
+    stats = assert(applier:apply(owner, moved))
+    assert.same({ written = 4, deleted = 0 }, stats.map_backend)
+    assert.same(endpoints(1, 4), slots(backends, "127.10.0.2", PORT))
+  end)
+
   it("refuses a second owner of one frontend, naming the first, and writes nothing of it", function()
     local env = core_env.open(pending)
     local applier, services = loaded(env)
