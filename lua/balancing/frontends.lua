@@ -488,6 +488,8 @@ end
 -- ------------------------------------------------------------------ tables
 
 -- Aligned columns; the last column is not padded.
+-- render_rows(header, rows) → aligned text: a header line and one line per
+-- row (arrays of text cells), columns two spaces apart.
 local function render_rows(header, rows)
   local widths = {}
   for i, cell in ipairs(header) do
@@ -512,6 +514,8 @@ local function render_rows(header, rows)
   end
   return table.concat(lines, "\n") .. "\n"
 end
+
+M.render_rows = render_rows
 
 M.TABLE_COLUMNS = { "TYPE", "MODE", "ADDRESS", "PORT", "PROTO", "OWNER", "ID", "AFFINITY", "LOCAL-ONLY", "BACKENDS" }
 

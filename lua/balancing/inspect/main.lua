@@ -1,10 +1,12 @@
--- The `inspect` command (build/bin/inspect calls main(argv)).
---
--- This version knows the command line of CONTRACTS.md and refuses anything
--- else clearly; reading the pinned maps (showMapData, traceMapData,
--- setMapData) comes with the running agent in a later issue, and until then
--- those subcommands say so and exit 2 rather than print something made up.
+-- The `inspect` command (build/bin/inspect calls main(argv)): the command
+-- line of CONTRACTS.md. showMapData reads the pinned maps (the agent may be
+-- stopped) and prints them decoded; setMapData configure changes the running
+-- datapath's settings. traceMapData needs the state the running agent keeps
+-- (which objects own which IDs, why one is not programmed) and says so until
+-- the agent keeps it; anything else is refused with one line, exit 2.
 local M = {}
+
+local DEFAULT_BPFFS = "/sys/fs/bpf/balancing"
 
 local USAGE = [[
 usage: inspect [--bpffs PATH] [--json] showMapData all|service|backend|affinity|natRecord|nodeIp|nodeProxyIp|configure
@@ -19,9 +21,20 @@ options:
   --lua-dir DIR    Lua override directory (default /etc/balancing/lua) [BALANCING_LUA_DIR]
   --help           this text
 
-Not built yet: the subcommands above are recognised, but reading and writing
-the pinned maps comes in a later version; they exit with status 2.
+showMapData prints the pinned maps decoded (service: the frontends with their
+backends, as `balancing-agent plan` prints them); setMapData configure changes
+the running datapath. traceMapData needs the running agent's state, which is not
+built yet: it exits with status 2. Exit status: 0 done; 1 the maps cannot be
+read or written; 2 a bad command line.
 ]]
+
+-- showMapData's objects and the maps they show.
+local MAP_OF = {
+  service = "map_service", backend = "map_backend", affinity = "map_affinity", natRecord = "map_nat_record",
+  nodeIp = "map_node_ip", nodeProxyIp = "map_node_proxy_ip", configure = "map_configure",
+}
+local ALL_MAPS = { "map_backend", "map_affinity", "map_nat_record", "map_node_ip", "map_node_proxy_ip",
+  "map_configure" }
 
 local OBJECTS = {
   showMapData = {
@@ -51,20 +64,31 @@ end
 function M.main(argv, streams)
   local stdout = streams and streams.stdout or io.stdout
   local stderr = streams and streams.stderr or io.stderr
+  local getenv = streams and streams.getenv or os.getenv
   local words = {}
+  local options = { bpffs = getenv("BALANCING_BPFFS") or DEFAULT_BPFFS, json = false }
+  if options.bpffs == "" then
+    options.bpffs = DEFAULT_BPFFS
+  end
   local i = 1
   while i <= #argv do
     local arg = argv[i]
     if arg == "--help" or arg == "-h" then
       stdout:write(USAGE)
       return 0
-    elseif arg == "--json" then -- luacheck: ignore 542
+    elseif arg == "--json" then
+      options.json = true
     elseif arg == "--bpffs" or arg == "--lua-dir" then
-      if not argv[i + 1] then
+      if not argv[i + 1] or argv[i + 1] == "" then
         return usage_error(stderr, arg .. " needs a value")
       end
+      if arg == "--bpffs" then
+        options.bpffs = argv[i + 1]
+      end
       i = i + 1
-    elseif arg:match("^%-%-bpffs=") or arg:match("^%-%-lua%-dir=") then -- luacheck: ignore 542
+    elseif arg:match("^%-%-bpffs=.") then
+      options.bpffs = arg:match("^%-%-bpffs=(.*)$")
+    elseif arg:match("^%-%-lua%-dir=") then -- luacheck: ignore 542 (the host reads it)
     elseif arg:sub(1, 1) == "-" then
       return usage_error(stderr, "unknown option " .. arg .. " (see --help)")
     else
@@ -88,9 +112,139 @@ function M.main(argv, streams)
     return usage_error(stderr, 'unknown object "' .. object .. '" for ' .. command .. ": "
       .. sorted_keys(OBJECTS[command]))
   end
+  if command == "showMapData" then
+    return M.show(options, object, stdout, stderr)
+  elseif command == "setMapData" then
+    return M.set_configure(options, words[3], words[4], #words, stdout, stderr)
+  end
   return usage_error(stderr, command .. " " .. object
-    .. ": reading the pinned maps is not built yet (a later version); "
-    .. "'balancing-agent plan' shows what the agent would program")
+    .. ": needs the running agent's state, which is not built yet (a later version); "
+    .. "'inspect showMapData all' shows what is programmed")
+end
+
+local function open_maps(options, stderr)
+  local core = require("balancing.core")
+  local handles, err = core.open_maps(options.bpffs)
+  if not handles or next(handles) == nil then
+    stderr:write("inspect: no maps pinned under ", options.bpffs, ": ", tostring(err or "none found"),
+      " (is the agent installed? --bpffs names another pin directory)\n")
+    return nil
+  end
+  return handles
+end
+
+local function column_title(name)
+  return (name:gsub("(%u)", "-%1")):upper()
+end
+
+-- The rows of one map as an aligned table under a heading.
+local function render_map(name, rows, columns)
+  local header, lines = {}, {}
+  for i, column in ipairs(columns) do
+    header[i] = column_title(column)
+  end
+  for r, row in ipairs(rows) do
+    local cells = {}
+    for c, column in ipairs(columns) do
+      cells[c] = tostring(row[column] == nil and "-" or row[column])
+    end
+    lines[r] = cells
+  end
+  local frontends = require("balancing.frontends")
+  return string.format("%s (%d entries)\n", name, #rows) .. frontends.render_rows(header, lines)
+end
+
+-- showMapData OBJECT: the maps it names, decoded; service and all start with
+-- the frontends and their backends as `balancing-agent plan` shows them.
+function M.show(options, object, stdout, stderr)
+  local maps = require("balancing.inspect.maps")
+  local frontends = require("balancing.frontends")
+  local handles = open_maps(options, stderr)
+  if not handles then
+    return 1
+  end
+  local names = object == "all" and ALL_MAPS or (object ~= "service" and { MAP_OF[object] } or {})
+  local document, text = {}, {}
+  if object == "all" or object == "service" then
+    local view, err = maps.frontend_view(handles)
+    if not view then
+      stderr:write("inspect: ", tostring(err), "\n")
+      return 1
+    end
+    document.frontends = setmetatable(view, frontends.array_mt)
+    text[#text + 1] = frontends.render_table(view)
+  end
+  for _, name in ipairs(names) do
+    local rows, err = maps.rows(handles, name)
+    if not rows then
+      stderr:write("inspect: ", tostring(err), "\n")
+      return 1
+    end
+    document.maps = document.maps or {}
+    document.maps[name] = setmetatable(rows, frontends.array_mt)
+    text[#text + 1] = render_map(name, rows, maps.MAPS[name].columns)
+  end
+  if options.json then
+    stdout:write(frontends.encode(document), "\n")
+  else
+    stdout:write(table.concat(text, "\n"))
+  end
+  return 0
+end
+
+-- setMapData configure bpfLogLevel verbose|info|error|off, or
+-- redirectQosLimit N: map_configure of the running datapath, read, changed,
+-- written back (the programs read it on every call).
+function M.set_configure(options, setting, value, word_count, stdout, stderr)
+  local maps = require("balancing.inspect.maps")
+  local ffi = require("ffi")
+  if word_count ~= 4 or (setting ~= "bpfLogLevel" and setting ~= "redirectQosLimit") then
+    return usage_error(stderr, "setMapData configure takes bpfLogLevel verbose|info|error|off "
+      .. "or redirectQosLimit N")
+  end
+  local number
+  if setting == "bpfLogLevel" then
+    number = maps.LOG_LEVELS[value]
+    if not number then
+      return usage_error(stderr, 'bpfLogLevel: "' .. tostring(value) .. '" is not verbose, info, error or off')
+    end
+  else
+    number = value:match("^%d+$") and tonumber(value)
+    if not number or number > 0xFFFFFFFF then
+      return usage_error(stderr, 'redirectQosLimit: "' .. tostring(value)
+        .. '" is not a whole number from 0 to 4294967295 (0: no limit)')
+    end
+  end
+  local handles = open_maps(options, stderr)
+  if not handles then
+    return 1
+  end
+  local map = handles.map_configure
+  local key = ffi.new("struct configure_key")
+  if not map then
+    stderr:write("inspect: map_configure is not pinned under ", options.bpffs, "\n")
+    return 1
+  end
+  local raw, err = map:lookup(key)
+  if not raw then
+    stderr:write("inspect: map_configure: ", tostring(err or "no entry"), "\n")
+    return 1
+  end
+  local configure = ffi.new("struct configure_value")
+  ffi.copy(configure, raw, ffi.sizeof(configure))
+  if setting == "bpfLogLevel" then
+    configure.bpf_log_level = number
+  else
+    configure.redirect_qos_limit = number
+  end
+  local ok
+  ok, err = map:update(key, configure)
+  if not ok then
+    stderr:write("inspect: map_configure: ", tostring(err), "\n")
+    return 1
+  end
+  stdout:write("map_configure: ", setting, " ", value, "\n")
+  return 0
 end
 
 return M

@@ -1,0 +1,128 @@
+-- `inspect showMapData` and `setMapData configure` on real pinned maps
+-- (CONTRACTS.md "inspect"; issue 9): what `balancing-agent plan` computes for
+-- the example cluster, written through the applier, read back decoded.
+local cjson = require("cjson")
+local core_env = require("helpers.core_env")
+local plan = require("balancing.plan")
+
+local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
+local INSPECT = build_dir .. "/bin/inspect"
+
+local function run(args)
+  local out, err = os.tmpname(), os.tmpname()
+  local handle = assert(io.popen("env -u LD_PRELOAD -u BALANCING_BPFFS " .. INSPECT .. " " .. table.concat(args, " ")
+    .. " >" .. out .. " 2>" .. err .. "; echo $?"))
+  local status = tonumber(handle:read("*l"))
+  handle:close()
+  local function slurp(path)
+    local file = assert(io.open(path))
+    local text = file:read("*a")
+    file:close()
+    os.remove(path)
+    return text
+  end
+  return status, slurp(out), slurp(err)
+end
+
+-- A frontend of the view as one comparable line, without its owner (the
+-- names are the running agent's state; inspect shows IDs until it keeps it).
+local function line_of(f)
+  local backends = {}
+  for i, b in ipairs(f.backends) do
+    backends[i] = b.address .. ":" .. b.port .. (b["local"] and "*" or "")
+  end
+  return table.concat({ f.type, f.mode, f.address, f.port, f.protocol, f.id, f.affinitySeconds,
+    tostring(f.localOnly), table.concat(backends, ",") }, " ")
+end
+
+local function lines_of(view)
+  local out = {}
+  for i, f in ipairs(view) do
+    out[i] = line_of(f)
+  end
+  table.sort(out)
+  return out
+end
+
+-- The example cluster planned for node-1 and written to a fresh pin dir.
+local function programmed(env)
+  local dp, dir = env:load()
+  local result = assert(plan.compute({ manifests = "examples/cluster/manifests", node_name = "node-1" }))
+  local applier = assert(env.core.applier(dp))
+  for _, entries in ipairs(result.entries) do
+    assert(applier:apply(entries.owner, entries))
+  end
+  applier:close()
+  return dir, result
+end
+
+describe("inspect", function()
+  after_each(core_env.close_all)
+
+  it("--json showMapData all gives the frontends and backends plan computed, as programmed in the maps", function()
+    local env = core_env.open(pending)
+    local dir, result = programmed(env)
+    local status, stdout, stderr = run({ "--bpffs", dir, "--json", "showMapData", "all" })
+    assert.equals(0, status, stderr)
+    local doc = cjson.decode(stdout)
+    assert.same(lines_of(result.view), lines_of(doc.frontends))
+    assert.is_true(#doc.frontends > 20)
+    assert.is_table(doc.maps.map_node_ip)
+    assert.equals(1, #doc.maps.map_configure)
+  end)
+
+  it("showMapData service prints the frontends as plan's table does", function()
+    local env = core_env.open(pending)
+    local dir = programmed(env)
+    local status, stdout = run({ "--bpffs", dir, "showMapData", "service" })
+    assert.equals(0, status)
+    assert.matches("^TYPE%s+MODE%s+ADDRESS", stdout)
+    assert.matches("service%s+ClusterIP%s+10%.96%.0%.10%s+53%s+UDP", stdout)
+    assert.matches("10%.244%.2%.10:53,10%.244%.3%.10:53", stdout)
+  end)
+
+  it("showMapData decodes each map into an aligned table: backends, node IPs, configure", function()
+    local env = core_env.open(pending)
+    local dir = programmed(env)
+    local status, stdout = run({ "--bpffs", dir, "showMapData", "backend" })
+    assert.equals(0, status)
+    assert.matches("^map_backend %(%d+ entries%)\nTYPE%s+ADDRESS%s+PORT%s+PROTOCOL%s+SLOT%s+BACKEND%s+BACKEND%-PORT", stdout)
+    status, stdout = run({ "--bpffs", dir, "showMapData", "nodeIp" })
+    assert.equals(0, status)
+    assert.matches("NODE%-ID", stdout)
+    status, stdout = run({ "--bpffs", dir, "showMapData", "configure" })
+    assert.equals(0, status)
+    assert.matches("BPF%-LOG%-LEVEL", stdout)
+  end)
+
+  it("setMapData configure changes the running datapath's settings", function()
+    local env = core_env.open(pending)
+    local _, dir = env:load()
+    local status, stdout = run({ "--bpffs", dir, "setMapData", "configure", "bpfLogLevel", "verbose" })
+    assert.equals(0, status)
+    assert.matches("bpfLogLevel verbose", stdout, 1, true)
+    status = run({ "--bpffs", dir, "setMapData", "configure", "redirectQosLimit", "25" })
+    assert.equals(0, status)
+    local _, json = run({ "--bpffs", dir, "--json", "showMapData", "configure" })
+    local configure = cjson.decode(json).maps.map_configure[1]
+    assert.equals("verbose", configure.bpfLogLevel)
+    assert.equals(25, configure.redirectQosLimit)
+  end)
+
+  it("refuses a bad setting value with one line, exit 2, changing nothing", function()
+    local env = core_env.open(pending)
+    local _, dir = env:load()
+    local status, _, stderr = run({ "--bpffs", dir, "setMapData", "configure", "bpfLogLevel", "loud" })
+    assert.equals(2, status)
+    assert.matches("not verbose, info, error or off", stderr, 1, true)
+  end)
+
+  it("says where it looked when nothing is pinned, exit 1", function()
+    local env = core_env.open(pending)
+    local dir = env:pin_dir()
+    local status, stdout, stderr = run({ "--bpffs", dir, "showMapData", "all" })
+    assert.equals(1, status)
+    assert.equals("", stdout)
+    assert.matches("no maps pinned under " .. dir, stderr, 1, true)
+  end)
+end)
