@@ -1076,7 +1076,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/_fake/faults" and self.command == "POST":
                 with store.lock:
-                    apply_faults(faults, document, store)
+                    apply_faults(faults, document, store, self.server.watchers)
                     state = describe_faults(faults)
                 return self.send_json(200, state)
             if path == "/_fake/objects" and self.command == "POST":
@@ -1109,7 +1109,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json(404, {"error": "no such control: %s %s" % (self.command, path)})
 
 
-def apply_faults(faults, document, store):
+def apply_faults(faults, document, store, watchers):
     if "failRequests" in document:
         faults.fail_count = int(document["failRequests"])
         faults.fail_code = int(document.get("failCode", 500))
@@ -1123,7 +1123,13 @@ def apply_faults(faults, document, store):
         if fault.get("in") not in ("list", "watch"):
             raise ValueError('malformed: "in" must be "list" or "watch"')
         resource = next(r for r in RESOURCES if r.plural == fault["resource"])
-        faults.malformed.append({"resource": resource.plural, "in": fault["in"]})
+        fault = {"resource": resource.plural, "in": fault["in"]}
+        open_watches = [w for w in watchers if w["resource"] == resource.plural]
+        if fault["in"] == "watch" and open_watches:
+            for watcher in open_watches:
+                watcher["inject"].append(fault)
+        else:
+            faults.malformed.append(fault)  # for the next list or watch
     if document.get("clear"):
         faults.fail_count, faults.stall, faults.malformed = 0, False, []
     store.lock.notify_all()
