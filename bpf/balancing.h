@@ -29,7 +29,7 @@
 /* Bumped whenever a layout below changes: a pinned map set from another ABI
  * version is recreated rather than reused (core/loader.c). */
 enum balancing_abi {
-	BALANCING_ABI_VERSION = 1,
+	BALANCING_ABI_VERSION = 2,
 };
 
 /* Which kind of object programmed a frontend. The order is the lookup
@@ -244,11 +244,20 @@ enum configure_index {
 	CONFIGURE_INDEX = 0,
 };
 
+/* map_configure.events: which translations the programs send to map_event
+ * (--events). Zero, what a map not yet written holds, is all of them. */
+enum balancing_event_filter {
+	EVENTS_ALL = 0,
+	EVENTS_FAILURES = 1,
+	EVENTS_OFF = 2,
+};
+
 struct configure_value {
 	__u32 abi_version;        /* BALANCING_ABI_VERSION of the writer */
 	__u32 bpf_log_level;      /* enum bpf_log_level */
 	__u32 redirect_qos_limit; /* LocalRedirect per frontend per second, 0 = none */
 	__u32 node_id;            /* this node's ID, 0 when unknown */
+	__u32 events;             /* enum balancing_event_filter */
 };
 
 /* map_redirect_qos: the LocalRedirect counter of one frontend in one second. */

@@ -27,6 +27,13 @@ static __always_inline __u32 config_log_level(void)
 	return cfg ? cfg->bpf_log_level : BPF_LOG_OFF;
 }
 
+static __always_inline __u32 config_events(void)
+{
+	struct configure_value *cfg = config_get();
+
+	return cfg ? cfg->events : EVENTS_ALL;
+}
+
 static __always_inline __u32 config_redirect_qos_limit(void)
 {
 	struct configure_value *cfg = config_get();

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * One event per translation, success or failure, into the ring buffer
- * map_event. When the ring is full the event is dropped: the datapath never
- * waits for, nor fails because of, its reader.
+ * map_event — or only the failures, or none, as map_configure.events says
+ * (the agent's --events): what is not wanted costs no ring space and no
+ * reader's time. When the ring is full the event is dropped: the datapath
+ * never waits for, nor fails because of, its reader.
  */
 #ifndef BALANCING_EVENTS_BPF_H
 #define BALANCING_EVENTS_BPF_H
@@ -10,13 +12,17 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "balancing.h"
+#include "config.bpf.h"
 #include "maps.bpf.h"
 #include "xlate.bpf.h"
 
 static __always_inline void event_submit(const struct sock4_xlate *x)
 {
 	struct balancing_event *e;
+	__u32 filter = config_events();
 
+	if (filter == EVENTS_OFF || (filter == EVENTS_FAILURES && (x->flags & EVENT_FLAG_SUCCESS)))
+		return;
 	e = bpf_ringbuf_reserve(&map_event, sizeof(*e), 0);
 	if (!e)
 		return;

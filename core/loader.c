@@ -79,7 +79,8 @@ void loader_options_init(struct loader_options *o, const char *bpffs)
 
 void loader_config_init(struct loader_config *c)
 {
-	*c = (struct loader_config){-1, -1, -1};
+	*c = (struct loader_config){.bpf_log_level = -1, .redirect_qos_limit = -1, .node_id = -1,
+				    .events = -1};
 }
 
 const char *loader_pin_dir(const struct datapath *dp)
@@ -272,6 +273,8 @@ static int check_config(const struct loader_config *c, struct errmsg *e)
 				    c->redirect_qos_limit, UINT32_MAX);
 	if (c->node_id > UINT32_MAX)
 		return errmsg_plain(e, -EINVAL, "node_id %lld: at most %u", c->node_id, UINT32_MAX);
+	if (c->events > EVENTS_OFF)
+		return errmsg_plain(e, -EINVAL, "events %lld: at most %d", c->events, EVENTS_OFF);
 	return 0;
 }
 
@@ -351,6 +354,8 @@ int loader_configure(struct datapath *dp, const struct loader_config *c, struct 
 		value.redirect_qos_limit = (__u32)c->redirect_qos_limit;
 	if (c->node_id >= 0)
 		value.node_id = (__u32)c->node_id;
+	if (c->events >= 0)
+		value.events = (__u32)c->events;
 	err = bpf_map_update_elem(fd, &key, &value, BPF_ANY);
 	if (err)
 		return errmsg_set(e, err, "write map_configure");

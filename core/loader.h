@@ -35,6 +35,7 @@ struct loader_config {
 	long long bpf_log_level; /* enum bpf_log_level */
 	long long redirect_qos_limit;
 	long long node_id;
+	long long events; /* enum balancing_event_filter */
 };
 
 enum loader_hook {

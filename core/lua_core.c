@@ -72,41 +72,54 @@ static int opt_u32(lua_State *L, int idx, const char *field, __u32 *out, struct 
 	return err;
 }
 
-/* "verbose" | "info" | "error" | "off", or the enum's number. */
-static int opt_log_level(lua_State *L, int idx, long long *out, struct errmsg *e)
+/* An enum field: one of its names (names[value], count of them), or its
+ * number; expected lists the names for the message. */
+static int opt_enum(lua_State *L, int idx, const char *field, const char *const *names, int count,
+		    const char *expected, long long *out, struct errmsg *e)
 {
-	static const char *const names[] = {
-	    [BPF_LOG_OFF] = "off",
-	    [BPF_LOG_ERROR] = "error",
-	    [BPF_LOG_INFO] = "info",
-	    [BPF_LOG_VERBOSE] = "verbose",
-	};
 	const char *text;
 
-	lua_getfield(L, idx, "bpf_log_level");
+	lua_getfield(L, idx, field);
 	if (lua_type(L, -1) != LUA_TSTRING) {
 		lua_pop(L, 1);
-		return opt_integer(L, idx, "bpf_log_level", BPF_LOG_OFF, BPF_LOG_VERBOSE, out, e);
+		return opt_integer(L, idx, field, 0, count - 1, out, e);
 	}
 	text = lua_tostring(L, -1);
-	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
+	for (int i = 0; i < count; i++) {
 		if (strcmp(text, names[i]) == 0) {
 			*out = i;
 			lua_pop(L, 1);
 			return 0;
 		}
 	}
-	errmsg_plain(e, -EINVAL, "bpf_log_level %s: expected verbose, info, error or off", text);
+	errmsg_plain(e, -EINVAL, "%s %s: expected %s", field, text, expected);
 	lua_pop(L, 1);
 	return -EINVAL;
 }
+
+static const char *const log_level_names[] = {
+    [BPF_LOG_OFF] = "off",
+    [BPF_LOG_ERROR] = "error",
+    [BPF_LOG_INFO] = "info",
+    [BPF_LOG_VERBOSE] = "verbose",
+};
+
+static const char *const event_filter_names[] = {
+    [EVENTS_ALL] = "all",
+    [EVENTS_FAILURES] = "failures",
+    [EVENTS_OFF] = "off",
+};
 
 static int read_config(lua_State *L, int idx, struct loader_config *c, struct errmsg *e)
 {
 	int err;
 
 	loader_config_init(c);
-	err = opt_log_level(L, idx, &c->bpf_log_level, e);
+	err = opt_enum(L, idx, "bpf_log_level", log_level_names, BPF_LOG_VERBOSE + 1,
+		       "verbose, info, error or off", &c->bpf_log_level, e);
+	if (!err)
+		err = opt_enum(L, idx, "events", event_filter_names, EVENTS_OFF + 1,
+			       "all, failures or off", &c->events, e);
 	if (!err)
 		err = opt_integer(L, idx, "redirect_qos_limit", 0, UINT32_MAX,
 				  &c->redirect_qos_limit, e);

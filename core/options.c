@@ -23,6 +23,7 @@ enum option_id {
 	OPT_REDIRECT_QOS_LIMIT,
 	OPT_OUT_CLUSTER,
 	OPT_SERVICE_PROXY_NAME,
+	OPT_EVENTS,
 };
 
 struct option_spec {
@@ -58,11 +59,14 @@ static const struct option_spec option_specs[] = {
      "this agent runs outside the cluster (variable: 1)"},
     {OPT_SERVICE_PROXY_NAME, "service-proxy-name", "BALANCING_SERVICE_PROXY_NAME", "NAME",
      "also serve Services labelled service.kubernetes.io/service-proxy-name=NAME (default none)"},
+    {OPT_EVENTS, "events", "BALANCING_EVENTS", "all|failures|off",
+     "which translations become events, written to map_configure (default all)"},
 };
 
 #define OPTION_COUNT (sizeof(option_specs) / sizeof(option_specs[0]))
 
 static const char *const bpf_log_levels[] = {"verbose", "info", "error", "off"};
+static const char *const event_filters[] = {"all", "failures", "off"};
 
 static void options_defaults(struct agent_options *opts)
 {
@@ -73,6 +77,7 @@ static void options_defaults(struct agent_options *opts)
 	opts->listen = "127.0.0.1:5870";
 	opts->log_level = LOG_LEVEL_INFO;
 	opts->bpf_log_level = "error";
+	opts->events = "all";
 	opts->redirect_qos_limit = 0;
 	opts->out_cluster = false;
 }
@@ -200,6 +205,15 @@ static int set_option(struct agent_options *opts, const struct option_spec *spec
 	case OPT_SERVICE_PROXY_NAME:
 		opts->service_proxy_name = value;
 		break;
+	case OPT_EVENTS:
+		for (i = 0; i < sizeof(event_filters) / sizeof(event_filters[0]); i++) {
+			if (strcmp(value, event_filters[i]) == 0) {
+				opts->events = event_filters[i];
+				return 0;
+			}
+		}
+		snprintf(err, err_size, "%s: \"%s\" is not one of all, failures, off", source, value);
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -28,6 +28,7 @@ struct agent_options {
 	uint32_t redirect_qos_limit;
 	bool out_cluster;
 	const char *service_proxy_name; /* NULL: Services labelled for any proxy are left to it */
+	const char *events;		/* all | failures | off, as balancing.core takes it */
 	char host_name[OPTIONS_HOST_NAME_MAX];
 };
 

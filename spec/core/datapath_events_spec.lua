@@ -122,6 +122,39 @@ describe("datapath: translation events", function()
     assert.equals(backends[1], event.nat_address .. ":" .. event.nat_port)
   end)
 
+  it("--events failures: the programs send the failures only", function()
+    local env = kernel.open(pending)
+    env:configure{ events = "failures" }
+    local backends = env:tcp_servers({ "127.0.0.2" })
+    env:frontend{ address = VIP, port = PORT, protocol = "TCP", id = 7, backends = backends }
+    env:frontend{ address = "127.10.0.2", port = PORT, protocol = "TCP", id = 8, backends = {} }
+
+    local served = env:client_inside("tcp", VIP, PORT, 3)
+    local refused = env:client_inside("tcp", "127.10.0.2", PORT, 1)
+
+    for _, result in ipairs(served.results) do
+      assert.is_string(result.backend) -- translated, with no event
+    end
+    assert.equals(113, refused.results[1].errno) -- EHOSTUNREACH
+    local event = only_event(env)
+    assert.is_false(event.success)
+    assert.equals(8, event.service_id)
+  end)
+
+  it("--events off: the programs send none, and translate as before", function()
+    local env = kernel.open(pending)
+    env:configure{ events = "off" }
+    local backends = env:tcp_servers({ "127.0.0.2" })
+    env:frontend{ address = VIP, port = PORT, protocol = "TCP", id = 7, backends = backends }
+
+    local run = env:client_inside("tcp", VIP, PORT, 3)
+
+    for _, result in ipairs(run.results) do
+      assert.is_string(result.backend)
+    end
+    assert.same({}, env:drain_events(0.1))
+  end)
+
   it("sends one event per connect, none for getpeername() or traffic to other addresses", function()
     local env = kernel.open(pending)
     local backends = env:tcp_servers({ "127.0.0.2" })

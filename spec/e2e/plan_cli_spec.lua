@@ -121,12 +121,13 @@ describe("balancing-agent", function()
     assert.equals("", stderr)
     for _, option in ipairs({ "--node-name", "--kubeconfig", "--manifests", "--cgroup", "--bpffs", "--lua-dir",
       "--listen", "--log-level", "--bpf-log-level", "--redirect-qos-limit", "--out-cluster",
-      "--service-proxy-name" }) do
+      "--service-proxy-name", "--events" }) do
       assert.matches("\n%s+" .. option:gsub("%-", "%%-") .. "[ \n]", stdout)
     end
     for _, env in ipairs({ "NODE_NAME", "KUBECONFIG", "BALANCING_MANIFESTS", "BALANCING_CGROUP", "BALANCING_BPFFS",
       "BALANCING_LUA_DIR", "BALANCING_LISTEN", "BALANCING_LOG_LEVEL", "BALANCING_BPF_LOG_LEVEL",
-      "BALANCING_REDIRECT_QOS_LIMIT", "BALANCING_OUT_CLUSTER", "BALANCING_SERVICE_PROXY_NAME" }) do
+      "BALANCING_REDIRECT_QOS_LIMIT", "BALANCING_OUT_CLUSTER", "BALANCING_SERVICE_PROXY_NAME",
+      "BALANCING_EVENTS" }) do
       assert.matches("%[" .. env .. "%]", stdout)
     end
     assert.matches("balancing%-agent plan %[options%]", stdout)
@@ -142,6 +143,8 @@ describe("balancing-agent", function()
     { args = { "--node-name" }, names = "%-%-node%-name" },
     { args = { "--out-cluster=yes" }, names = "%-%-out%-cluster" },
     { args = { "--service-proxy-name" }, names = "%-%-service%-proxy%-name" },
+    { args = { "--events", "some" }, names = "%-%-events" },
+    { args = {}, env = { BALANCING_EVENTS = "loud" }, names = "BALANCING_EVENTS" },
     { args = { "stray" }, names = "stray" },
     { args = {}, env = { BALANCING_LOG_LEVEL = "chatty" }, names = "BALANCING_LOG_LEVEL" },
     { args = {}, env = { BALANCING_REDIRECT_QOS_LIMIT = "many" }, names = "BALANCING_REDIRECT_QOS_LIMIT" },

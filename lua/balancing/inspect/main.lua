@@ -13,7 +13,7 @@ usage: inspect [--bpffs PATH] [--json] showMapData all|service|backend|affinity|
        inspect [--bpffs PATH] [--json] traceMapData service NAMESPACE NAME
        inspect [--bpffs PATH] [--json] traceMapData localRedirect NAMESPACE POLICY
        inspect [--bpffs PATH] [--json] traceMapData balancing NAMESPACE NAME
-       inspect [--bpffs PATH] setMapData configure bpfLogLevel|redirectQosLimit VALUE
+       inspect [--bpffs PATH] setMapData configure bpfLogLevel|redirectQosLimit|events VALUE
 
 options:
   --bpffs PATH     pin directory (default /sys/fs/bpf/balancing) [BALANCING_BPFFS]
@@ -192,21 +192,26 @@ function M.show(options, object, stdout, stderr)
   return 0
 end
 
--- setMapData configure bpfLogLevel verbose|info|error|off, or
--- redirectQosLimit N: map_configure of the running datapath, read, changed,
--- written back (the programs read it on every call).
+-- setMapData configure bpfLogLevel verbose|info|error|off, redirectQosLimit
+-- N, or events all|failures|off: map_configure of the running datapath, read,
+-- changed, written back (the programs read it on every call).
 function M.set_configure(options, setting, value, word_count, stdout, stderr)
   local maps = require("balancing.inspect.maps")
   local ffi = require("ffi")
-  if word_count ~= 4 or (setting ~= "bpfLogLevel" and setting ~= "redirectQosLimit") then
-    return usage_error(stderr, "setMapData configure takes bpfLogLevel verbose|info|error|off "
-      .. "or redirectQosLimit N")
+  if word_count ~= 4 or (setting ~= "bpfLogLevel" and setting ~= "redirectQosLimit" and setting ~= "events") then
+    return usage_error(stderr, "setMapData configure takes bpfLogLevel verbose|info|error|off, "
+      .. "redirectQosLimit N or events all|failures|off")
   end
   local number
   if setting == "bpfLogLevel" then
     number = maps.LOG_LEVELS[value]
     if not number then
       return usage_error(stderr, 'bpfLogLevel: "' .. tostring(value) .. '" is not verbose, info, error or off')
+    end
+  elseif setting == "events" then
+    number = maps.EVENTS[value]
+    if not number then
+      return usage_error(stderr, 'events: "' .. tostring(value) .. '" is not all, failures or off')
     end
   else
     number = value:match("^%d+$") and tonumber(value)
@@ -234,6 +239,8 @@ function M.set_configure(options, setting, value, word_count, stdout, stderr)
   ffi.copy(configure, raw, ffi.sizeof(configure))
   if setting == "bpfLogLevel" then
     configure.bpf_log_level = number
+  elseif setting == "events" then
+    configure.events = number
   else
     configure.redirect_qos_limit = number
   end

@@ -59,6 +59,12 @@ for number, name in pairs(LOG_LEVEL_NAMES) do
   M.LOG_LEVELS[name] = number
 end
 
+local EVENTS_NAMES = { [C.EVENTS_ALL] = "all", [C.EVENTS_FAILURES] = "failures", [C.EVENTS_OFF] = "off" }
+M.EVENTS = {}
+for number, name in pairs(EVENTS_NAMES) do
+  M.EVENTS[name] = number
+end
+
 -- map name → { columns, decode(key_bytes, value_bytes, now_ns) → row }
 M.MAPS = {
   map_service = {
@@ -127,12 +133,13 @@ M.MAPS = {
     end,
   },
   map_configure = {
-    columns = { "abiVersion", "bpfLogLevel", "redirectQosLimit", "nodeId" },
+    columns = { "abiVersion", "bpfLogLevel", "redirectQosLimit", "nodeId", "events" },
     decode = function(_, v)
       local value = as("struct configure_value", v)
       return { abiVersion = tonumber(value.abi_version),
         bpfLogLevel = LOG_LEVEL_NAMES[tonumber(value.bpf_log_level)] or tostring(value.bpf_log_level),
-        redirectQosLimit = tonumber(value.redirect_qos_limit), nodeId = tonumber(value.node_id) }
+        redirectQosLimit = tonumber(value.redirect_qos_limit), nodeId = tonumber(value.node_id),
+        events = EVENTS_NAMES[tonumber(value.events)] or tostring(value.events) }
     end,
   },
 }
