@@ -79,8 +79,8 @@ void loader_options_init(struct loader_options *o, const char *bpffs)
 
 void loader_config_init(struct loader_config *c)
 {
-	*c = (struct loader_config){.bpf_log_level = -1, .redirect_qos_limit = -1, .node_id = -1,
-				    .events = -1};
+	*c = (struct loader_config){
+	    .bpf_log_level = -1, .redirect_qos_limit = -1, .node_id = -1, .events = -1};
 }
 
 const char *loader_pin_dir(const struct datapath *dp)
