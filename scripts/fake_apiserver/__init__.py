@@ -1,0 +1,1 @@
+"""The fake kube-apiserver of scripts/fake_apiserver.py, one job per module."""
