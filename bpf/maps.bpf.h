@@ -67,8 +67,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } map_configure SEC(".maps");
 
+/* An LRU: a counter per LocalRedirect frontend that has redirected lately.
+ * A plain hash that filled up would leave every later frontend without a
+ * counter, and so without a limit; here the idlest counter makes room. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, DEFAULT_MAX_REDIRECT_QOS);
 	__type(key, struct service_key);
 	__type(value, struct redirect_qos_value);

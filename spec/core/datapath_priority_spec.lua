@@ -91,6 +91,27 @@ describe("datapath: lookup priority", function()
     assert.is_true(events[6].redirect_hit_limit)
   end)
 
+  it("keeps limiting when more frontends were redirected than map_redirect_qos holds (it evicts, never fills)", function()
+    -- four counters for six frontends: a map that filled up would leave the
+    -- last two without a counter, and so without a limit
+    local env = kernel.open(pending, { max_redirect_qos = 4 })
+    local servers = env:tcp_servers({ "127.0.0.1", "127.0.0.3" })
+    env:configure{ redirect_qos_limit = 1 }
+    for i = 1, 6 do
+      local address = "127.10.1." .. i
+      env:frontend{ address = address, port = PORT, type = "service", id = SERVICE_ID, backends = { servers[1] } }
+      env:frontend{ address = address, port = PORT, type = "localRedirect", mode = "address", id = REDIRECT_ID,
+        backends = { servers[2] } }
+    end
+
+    for i = 1, 6 do
+      local run = env:client_inside("tcp", "127.10.1." .. i, PORT, 2, "--align-second")
+      assert.same({}, kernel.failures(run.results))
+      assert.equals(servers[2], run.results[1].backend, "frontend " .. i .. ": the first connect is redirected")
+      assert.equals(servers[1], run.results[2].backend, "frontend " .. i .. ": the second is over the limit")
+    end
+  end)
+
   it("skips the LocalRedirect for a client whose netns is in map_redirect_loop, resolving as the Service", function()
     local env = kernel.open(pending)
     local backend, keys = frontend_of_every_kind(env, { "service", "localRedirect" })

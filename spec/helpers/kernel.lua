@@ -233,7 +233,8 @@ end
 -- A fresh datapath: its own cgroup, its own pin directory, the programs
 -- loaded and attached. `pending` is busted's, called when the kernel specs
 -- cannot run here (BALANCING_REQUIRE_E2E=1 turns that into an error).
-function M.open(pending)
+-- open(pending[, load_options]): load_options go to core.load (map sizes).
+function M.open(pending, load_options)
   local reason = M.unavailable_reason()
   if reason then
     if os.getenv("BALANCING_REQUIRE_E2E") == "1" then
@@ -257,7 +258,11 @@ function M.open(pending)
 
   check(lfs.mkdir(env.cgroup), "mkdir failed", "creating cgroup " .. env.cgroup)
   env.cgroup_created = true
-  local dp, err = balancing_core.load{ bpffs = env.bpffs }
+  local options = { bpffs = env.bpffs }
+  for key, value in pairs(load_options or {}) do
+    options[key] = value
+  end
+  local dp, err = balancing_core.load(options)
   env.dp = check(dp, err, "core.load{bpffs = " .. env.bpffs .. "}")
   env.loaded = true
   return env:attach()
