@@ -29,8 +29,9 @@ import threading
 import time
 
 # The package next to this script; -I (isolated mode) leaves the script's directory
-# out of sys.path.
+# out of sys.path. No __pycache__ in the source tree.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
 
 from fake_apiserver.server import Server  # noqa: E402
 from fake_apiserver.store import Store, objects_of, seed  # noqa: E402
