@@ -58,21 +58,37 @@ def load_manifests(directory):
     return objects
 
 
+# P-256 keys: made in milliseconds (RSA 2048 takes a visible part of a spec's start).
+EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
 def make_test_certs(directory):
-    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made
+    with the openssl CLI. The client's subject is what a real server's x509 authenticator
+    reads: CN the user, O the group."""
     def run(*args):
         subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, cwd=directory)
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=fake-apiserver test CA",
+
+    def issue(name, subject, extensions):
+        run("req", *EC_KEY, "-subj", subject, "-keyout", name + ".key", "-out", name + ".csr")
+        with open(os.path.join(directory, name + ".cnf"), "w") as file:
+            file.write(extensions)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", name + ".cnf", "-out", name + ".crt")
+        return os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")
+
+    run("req", "-x509", *EC_KEY, "-days", "2", "-subj", "/CN=fake-apiserver test CA",
         "-keyout", "ca.key", "-out", "ca.crt")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", "server.key", "-out", "server.csr")
-    with open(os.path.join(directory, "ext.cnf"), "w") as file:
-        file.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")
-    return os.path.join(directory, "server.crt"), os.path.join(directory, "server.key"), \
-        os.path.join(directory, "ca.crt")
+    server = issue("server", "/CN=127.0.0.1",
+                   "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    client = issue("client", "/O=system:masters/CN=spec-user", "extendedKeyUsage=clientAuth\n")
+    return server, client, os.path.join(directory, "ca.crt")
+
+
+def copy_atomically(source, path):
+    shutil.copyfile(source, path + ".tmp")
+    os.rename(path + ".tmp", path)
 
 
 def write_atomically(path, text):
@@ -90,7 +106,12 @@ def parse_options(argv):
     parser.add_argument("--cert", help="server certificate (PEM); with --key; default: made with a test CA")
     parser.add_argument("--key", help="server private key (PEM)")
     parser.add_argument("--ca-file", help="write the test CA's certificate here (with --tls and no --cert)")
-    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (else 401)")
+    parser.add_argument("--token", action="append",
+                        help="accept 'Authorization: Bearer TOKEN' (repeatable; without any, no authentication)")
+    parser.add_argument("--client-ca", help="also accept client certificates signed by this CA (with --tls)")
+    parser.add_argument("--client-cert", metavar="PREFIX",
+                        help="with --tls and no --cert: write a client certificate of the test CA to PREFIX.crt "
+                        "and its key to PREFIX.key, and accept it")
     parser.add_argument("--manifests", help="seed objects from *.json, *.yaml, *.yml in this directory")
     parser.add_argument("--no-crds", action="store_true", help="serve without the balancing.elf.io group (404)")
     parser.add_argument("--bookmark-interval", type=float, default=60.0,
@@ -127,15 +148,23 @@ def main(argv):
     cert_dir = None
     context = None
     if options.tls:
-        cert, key = options.cert, options.key
+        cert, key, client_ca = options.cert, options.key, options.client_ca
         if not cert:
             cert_dir = tempfile.mkdtemp(prefix="fake-apiserver-")
-            cert, key, ca = make_test_certs(cert_dir)
+            (cert, key), client, ca = make_test_certs(cert_dir)
             if options.ca_file:
-                shutil.copyfile(ca, options.ca_file + ".tmp")
-                os.rename(options.ca_file + ".tmp", options.ca_file)
+                copy_atomically(ca, options.ca_file)
+            if options.client_cert:
+                copy_atomically(client[0], options.client_cert + ".crt")
+                copy_atomically(client[1], options.client_cert + ".key")
+                client_ca = ca
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
+        if client_ca:
+            # As a real server: a client certificate is optional, and one that does not
+            # verify fails the handshake; a verified one authenticates the request.
+            context.verify_mode = ssl.CERT_OPTIONAL
+            context.load_verify_locations(client_ca)
         # HTTP/1.1 only: Go clients would speak HTTP/2 if offered it.
         context.set_alpn_protocols(["http/1.1"])
 

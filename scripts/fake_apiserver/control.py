@@ -38,6 +38,11 @@ class ControlMixin:
                 with store.lock:
                     store.compact_to(int(document.get("resourceVersion") or store.rv))
                     return self.send_json(200, {"compacted": str(store.compacted)})
+            if path == "/_fake/auth" and self.command == "POST":
+                # Token rotation: from now on exactly these tokens are accepted.
+                with store.lock:
+                    self.server.tokens = set(document["tokens"])
+                return self.send_json(200, {"tokens": len(self.server.tokens)})
             if path == "/_fake/state" and self.command == "GET":
                 with store.lock:
                     return self.send_json(200, {

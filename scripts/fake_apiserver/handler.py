@@ -64,11 +64,16 @@ class Handler(ReadsMixin, WritesMixin, ControlMixin, BaseHTTPRequestHandler):
             raise ApiError(400, "the body of the request is not valid JSON: %s" % error)
 
     def authenticate(self):
-        token = self.server.options.token
-        if token is None:
+        with self.server.store.lock:
+            tokens = self.server.tokens
+        if tokens is None:
+            return
+        # A client certificate that verified against --client-ca authenticates, as the
+        # real server's x509 authenticator does.
+        if isinstance(self.connection, ssl.SSLSocket) and self.connection.getpeercert():
             return
         header = self.headers.get("Authorization", "")
-        if header != "Bearer " + token:
+        if not (header.startswith("Bearer ") and header[len("Bearer "):] in tokens):
             # A missing or wrong token is 401 with a Status, whatever the path.
             raise ApiError(401, "Unauthorized")
 

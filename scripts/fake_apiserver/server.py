@@ -20,6 +20,10 @@ class Server(ThreadingHTTPServer):
         self.watchers = []
         self.request_log = []
         self.tls_context = tls_context
+        # The bearer tokens accepted now (POST /_fake/auth rotates them); None: no
+        # authentication at all.
+        client_certs = options.client_ca or options.client_cert
+        self.tokens = set(options.token or []) if (options.token or client_certs) else None
         super().__init__(("127.0.0.1", options.port), Handler)
         self.port = self.server_address[1]
 

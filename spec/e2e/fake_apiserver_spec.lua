@@ -20,7 +20,7 @@ local function run(command)
   local output = pipe:read("*a")
   pipe:close()
   local status = tonumber(output:match("exit=(%d+)\n$"))
-  return status, output:gsub("exit=%d+\n$", "")
+  return status, (output:gsub("exit=%d+\n$", ""))
 end
 
 local function start_cluster(options)
@@ -31,14 +31,15 @@ local function start_cluster(options)
   return apiserver.start(options)
 end
 
--- kubectl with the server's kubeconfig and a discovery cache of its own.
-local function kubectl_command(server, args)
-  return "kubectl --kubeconfig " .. quote(server:kubeconfig()) .. " --cache-dir " .. quote(server.dir .. "/cache")
-    .. " --request-timeout=20s " .. args
+-- kubectl with the server's kubeconfig (its token, or with auth "cert" its
+-- client certificate) and a discovery cache of its own.
+local function kubectl_command(server, args, auth)
+  return "kubectl --kubeconfig " .. quote(server:kubeconfig(auth)) .. " --cache-dir "
+    .. quote(server.dir .. "/cache") .. " --request-timeout=20s " .. args
 end
 
-local function kubectl(server, args)
-  return run(kubectl_command(server, args))
+local function kubectl(server, args, auth)
+  return run(kubectl_command(server, args, auth))
 end
 
 local function python_client(server, args)
@@ -192,7 +193,7 @@ describe("fake API server", function()
     it("Watch().stream delivers a pod created meanwhile and ends at timeout_seconds", function()
       local server = start_cluster()
       local watch = server:spawn(DEBIAN_PYTHON .. " " .. PYTHON_CLIENT .. " " .. quote(server:kubeconfig())
-        .. " watch-pods 3")
+        .. " watch-pods 5")
       watch:wait_for('"name": "web%-2"')
       server:seed(pod("shop", "late-pod", "node-2"))
       watch:wait_for('{"type": "ADDED", "name": "late%-pod"}')
@@ -227,6 +228,27 @@ describe("fake API server", function()
         assert.equal(401, status.code)
       end
       assert.equal(200, (server:request("GET", "/api/v1/services")))
+    end)
+
+    it("accepts the tokens a rotation leaves, and refuses the one it replaced", function()
+      local server = start_cluster()
+      server:control("/_fake/auth", { tokens = { "rotated" } })
+      assert.equal(401, (server:request("GET", "/api/v1/nodes")))
+      assert.equal(200, (server:request("GET", "/api/v1/nodes", nil, { token = "rotated" })))
+    end)
+
+    it("authenticates a client certificate of the test CA without a token, as the x509 authenticator", function()
+      local server = start_cluster({ client_cert = true })
+      local status, output = kubectl(server, "get nodes", "cert")
+      assert.equal(0, status, output)
+      assert.matches("node%-1", output)
+      local code = server:request("GET", "/api/v1/nodes", nil, { token = false })
+      assert.equal(401, code)
+      local curl_status, curl_output = run(server:curl_words({ token = false }) .. " -o /dev/null -w '%{http_code}'"
+        .. " --cert " .. quote(server.client_cert) .. " --key " .. quote(server.client_key)
+        .. " " .. quote(server.url .. "/api/v1/nodes"))
+      assert.equal(0, curl_status, curl_output)
+      assert.equal("200", curl_output)
     end)
 
     it("serves TLS whose certificate verifies for 127.0.0.1 only against the test CA", function()

@@ -178,8 +178,10 @@ Server.__index = Server
 
 local running = {}
 
--- options: tls (bool), token (string), manifests (dir), no_crds (bool),
--- bookmark_interval (seconds), history (count), args (more arguments).
+-- options: tls (bool), token (string), client_cert (bool: the test CA issues
+-- a client certificate, server.client_cert and server.client_key, that
+-- authenticates), manifests (dir), no_crds (bool), bookmark_interval
+-- (seconds), history (count), args (more arguments).
 function M.start(options)
   options = options or {}
   local dir = scratch.temp_dir()
@@ -194,6 +196,11 @@ function M.start(options)
   if options.token then
     table.insert(args, "--token")
     table.insert(args, options.token)
+  end
+  if options.client_cert then
+    server.client_cert, server.client_key = dir .. "/client.crt", dir .. "/client.key"
+    table.insert(args, "--client-cert")
+    table.insert(args, dir .. "/client")
   end
   if options.manifests then
     table.insert(args, "--manifests")
@@ -291,11 +298,15 @@ function Server:seed(objects)
   return self:control("/_fake/objects", objects[1] and { items = objects } or objects)
 end
 
--- A kubeconfig for real clients (written once): this server, its test CA, its token.
-function Server:kubeconfig()
-  local path = self.dir .. "/kubeconfig"
+-- A kubeconfig for real clients (written once): this server, its test CA,
+-- its token — or, with auth "cert", the client certificate instead.
+function Server:kubeconfig(auth)
+  local path = self.dir .. "/kubeconfig" .. (auth == "cert" and "-cert" or "")
   if not read_file(path) then
     local user = self.token and ("    token: " .. self.token .. "\n") or "    {}\n"
+    if auth == "cert" then
+      user = "    client-certificate: " .. self.client_cert .. "\n    client-key: " .. self.client_key .. "\n"
+    end
     local ca = self.tls and ("    certificate-authority: " .. self.ca_file .. "\n") or ""
     scratch.write_file(path, "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n"
       .. "    server: " .. self.url .. "\n" .. ca
