@@ -81,12 +81,16 @@ local function read_proc_cgroup(pid)
   return text
 end
 
--- new{ store, node_name[, read_cgroup = function(pid) → text | nil] }
+-- new{ store, node_name[, read_cgroup = function(pid) → text | nil]
+--      [, cgroup_path = function(cgroup_id) → path | nil] }: cgroup_path
+-- names the cgroup of a process that exited before its event was read (the
+-- agent indexes the cgroups it knows by ID).
 function M.new(opts)
   return setmetatable({
     store = assert(opts.store, "event.new: store is required"),
     node_name = opts.node_name or "",
     read_cgroup = opts.read_cgroup or read_proc_cgroup,
+    cgroup_path_of_id = opts.cgroup_path,
     cgroups = {}, -- cgroup ID → { uid, container } | false (no pod's)
     cached = 0,
   }, Formatter)
@@ -101,6 +105,9 @@ function Formatter:client(ev)
     return known
   end
   local path = M.unified_path(self.read_cgroup(ev.pid))
+  if not path and self.cgroup_path_of_id and key then
+    path = self.cgroup_path_of_id(key)
+  end
   if not path then
     return nil
   end

@@ -244,7 +244,8 @@ end
 --   options: { manifests = DIR, node_name = NAME, out_cluster = bool,
 --              service_proxy_name = NAME | nil }
 -- Returns { view, entries (the desired entries of every owner reconciled),
--- rejected, failures (modules that failed to load or for an owner) }, or
+-- rejected, failures (modules that failed to load or for an owner), store },
+-- or
 -- nil, err when the directory cannot be read.
 function M.compute(options)
   local log = require("balancing.log")
@@ -314,6 +315,7 @@ function M.compute(options)
   return {
     view = frontends.from_entries(all_entries, store.ids),
     entries = all_entries, -- the desired entries themselves, for a caller that writes them
+    store = store,         -- the objects, for a caller that names what the entries serve
     rejected = frontends.normalize_rejected(rejected),
     failures = failures,
   }

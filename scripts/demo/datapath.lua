@@ -3,15 +3,17 @@
 -- modules (as `balancing-agent plan` does), written into the real eBPF maps,
 -- and real clients — curl and dig — run inside a demo cgroup against the
 -- virtual addresses, which nothing listens on. Prints the frontends, the
--- clients' answers and the translation events, and removes everything on exit.
+-- clients' answers, `inspect showMapData service` and the translation events
+-- as the agent logs them, and removes everything on exit.
 --
--- The running agent (watch, diff-and-apply, event log) is a later issue; here
--- the entries are written once, directly, in the datapath's write order.
+-- The running agent (watch, reconcile every change, event log) is a later
+-- issue; here the entries go once through the applier the agent will use.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = (os.getenv("BALANCING_BUILD_DIR") or "build") .. "/lua/?.so;" .. package.cpath
+local BUILD_DIR = os.getenv("BALANCING_BUILD_DIR") or "build"
+package.cpath = BUILD_DIR .. "/lua/?.so;" .. package.cpath
 
-local abi = require("balancing.abi")
 local core = require("balancing.core")
+local event = require("balancing.event")
 local ffi = require("ffi")
 local frontends = require("balancing.frontends")
 local log = require("balancing.log")
@@ -63,31 +65,19 @@ local function inside(command)
   return shell("sh -c 'echo $$ > " .. cgroup .. "/cgroup.procs && exec " .. command .. "'")
 end
 
+-- Every owner's entries through the applier (its write order, slots first):
+-- how many entries each wrote.
 local function write_entries(entries_list)
-  local services, backends = datapath:map("map_service"), datapath:map("map_backend")
-  local node_ips = datapath:map("map_node_ip")
+  local applier = assert(core.applier(datapath))
   for _, entries in ipairs(entries_list) do
-    for _, frontend in ipairs(entries.frontends or {}) do
-      -- slots before the frontend that counts them: never a frontend without backends
-      for slot, backend in ipairs(frontend.backends) do
-        local key = ffi.new("struct backend_key")
-        key.frontend = frontend.key
-        key.slot = slot - 1
-        assert(backends:update(key, backend))
-      end
-      assert(services:update(frontend.key, frontend.value))
+    local stats = assert(applier:apply(entries.owner, entries))
+    local written = 0
+    for _, count in pairs(stats) do
+      written = written + (tonumber(count) or 0)
     end
-    for _, entry in ipairs(entries.node_ips or {}) do
-      assert(node_ips:update(entry.key, entry.value))
-    end
+    say(string.format("  %-32s %d map writes", entries.owner, written))
   end
-end
-
-local function print_event(event)
-  say(string.format("  %-8s %-3s %s:%d -> %s:%d  %s%s", abi.nat_type_names[event.nat_type] or "?",
-    event.protocol_name, event.original_address, event.original_port, event.nat_address, event.nat_port,
-    event.success and "ok" or ("failed: " .. (abi.reason_names[event.reason] or event.reason)),
-    "  (pid " .. event.pid .. ")"))
+  applier:close()
 end
 
 local function main()
@@ -100,8 +90,11 @@ local function main()
   assert(os.execute("mkdir " .. cgroup), "cannot create " .. cgroup)
   datapath = assert(core.load({ bpffs = bpffs, bpf_log_level = "info" }))
   assert(datapath:attach(cgroup))
-  write_entries(result.entries)
   say(shell("bpftool cgroup tree " .. cgroup))
+  say("== the entries through the applier")
+  write_entries(result.entries)
+  say("\n== inspect --bpffs " .. bpffs .. " showMapData service")
+  io.stdout:write(shell(BUILD_DIR .. "/bin/inspect --bpffs " .. bpffs .. " showMapData service"))
 
   say("== backends: two HTTP servers on 127.0.0.1:18080 and 127.0.0.2:18080, dnsmasq on 127.0.0.1:15353")
   for _, address in ipairs({ "127.0.0.1", "127.0.0.2" }) do
@@ -123,12 +116,18 @@ local function main()
   say("\n== the same curl from outside the cgroup: not translated")
   say("  " .. shell("curl -s --max-time 2 http://127.10.0.1/ || echo \"(no answer: curl exit $?)\""):gsub("%s+$", ""))
 
-  say("\n== translation events from the ring buffer map_event")
+  say("\n== translation events from the ring buffer map_event, as the agent logs them")
+  -- the clients have exited: their cgroup, the demo's, is known by its ID
+  -- (a cgroup v2 ID is its directory's inode number)
+  local demo_cgroup_id = assert(require("lfs").attributes(cgroup, "ino"))
+  local formatter = event.new{ store = result.store, node_name = NODE_NAME, cgroup_path = function(id)
+    return id == demo_cgroup_id and cgroup:sub(#cgroup_root + 1) or nil
+  end }
   local count = 0
   for _ = 1, 5 do
     local list = events:poll(200) or {}
-    for _, event in ipairs(list) do
-      print_event(event)
+    for _, decoded in ipairs(list) do
+      say(formatter:line(decoded))
       count = count + 1
     end
   end

@@ -170,6 +170,15 @@ describe("event", function()
       assert.equals('node "1"/a', doc.nodeName)
     end)
 
+    it("names the cgroup of a process gone before its event was read by the cgroup ID, when it can", function()
+      local f = event.new{ store = store_with_pod(), node_name = "node-1", read_cgroup = function() return nil end,
+        cgroup_path = function(id)
+          return id == 77 and "/kubepods/pod" .. UID .. "/" .. CONTAINER or nil
+        end }
+      assert.equals("client-7f9c", f:fields(decoded()).clientPodName)
+      assert.equals("", f:fields(decoded{ cgroup_id = 78 }).clientPodUid)
+    end)
+
     it("leaves the pod fields empty, without claiming a host process, when the cgroup cannot be told", function()
       local fields = formatter(store_with_pod(), nil):fields(decoded())
       assert.is_false(fields.isHostApp)
