@@ -76,7 +76,11 @@ class Store:
         return state
 
     def put(self, resource, obj, create_only=False):
-        """Under the lock: create or replace; stamps uid, creationTimestamp, resourceVersion."""
+        """Under the lock: create or replace; stamps uid, creationTimestamp, resourceVersion.
+
+        Takes obj over, uncopied (a 10,000-Service cluster seeds in half the time):
+        callers pass an object of their own — decoded from a request or a manifest, or
+        made by a patch — never one already stored, which history shares."""
         key = object_key(obj)
         table = self.objects[resource.plural]
         prev = table.get(key)
@@ -84,7 +88,6 @@ class Store:
             raise ApiError(409, '%s "%s" already exists' % (group_resource(resource), key[1]),
                            reason="AlreadyExists",
                            details={"name": key[1], "group": resource.group, "kind": resource.plural})
-        obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if prev is not None:
             # uid and creationTimestamp belong to the object's life, not to an update.
@@ -142,9 +145,9 @@ def resource_for(obj):
 
 
 def seed(store, obj):
-    """Under the lock: create or replace an object as the specs give it (no precondition)."""
+    """Under the lock: create or replace an object as the specs give it (no precondition);
+    takes obj over, as Store.put."""
     resource = resource_for(obj)
-    obj = copy.deepcopy(obj)
     meta = obj.setdefault("metadata", {})
     if not meta.get("name"):
         raise ValueError("an object without metadata.name")
