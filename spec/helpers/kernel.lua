@@ -445,39 +445,47 @@ end
 
 -- Map programming ---------------------------------------------------------------------------
 
--- Programs one frontend and its backend slots, in the datapath's write
--- order (slots first, then the service entry).
+-- Programs one frontend and its backend slots through the applier the agent
+-- uses (core.applier: its write order, stable slots), each frontend as an
+-- owner of its own.
 --   { address = "127.10.0.1", port = 80, protocol = "TCP"|"UDP",
 --     type = "service"|"localRedirect"|"balancing", mode = "ClusterIP"|...,
 --     id = 101, backends = { "127.0.0.2:41234", ... },
 --     local_count = 0, local_only = false, affinity_seconds = 0 }
 -- Returns the service key (cdata).
+local function frontend_owner(frontend)
+  return string.format("spec/%s:%d/%s/%s", frontend.address, frontend.port, frontend.protocol or "TCP",
+    frontend.type or "service")
+end
+
+function Env:applier()
+  self.applier_handle = self.applier_handle or check(core().applier(self.dp), "no applier", "core.applier")
+  return self.applier_handle
+end
+
 function Env:frontend(frontend)
   local key = abi.service_key(frontend.address, frontend.port, frontend.protocol or "TCP", frontend.type or "service")
   local backends = frontend.backends or {}
   local local_count = frontend.local_count or 0
+  local values = {}
   for slot, endpoint in ipairs(backends) do
     local address, port = M.split_endpoint(endpoint)
-    local value = abi.backend_value(address, port, slot <= local_count)
-    check(self:map("map_backend"):update(backend_key(key, slot - 1), value), "update failed",
-      "map_backend update slot " .. (slot - 1))
+    values[slot] = abi.backend_value(address, port, slot <= local_count)
   end
-  check(self:map("map_service"):update(key, service_value(frontend, #backends)), "update failed",
-    "map_service update " .. frontend.address .. ":" .. frontend.port)
+  local owner = frontend_owner(frontend)
+  check(self:applier():apply(owner, { owner = owner,
+    frontends = { { key = key, value = service_value(frontend, #backends), backends = values } } }),
+    "apply failed", "apply " .. owner)
   self.frontends[key] = frontend
   return key
 end
 
--- Replaces a programmed frontend's backends, in the write order of the
--- agent: new slots, then the count, then the slots beyond it.
+-- Replaces a programmed frontend's backends (the applier keeps each staying
+-- backend in its slot; a newcomer takes a leaver's).
 function Env:set_backends(key, backends)
   local frontend = self.frontends[key]
-  local old_count = #(frontend.backends or {})
   frontend.backends = backends
   self:frontend(frontend)
-  for slot = #backends, old_count - 1 do
-    self:map("map_backend"):delete(backend_key(key, slot))
-  end
 end
 
 -- Rewrites a programmed frontend with some fields changed, e.g. {id = 9}.
@@ -490,38 +498,34 @@ function Env:update_frontend(key, changes)
 end
 
 -- Removes one backend the way the agent keeps slots dense: the last slot
--- moves into the hole.
+-- moves into the hole (the applier's stable slots).
 function Env:remove_backend(key, endpoint)
   local backends = {}
   for _, other in ipairs(self.frontends[key].backends) do
-    backends[#backends + 1] = other
-  end
-  for index, other in ipairs(backends) do
-    if other == endpoint then
-      backends[index] = backends[#backends]
-      backends[#backends] = nil
-      break
+    if other ~= endpoint then
+      backends[#backends + 1] = other
     end
   end
   self:set_backends(key, backends)
 end
 
 function Env:delete_frontend(key)
-  check(self:map("map_service"):delete(key), "delete failed", "map_service delete")
-  for slot = 0, #(self.frontends[key].backends or {}) - 1 do
-    self:map("map_backend"):delete(backend_key(key, slot))
-  end
+  check(self:applier():forget(frontend_owner(self.frontends[key])), "forget failed", "applier forget")
   self.frontends[key] = nil
 end
 
 -- A node's address: connects to it on a NodePort resolve as the NodePort
--- frontend (address "*").
+-- frontend (address "*"). The node tables are one owner ("node"), as in the
+-- agent: every address given so far.
 function Env:node_ip(address, node_id)
   local key = ffi.new("struct node_ip_key")
   key.address = assert(abi.ipv4_to_u32(address))
   local value = ffi.new("struct node_ip_value")
   value.node_id = node_id or 1
-  check(self:map("map_node_ip"):update(key, value), "update failed", "map_node_ip update " .. address)
+  self.node_ips = self.node_ips or {}
+  self.node_ips[#self.node_ips + 1] = { key = key, value = value }
+  check(self:applier():apply("node", { owner = "node", frontends = {}, node_ips = self.node_ips }),
+    "apply failed", "apply node " .. address)
 end
 
 -- Loop avoidance: clients of this netns skip the LocalRedirect frontend `key`.
@@ -609,6 +613,10 @@ function Env:close()
   if self.reader then
     self.reader:close()
     self.reader = nil
+  end
+  if self.applier_handle then
+    self.applier_handle:close() -- its own map fds
+    self.applier_handle = nil
   end
   if self.dp then
     local ok, err = true, nil
