@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from .control import ControlMixin
 from .reads import ReadsMixin, parse_bool
 from .resources import ApiError, group_document, not_found, version_document
+from .tables import negotiate, table
 from .writes import WritesMixin
 
 
@@ -88,16 +89,20 @@ class Handler(ReadsMixin, WritesMixin, ControlMixin, BaseHTTPRequestHandler):
         raise ApiError(code, "fake-apiserver: injected failure (POST /_fake/faults)")
 
     def check_accept(self):
-        # Only JSON is served: an Accept that allows nothing JSON is 406, as a real
-        # server without a matching serializer answers. Protobuf-first lists that
-        # also name JSON (client-go's default) get JSON.
-        accept = self.headers.get("Accept", "")
-        if not accept:
-            return
-        types = [part.split(";")[0].strip() for part in accept.split(",")]
-        if not any(t in ("application/json", "*/*", "application/*", "application/json-patch+json")
-                   for t in types):
-            raise ApiError(406, "only the following media types are accepted: application/json")
+        # JSON, or a meta.k8s.io Table of it: an Accept that allows neither is 406, as
+        # a real server without a matching serializer answers. Protobuf-first lists
+        # that also name JSON (client-go's default) get JSON.
+        self.representation = negotiate(self.headers.get("Accept"))
+        if self.representation is None:
+            raise ApiError(406, "only the following media types are accepted: application/json, "
+                           "application/json;as=Table;v=v1;g=meta.k8s.io")
+
+    def printed(self, resource, objects, metadata):
+        """objects as a Table when the client asked for one (kubectl get), else None."""
+        if self.representation[0] != "table":
+            return None
+        return table(resource, objects, metadata, self.representation[1],
+                     self.query.get("includeObject", "Metadata"))
 
     # -- responses
 
@@ -189,7 +194,8 @@ class Handler(ReadsMixin, WritesMixin, ControlMixin, BaseHTTPRequestHandler):
                 obj = self.server.store.objects[resource.plural].get(key)
             if obj is None:
                 raise not_found(resource, name)
-            return self.send_json(200, obj)
+            printed = self.printed(resource, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+            return self.send_json(200, printed or obj)
         if method == "PUT":
             return self.update(resource, key, self.json_body(body))
         if method == "PATCH":

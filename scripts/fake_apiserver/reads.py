@@ -89,8 +89,9 @@ class ReadsMixin:
                 if not labels and not fields:
                     # only without selectors does a real server know the count
                     metadata["remainingItemCount"] = remaining
-            document = {"kind": resource.kind + "List", "apiVersion": resource.api_version,
-                        "metadata": metadata, "items": items}
+            document = self.printed(resource, items, metadata) or {
+                "kind": resource.kind + "List", "apiVersion": resource.api_version,
+                "metadata": metadata, "items": items}
             data = json.dumps(document).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -212,12 +213,18 @@ class ReadsMixin:
                     wake = deadline if not bookmarks or faults.stall else min(deadline, next_bookmark)
                     store.lock.wait(max(0.0, min(wake - now, 0.5)))
             for event in pending:
-                self.send_event(event)
+                self.send_event(event, resource)
             pending = []
             if time.monotonic() >= deadline:
                 return self.end_chunks()
 
-    def send_event(self, event):
+    def send_event(self, event, resource=None):
+        if resource is not None and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+            # a watch of Tables: each event's object is a Table of that one object
+            meta = event["object"].get("metadata")
+            rv = meta.get("resourceVersion", "") if isinstance(meta, dict) else ""
+            event = dict(event, object=self.printed(resource, [event["object"]], {"resourceVersion": rv})
+                         or event["object"])
         data = json.dumps(event).encode() + b"\n"
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
