@@ -183,7 +183,7 @@ local function nft(n, port, backends, prefix)
 end
 
 -- Balancing: the real programs through balancing.core, N frontends written
--- with two batch updates.
+-- through the applier.
 local function hook(n, port, backends, bpffs, cgroup)
   local ffi = require("ffi")
   local core = require("balancing.core")
@@ -196,30 +196,23 @@ local function hook(n, port, backends, bpffs, cgroup)
   end
 
   local ok, failure = pcall(function()
-    local service_keys = ffi.new("struct service_key[?]", n)
-    local service_values = ffi.new("struct service_value[?]", n)
-    local backend_keys = ffi.new("struct backend_key[?]", n * backends)
-    local backend_values = ffi.new("struct backend_value[?]", n * backends)
+    -- through the applier the agent uses: each frontend an owner of its own
+    local applier = assert(core.applier(dp))
     for i = 0, n - 1 do
-      local key = abi.service_key(vip(i), VIP_PORT, "TCP", "service")
-      service_keys[i] = key
-      local value = service_values[i]
+      local value = ffi.new("struct service_value")
       value.service_id = i + 1
       value.total_count = backends
       value.local_count = backends
       value.nat_mode = abi.nat_modes.service.ClusterIP
-      for b = 0, backends - 1 do
-        local slot = i * backends + b
-        backend_keys[slot].frontend = key
-        backend_keys[slot].slot = b
-        backend_values[slot] = abi.backend_value(backend_address(b), port, true)
+      local slots = {}
+      for b = 1, backends do
+        slots[b] = abi.backend_value(backend_address(b - 1), port, true)
       end
+      local owner = "bench/" .. i
+      assert(applier:apply(owner, { owner = owner, frontends = {
+        { key = abi.service_key(vip(i), VIP_PORT, "TCP", "service"), value = value, backends = slots } } }))
     end
-    -- the write order of the agent: backend slots, then frontends
-    local written, werr = dp:map("map_backend"):update_batch(backend_keys, backend_values, n * backends)
-    assert(written == n * backends, "map_backend update_batch: " .. tostring(werr))
-    written, werr = dp:map("map_service"):update_batch(service_keys, service_values, n)
-    assert(written == n, "map_service update_batch: " .. tostring(werr))
+    applier:close()
     local attached, aerr = dp:attach(cgroup)
     assert(attached, "attach " .. cgroup .. ": " .. tostring(aerr))
   end)
