@@ -159,12 +159,18 @@ function M.program_frontend(dp, frontend)
   local value = ffi.new("struct service_value")
   value.service_id = frontend.id
   value.nat_mode = abi.C.NAT_MODE_CLUSTER_IP
+  local backends = {}
   if frontend.backend_port then
     value.total_count, value.local_count = 1, 1
-    local slot = ffi.new("struct backend_key", { frontend = key, slot = 0 })
-    assert(dp:map("map_backend"):update(slot, abi.backend_value("127.0.0.1", frontend.backend_port, true)))
+    backends[1] = abi.backend_value("127.0.0.1", frontend.backend_port, true)
   end
-  assert(dp:map("map_service"):update(key, value))
+  -- through the applier the agent uses (its own map fds, closed here)
+  local applier = assert(require("balancing.core").applier(dp))
+  local owner = string.format("spec/%s:%d", frontend.address, frontend.port)
+  local ok, err = applier:apply(owner, { owner = owner, frontends = { { key = key, value = value,
+    backends = backends } } })
+  applier:close()
+  assert(ok, err)
 end
 
 function M.listdir(path)
