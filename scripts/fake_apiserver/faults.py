@@ -11,6 +11,7 @@ class Faults:
         self.fail_code = 500
         self.fail_match = ""      # only requests whose path contains this
         self.stall = False        # open watches send nothing, not even bookmarks
+        self.stall_requests = False  # other API requests get no answer until released
         self.drop_epoch = 0       # bumped to cut every open watch
         self.malformed = []       # one-shot: [{"resource": plural, "in": "list"|"watch"}]
 
@@ -29,6 +30,8 @@ def apply_faults(faults, document, store, watchers):
         faults.fail_match = str(document.get("failPath", ""))
     if "stallWatches" in document:
         faults.stall = bool(document["stallWatches"])
+    if "stallRequests" in document:
+        faults.stall_requests = bool(document["stallRequests"])
     if document.get("dropWatches"):
         faults.drop_epoch += 1
     if "malformed" in document:
@@ -44,10 +47,10 @@ def apply_faults(faults, document, store, watchers):
         else:
             faults.malformed.append(fault)  # for the next list or watch
     if document.get("clear"):
-        faults.fail_count, faults.stall, faults.malformed = 0, False, []
+        faults.fail_count, faults.stall, faults.stall_requests, faults.malformed = 0, False, False, []
     store.lock.notify_all()
 
 
 def describe_faults(faults):
     return {"failRequests": faults.fail_count, "failCode": faults.fail_code, "failPath": faults.fail_match,
-            "stallWatches": faults.stall, "dropEpoch": faults.drop_epoch, "malformed": faults.malformed}
+            "stallWatches": faults.stall, "stallRequests": faults.stall_requests, "dropEpoch": faults.drop_epoch, "malformed": faults.malformed}

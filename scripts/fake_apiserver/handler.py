@@ -81,6 +81,10 @@ class Handler(ReadsMixin, WritesMixin, ControlMixin, BaseHTTPRequestHandler):
     def injected_failure(self, path):
         store, faults = self.server.store, self.server.faults
         with store.lock:
+            # A hung server: the request is read and never answered while the fault is
+            # on (a client's own timeout must end it); watches stall apart (stallWatches).
+            while faults.stall_requests and not parse_bool(self.query.get("watch", "")):
+                store.lock.wait(0.5)
             if faults.fail_count > 0 and faults.fail_match in path:
                 faults.fail_count -= 1
                 code = faults.fail_code

@@ -526,6 +526,16 @@ describe("fake API server", function()
       assert.equal(200, (server:request("GET", "/api/v1/services")))
     end)
 
+    it("stallRequests leaves requests unanswered until released", function()
+      local server = start_cluster()
+      server:control("/_fake/faults", { stallRequests = true })
+      local status = run(server:curl_words({ max_time = 1 }) .. " -o /dev/null "
+        .. quote(server.url .. "/api/v1/nodes"))
+      assert.equal(28, status) -- CURLE_OPERATION_TIMEDOUT: connected, and no answer came
+      server:control("/_fake/faults", { stallRequests = false })
+      assert.equal(200, (server:request("GET", "/api/v1/nodes")))
+    end)
+
     it("dropWatches cuts every open watch without the final chunk", function()
       local server = start_cluster()
       local watch = server:spawn(server:curl_words() .. " -N " .. quote(server.url .. "/api/v1/pods?watch=1"))
