@@ -2,6 +2,7 @@
 
 import base64
 import json
+import select
 import socket
 import time
 
@@ -134,7 +135,7 @@ class ReadsMixin:
                 too_old = None
             else:
                 cursor = start_rv
-                too_old = start_rv < store.compacted and store.compacted
+                too_old = store.compacted if start_rv < store.compacted else None
             drop_epoch = faults.drop_epoch
             for fault in list(faults.malformed):
                 if fault["resource"] == resource.plural and fault["in"] == "watch":
@@ -148,7 +149,7 @@ class ReadsMixin:
             self.send_header("Cache-Control", "no-cache, private")
             self.end_headers()
             self.wfile.flush()
-            if too_old is not None and too_old is not False:
+            if too_old is not None:
                 # As the real server does: 200, then one ERROR event with a 410 Status.
                 self.send_event({"type": "ERROR", "object": ApiError(
                     410, "too old resource version: %d (%d)" % (start_rv, too_old), reason="Expired").status()})
@@ -177,6 +178,8 @@ class ReadsMixin:
                     now = time.monotonic()
                     if now >= deadline:
                         break
+                    if self.peer_gone():
+                        return
                     if not faults.stall:
                         if cursor < store.compacted:
                             # history this (stalled) watch still needed was compacted
@@ -217,6 +220,13 @@ class ReadsMixin:
             pending = []
             if time.monotonic() >= deadline:
                 return self.end_chunks()
+
+    def peer_gone(self):
+        """Whether the client has closed a watch: it sends nothing after its request, so
+        anything readable is its end (EOF, or TLS close_notify). The watch then ends
+        at once, not at its next write, and /_fake/state counts only live watches."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return bool(readable)
 
     def send_event(self, event, resource=None):
         if resource is not None and event["type"] in ("ADDED", "MODIFIED", "DELETED"):

@@ -471,6 +471,21 @@ describe("fake API server", function()
       assert.equal(2, #events_of(watch:output())) -- the two nodes, ADDED, from "no resourceVersion"
     end)
 
+    it("a watch ends when its client goes away, and no longer counts as open", function()
+      local server = start_cluster()
+      local function open_watches()
+        return #server:control("/_fake/state", nil, "GET").openWatches
+      end
+      local watch = server:spawn(server:curl_words() .. " -N " .. quote(server.url .. "/api/v1/pods?watch=1"))
+      assert.is_true(apiserver.wait_until(function()
+        return open_watches() == 1
+      end, 20))
+      watch:kill()
+      assert.is_true(apiserver.wait_until(function()
+        return open_watches() == 0
+      end, 20))
+    end)
+
     it("the label selector of kube-proxy's Service list drops headless and other proxies' Services", function()
       local server = start_cluster()
       -- !service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name
