@@ -45,10 +45,14 @@ end
 local function python_client(server, args)
   local status, output = run(DEBIAN_PYTHON .. " " .. PYTHON_CLIENT .. " " .. quote(server:kubeconfig()) .. " " .. args)
   assert(status == 0, "the Python client failed: " .. output)
+  -- its results are the JSON lines; anything else (a library's warning) is not
   local results = {}
   for line in output:gmatch("[^\n]+") do
-    results[#results + 1] = cjson.decode(line)
+    if line:match("^{") then
+      results[#results + 1] = cjson.decode(line)
+    end
   end
+  assert(#results > 0, "the Python client printed no result: " .. output)
   return results
 end
 
