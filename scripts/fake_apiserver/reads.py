@@ -51,6 +51,10 @@ class ReadsMixin:
         except ValueError:
             raise ApiError(400, "limit must be an integer")
         token = self.query.get("continue")
+        if self.query.get("resourceVersion") == "0" and not token:
+            # "0" is "any version": a real server answers from its watch cache, which
+            # does not page — the whole list, no continue token, whatever the limit.
+            limit = 0
         store, faults = self.server.store, self.server.faults
         with store.lock:
             if token:
