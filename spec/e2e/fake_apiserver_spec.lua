@@ -265,7 +265,7 @@ describe("fake API server", function()
       assert.equal("200", curl_output)
     end)
 
-    it("serves TLS whose certificate verifies for 127.0.0.1 only against the test CA", function()
+    it("serves TLS whose certificate verifies against the test CA, not against the system's", function()
       local server = start_cluster()
       local status = run("curl -sS --max-time 10 -o /dev/null " .. quote(server.url .. "/version"))
       assert.equal(60, status) -- CURLE_PEER_FAILED_VERIFICATION: not signed by a system CA
@@ -383,6 +383,21 @@ describe("fake API server", function()
       node.metadata.labels = { a = "3" }
       local put = server:request("PUT", "/api/v1/nodes/node-2", node)
       assert.equal(409, put)
+    end)
+
+    it("a patch that changes nothing keeps the resourceVersion and sends no watch event", function()
+      local server = start_cluster()
+      local path = "/api/v1/nodes/node-1"
+      local patch = { metadata = { labels = { zone = "a" } } }
+      local options = { content_type = "application/merge-patch+json" }
+      local _, _, first = server:request("PATCH", path, patch, options)
+      local watch = server:spawn(server:curl_words() .. " -N " .. quote(server.url
+        .. "/api/v1/nodes?watch=1&timeoutSeconds=1&resourceVersion=" .. first.metadata.resourceVersion))
+      local code, _, second = server:request("PATCH", path, patch, options)
+      assert.equal(200, code)
+      assert.equal(first.metadata.resourceVersion, second.metadata.resourceVersion)
+      assert.equal(0, watch:wait(20))
+      assert.equal("", watch:output())
     end)
 
     it("an update of a custom resource without a resourceVersion is 422, as CRDs allow no unconditional update",
