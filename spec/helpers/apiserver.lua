@@ -178,6 +178,11 @@ Server.__index = Server
 
 local running = {}
 
+-- start()'s options passed on as they are: option, the server's flag (alone
+-- when the option is true).
+local FLAGS = { { "token", "--token" }, { "manifests", "--manifests" }, { "no_crds", "--no-crds" },
+  { "bookmark_interval", "--bookmark-interval" }, { "history", "--history" } }
+
 -- options: tls (bool), token (string), client_cert (bool: the test CA issues
 -- a client certificate, server.client_cert and server.client_key, that
 -- authenticates), manifests (dir), no_crds (bool), bookmark_interval
@@ -193,29 +198,19 @@ function M.start(options)
     table.insert(args, "--ca-file")
     table.insert(args, server.ca_file)
   end
-  if options.token then
-    table.insert(args, "--token")
-    table.insert(args, options.token)
-  end
   if options.client_cert then
     server.client_cert, server.client_key = dir .. "/client.crt", dir .. "/client.key"
     table.insert(args, "--client-cert")
     table.insert(args, dir .. "/client")
   end
-  if options.manifests then
-    table.insert(args, "--manifests")
-    table.insert(args, options.manifests)
-  end
-  if options.no_crds then
-    table.insert(args, "--no-crds")
-  end
-  if options.bookmark_interval then
-    table.insert(args, "--bookmark-interval")
-    table.insert(args, tostring(options.bookmark_interval))
-  end
-  if options.history then
-    table.insert(args, "--history")
-    table.insert(args, tostring(options.history))
+  for _, flag in ipairs(FLAGS) do
+    local value = options[flag[1]]
+    if value == true then
+      table.insert(args, flag[2])
+    elseif value then
+      table.insert(args, flag[2])
+      table.insert(args, tostring(value))
+    end
   end
   for _, arg in ipairs(options.args or {}) do
     table.insert(args, arg)
