@@ -91,7 +91,7 @@ describe("datapath: lookup priority", function()
     assert.is_true(events[6].redirect_hit_limit)
   end)
 
-  it("keeps limiting when more frontends were redirected than map_redirect_qos holds (it evicts, never fills)", function()
+  it("keeps limiting when more frontends redirected than map_redirect_qos holds (it evicts, never fills)", function()
     -- four counters for six frontends: a map that filled up would leave the
     -- last two without a counter, and so without a limit
     local env = kernel.open(pending, { max_redirect_qos = 4 })

@@ -3,25 +3,14 @@
 -- the example cluster, written through the applier, read back decoded.
 local cjson = require("cjson")
 local core_env = require("helpers.core_env")
+local scratch = require("helpers.scratch")
 local plan = require("balancing.plan")
 
 local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 local INSPECT = build_dir .. "/bin/inspect"
 
 local function run(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local handle = assert(io.popen("env -u LD_PRELOAD -u BALANCING_BPFFS " .. INSPECT .. " " .. table.concat(args, " ")
-    .. " >" .. out .. " 2>" .. err .. "; echo $?"))
-  local status = tonumber(handle:read("*l"))
-  handle:close()
-  local function slurp(path)
-    local file = assert(io.open(path))
-    local text = file:read("*a")
-    file:close()
-    os.remove(path)
-    return text
-  end
-  return status, slurp(out), slurp(err)
+  return scratch.run("env -u BALANCING_BPFFS " .. INSPECT .. " " .. table.concat(args, " "))
 end
 
 -- A frontend of the view as one comparable line, without its owner (the

@@ -2,6 +2,7 @@
 -- every pin; the datapath stops. Run against a real load and attach in a
 -- test cgroup, with a real client before and after.
 local core_env = require("helpers.core_env")
+local scratch = require("helpers.scratch")
 
 local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 local AGENT = build_dir .. "/bin/balancing-agent"
@@ -9,19 +10,7 @@ local VIP = "127.10.0.9"
 
 -- Runs the agent; returns status, stdout, stderr.
 local function run(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local handle = assert(io.popen("env -u LD_PRELOAD " .. AGENT .. " " .. table.concat(args, " ") .. " >" .. out
-    .. " 2>" .. err .. "; echo $?"))
-  local status = tonumber(handle:read("*l"))
-  handle:close()
-  local function slurp(path)
-    local file = assert(io.open(path))
-    local text = file:read("*a")
-    file:close()
-    os.remove(path)
-    return text
-  end
-  return status, slurp(out), slurp(err)
+  return scratch.run(AGENT .. " " .. table.concat(args, " "))
 end
 
 -- One connect to VIP:80 from inside the cgroup, with a backend listening on

@@ -27,6 +27,25 @@ function M.write_file(path, text)
   file:close()
 end
 
+-- run(command) → exit status, stdout, stderr of a shell command line (its
+-- words already quoted), without the sanitizer preload of the spec runner.
+function M.run(command)
+  local dir = M.temp_dir()
+  local handle = assert(io.popen("env -u LD_PRELOAD " .. command .. " >" .. M.quote(dir .. "/out") .. " 2>"
+    .. M.quote(dir .. "/err") .. "; echo $?"))
+  local status = tonumber(handle:read("*l"))
+  handle:close()
+  local function slurp(name)
+    local file = assert(io.open(dir .. "/" .. name))
+    local text = file:read("*a")
+    file:close()
+    return text
+  end
+  local stdout, stderr = slurp("out"), slurp("err")
+  M.remove_dir(dir)
+  return status, stdout, stderr
+end
+
 function M.remove_dir(dir)
   os.execute("rm -rf " .. M.quote(dir))
 end
