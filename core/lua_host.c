@@ -216,6 +216,22 @@ static void log_lua_error(const char *module, const char *text)
 	free(error);
 }
 
+int lua_host_pcall(struct lua_host *host, int nargs, int nresults, const char *what)
+{
+	lua_State *L = host->L;
+	int handler = lua_gettop(L) - nargs;
+
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, handler);
+	if (lua_pcall(L, nargs, nresults, handler) != 0) {
+		log_lua_error(what, lua_tostring(L, -1));
+		lua_settop(L, handler - 1);
+		return -1;
+	}
+	lua_remove(L, handler);
+	return 0;
+}
+
 int lua_host_call_main(struct lua_host *host, const char *module, int argc, char **argv)
 {
 	lua_State *L = host->L;

@@ -38,6 +38,13 @@ int lua_host_open(struct lua_host *host, const char *program, const char *overri
  */
 int lua_host_call_main(struct lua_host *host, const char *module, int argc, char **argv);
 
+/*
+ * lua_pcall of the function below its nargs arguments on the stack, with a
+ * traceback; on an error, logs one line naming what (a module or method) and
+ * leaves nothing on the stack. Returns 0, or -1 after an error.
+ */
+int lua_host_pcall(struct lua_host *host, int nargs, int nresults, const char *what);
+
 void lua_host_close(struct lua_host *host);
 
 /*

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent.h"
 #include "errmsg.h"
 #include "log.h"
 #include "lua_host.h"
@@ -42,12 +43,15 @@ static int run_agent(int argc, char **argv)
 	}
 	log_set_level(opts.log_level);
 
-	/* The run mode (watch the sources, apply entries to the kernel, log
-	 * events) is a later issue. Say so plainly rather than pretend. */
-	fprintf(stderr,
-		PROGRAM ": the run mode (watching sources, programming the kernel, events) is not "
-			"built yet; '" PROGRAM " plan' prints what it would program\n");
-	return 2;
+	if (!opts.manifests) {
+		/* The API server source is the next step; say so plainly rather
+		 * than pretend. */
+		fprintf(stderr, PROGRAM
+			": following the API server is not built yet: give --manifests "
+			"DIR (standalone); '" PROGRAM " plan' prints what it would program\n");
+		return 2;
+	}
+	return agent_run(&opts);
 }
 
 /* balancing-agent uninstall [options]: the agent's options (--bpffs is the

@@ -162,9 +162,10 @@ describe("balancing-agent", function()
     end)
   end
 
-  it("says plainly that the run mode is not built yet (exit 2) once its options are valid", function()
+  it("says plainly that following the API server is not built yet (exit 2) once its options are valid", function()
     local dir = cluster_dir()
-    local status, stdout, stderr = run(AGENT, { "--manifests", dir, "--log-level", "debug" })
+    write_file(dir .. "/kubeconfig", "apiVersion: v1\nkind: Config\n")
+    local status, stdout, stderr = run(AGENT, { "--kubeconfig", dir .. "/kubeconfig", "--log-level", "debug" })
     remove_dir(dir)
     assert.equals(2, status)
     assert.equals("", stdout)

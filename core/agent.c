@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include "agent.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include <ev.h>
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "log.h"
+#include "lua_host.h"
+
+#define PROGRAM "balancing-agent"
+
+/* A burst of file events (an editor's save, a ConfigMap swap) is one sync,
+ * this long after its last event. */
+#define SYNC_DEBOUNCE_SECONDS 0.05
+
+enum { HTTP_REQUEST_MAX = 4096 };
+
+struct agent {
+	struct ev_loop *loop;
+	struct lua_host host;
+	int ref; /* the Lua agent object, in the registry */
+	ev_signal sigterm, sigint;
+	int inotify_fd;
+	ev_io inotify_io;
+	ev_timer debounce;
+	int http_fd;
+	ev_io http_io;
+};
+
+/* One HTTP request being read: GET lines only, answered and closed. */
+struct http_conn {
+	ev_io io;
+	struct agent *agent;
+	size_t len;
+	char buf[HTTP_REQUEST_MAX];
+};
+
+/* agent:method(), nresults left on the stack; -1 after a logged error. */
+static int call_agent(struct agent *a, const char *method, int nresults)
+{
+	lua_State *L = a->host.L;
+	char what[64];
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+	lua_getfield(L, -1, method);
+	lua_insert(L, -2);
+	snprintf(what, sizeof(what), "balancing.agent:%s", method);
+	return lua_host_pcall(&a->host, 1, nresults, what);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	log_line(LOG_LEVEL_INFO, "stopping: the datapath stays pinned and attached", "signal",
+		 w->signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (call_agent(a, "sync", 0) == 0)
+		log_line(LOG_LEVEL_DEBUG, "manifests synced", NULL);
+}
+
+static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct agent *a = w->data;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	(void)revents;
+	/* the events themselves do not matter: the directory is read again */
+	while (read(w->fd, buf, sizeof(buf)) > 0)
+		;
+	ev_timer_stop(loop, &a->debounce);
+	ev_timer_set(&a->debounce, SYNC_DEBOUNCE_SECONDS, 0.);
+	ev_timer_start(loop, &a->debounce);
+}
+
+static void http_close(struct http_conn *c)
+{
+	ev_io_stop(c->agent->loop, &c->io);
+	close(c->io.fd);
+	free(c);
+}
+
+static void http_respond(struct http_conn *c, int code, const char *reason, const char *type,
+			 const char *body, size_t body_len)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "Connection: close\r\n\r\n",
+			 code, reason, type, body_len);
+
+	/* small answers to a local prober: one write each, best effort */
+	if (write(c->io.fd, head, (size_t)n) == n && body_len)
+		(void)!write(c->io.fd, body, body_len);
+}
+
+static void http_route(struct http_conn *c)
+{
+	struct agent *a = c->agent;
+	lua_State *L = a->host.L;
+	int top = lua_gettop(L);
+	char path[256] = "";
+	size_t len;
+	int ready;
+
+	if (sscanf(c->buf, "GET %255s", path) != 1) {
+		http_respond(c, 405, "Method Not Allowed", "text/plain", "GET only\n", 9);
+		return;
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		http_respond(c, 200, "OK", "text/plain", "ok\n", 3);
+	} else if (strcmp(path, "/readyz") == 0) {
+		ready = call_agent(a, "ready", 1) == 0 && lua_toboolean(L, -1);
+		lua_settop(L, top);
+		if (ready)
+			http_respond(c, 200, "OK", "text/plain", "ready\n", 6);
+		else
+			http_respond(c, 503, "Service Unavailable", "text/plain", "not ready\n",
+				     10);
+	} else if (strcmp(path, "/metrics") == 0) {
+		if (call_agent(a, "metrics", 1) == 0 && lua_isstring(L, -1)) {
+			const char *text = lua_tolstring(L, -1, &len);
+
+			http_respond(c, 200, "OK", "text/plain; version=0.0.4", text, len);
+		} else {
+			http_respond(c, 500, "Internal Server Error", "text/plain",
+				     "metrics failed\n", 15);
+		}
+		lua_settop(L, top);
+	} else {
+		http_respond(c, 404, "Not Found", "text/plain", "not found\n", 10);
+	}
+}
+
+static void on_http_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct http_conn *c = (struct http_conn *)w;
+	ssize_t n;
+
+	(void)loop;
+	(void)revents;
+	n = read(w->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		http_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	if (strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n")) {
+		http_route(c);
+		http_close(c);
+	} else if (c->len >= sizeof(c->buf) - 1) {
+		http_respond(c, 431, "Request Header Fields Too Large", "text/plain", "", 0);
+		http_close(c);
+	}
+}
+
+static void on_http_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct agent *a = w->data;
+	struct http_conn *c;
+	int fd;
+
+	(void)revents;
+	fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->agent = a;
+	ev_io_init(&c->io, on_http_read, fd, EV_READ);
+	ev_io_start(loop, &c->io);
+}
+
+/* The listening socket of --listen ("127.0.0.1:5870"): -errno on failure. */
+static int http_listen(const char *listen_on)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET};
+	const char *colon = strrchr(listen_on, ':');
+	char host[INET_ADDRSTRLEN] = "";
+	int fd, one = 1, err;
+
+	if (!colon || (size_t)(colon - listen_on) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, listen_on, (size_t)(colon - listen_on));
+	if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+		return -EINVAL;
+	addr.sin_port = htons((unsigned short)atoi(colon + 1));
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) || listen(fd, 64)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void push_options(lua_State *L, const struct agent_options *o)
+{
+	lua_createtable(L, 0, 10);
+	lua_pushstring(L, o->node_name);
+	lua_setfield(L, -2, "node_name");
+	lua_pushstring(L, o->manifests);
+	lua_setfield(L, -2, "manifests");
+	lua_pushstring(L, o->cgroup);
+	lua_setfield(L, -2, "cgroup");
+	lua_pushstring(L, o->bpffs);
+	lua_setfield(L, -2, "bpffs");
+	lua_pushstring(L, o->bpf_log_level);
+	lua_setfield(L, -2, "bpf_log_level");
+	lua_pushnumber(L, o->redirect_qos_limit);
+	lua_setfield(L, -2, "redirect_qos_limit");
+	lua_pushstring(L, o->events);
+	lua_setfield(L, -2, "events");
+	lua_pushboolean(L, o->out_cluster);
+	lua_setfield(L, -2, "out_cluster");
+	lua_pushstring(L, o->service_proxy_name);
+	lua_setfield(L, -2, "service_proxy_name");
+}
+
+/* require("balancing.agent").start(options): the agent object in the
+ * registry, or -1 with the reason logged. */
+static int start_lua_agent(struct agent *a, const struct agent_options *opts)
+{
+	lua_State *L = a->host.L;
+
+	lua_getglobal(L, "require");
+	lua_pushstring(L, "balancing.agent");
+	if (lua_host_pcall(&a->host, 1, 1, "balancing.agent"))
+		return -1;
+	lua_getfield(L, -1, "start");
+	lua_remove(L, -2);
+	push_options(L, opts);
+	if (lua_host_pcall(&a->host, 1, 2, "balancing.agent.start"))
+		return -1;
+	if (lua_isnil(L, -2)) {
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "error", lua_tostring(L, -1), NULL);
+		lua_pop(L, 2);
+		return -1;
+	}
+	lua_pop(L, 1);
+	a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
+}
+
+static int is_cgroup2(const char *path)
+{
+	struct statfs fs;
+
+	return statfs(path, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+int agent_run(const struct agent_options *opts)
+{
+	struct agent a = {.ref = LUA_NOREF, .inotify_fd = -1, .http_fd = -1};
+	int status = 1;
+
+	log_set_stream(stdout);
+	if (!is_cgroup2(opts->cgroup)) {
+		/* checked before anything is loaded or pinned */
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "cgroup", opts->cgroup, "error",
+			 "not a cgroup v2 directory (mounting cgroup2 there is not built yet)",
+			 NULL);
+		return 1;
+	}
+	if (lua_host_open(&a.host, PROGRAM, opts->lua_dir))
+		return 1;
+	a.loop = ev_default_loop(EVFLAG_AUTO);
+	if (!a.loop) {
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "error", "no event loop", NULL);
+		goto out;
+	}
+	/* the endpoint and the directory watch before the first sync: a change
+	 * during it is seen, and a prober gets "not ready" rather than nothing */
+	a.http_fd = http_listen(opts->listen);
+	if (a.http_fd < 0) {
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "listen", opts->listen, "error",
+			 strerror(-a.http_fd), NULL);
+		goto out;
+	}
+	a.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (a.inotify_fd < 0 ||
+	    inotify_add_watch(a.inotify_fd, opts->manifests,
+			      IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
+				  IN_ATTRIB | IN_MODIFY) < 0) {
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "manifests", opts->manifests,
+			 "error", strerror(errno), NULL);
+		goto out;
+	}
+	if (start_lua_agent(&a, opts))
+		goto out;
+
+	ev_signal_init(&a.sigterm, on_signal, SIGTERM);
+	ev_signal_init(&a.sigint, on_signal, SIGINT);
+	ev_signal_start(a.loop, &a.sigterm);
+	ev_signal_start(a.loop, &a.sigint);
+	ev_timer_init(&a.debounce, on_debounce, SYNC_DEBOUNCE_SECONDS, 0.);
+	a.debounce.data = &a;
+	ev_io_init(&a.inotify_io, on_inotify, a.inotify_fd, EV_READ);
+	a.inotify_io.data = &a;
+	ev_io_start(a.loop, &a.inotify_io);
+	ev_io_init(&a.http_io, on_http_accept, a.http_fd, EV_READ);
+	a.http_io.data = &a;
+	ev_io_start(a.loop, &a.http_io);
+	log_line(LOG_LEVEL_INFO, "agent running", "node", opts->node_name, "manifests",
+		 opts->manifests, "listen", opts->listen, NULL);
+
+	ev_run(a.loop, 0);
+	call_agent(&a, "stop", 0);
+	status = 0;
+out:
+	if (a.http_fd >= 0)
+		close(a.http_fd);
+	if (a.inotify_fd >= 0)
+		close(a.inotify_fd);
+	lua_host_close(&a.host);
+	return status;
+}

@@ -1,0 +1,146 @@
+-- The node agent's policy side, driven by the C loop (core/agent.c): the
+-- datapath loaded and attached, the sources read into the store, every
+-- change reconciled (balancing.reconciler) and applied (core.applier), and
+-- what the health and metrics endpoints say.
+--
+--   local agent, err = require("balancing.agent").start(options)   -- options from C
+--   agent:sync()        -- a source changed: read it, reconcile the dirty owners, apply
+--   agent:ready()       -- every source synced once and its entries applied
+--   agent:metrics()     -- the Prometheus text of /metrics
+--   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
+--
+-- This version follows a manifest directory (--manifests); the API server
+-- source comes next (issue 7). On start the pinned maps are read back into
+-- the applier, so a restart rewrites nothing that is still wanted, and what
+-- no owner wants any more is swept only after the first complete sync.
+local core = require("balancing.core")
+local log = require("balancing.log")
+local store_module = require("balancing.store")
+local reconciler = require("balancing.reconciler")
+local manifest_source = require("balancing.manifest_source")
+
+local M = {}
+
+local Agent = {}
+Agent.__index = Agent
+
+-- start(options) → agent | nil, err. options: node_name, manifests, cgroup,
+-- bpffs, bpf_log_level, redirect_qos_limit, events, out_cluster,
+-- service_proxy_name (as core/options.c parsed them).
+function M.start(options)
+  if not options.manifests then
+    return nil, "the API server source is not built yet: give --manifests DIR"
+  end
+  local dp, err = core.load({ bpffs = options.bpffs, bpf_log_level = options.bpf_log_level,
+    redirect_qos_limit = options.redirect_qos_limit, events = options.events })
+  if not dp then
+    return nil, "load: " .. tostring(err)
+  end
+  local ok
+  ok, err = dp:attach(options.cgroup)
+  if not ok then
+    dp:close()
+    return nil, "attach: " .. tostring(err)
+  end
+  local applier
+  applier, err = core.applier(dp)
+  if not applier then
+    dp:close()
+    return nil, "applier: " .. tostring(err)
+  end
+  local store = store_module.new({ node_name = options.node_name,
+    service_proxy_name = options.service_proxy_name })
+  local self = setmetatable({
+    options = options, dp = dp, applier = applier, store = store,
+    source = manifest_source.new(store, options.manifests),
+    driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
+    synced = false, retry = {},
+    counters = { syncs = 0, apply_errors = 0, lua_errors = 0 },
+  }, Agent)
+  applier:read_back()
+  self:sync()
+  return self
+end
+
+-- Applies one round's changed owners; an owner whose apply failed is kept
+-- for the next sync (its entries are retried; the shadow holds only what the
+-- kernel took).
+local function apply_round(self, changed)
+  for owner, entries in pairs(changed) do
+    local stats, err = self.applier:apply(owner, entries)
+    if stats then
+      self.retry[owner] = nil
+    else
+      self.counters.apply_errors = self.counters.apply_errors + 1
+      self.retry[owner] = true
+      log.error("apply failed", { owner = owner, error = tostring(err) })
+    end
+  end
+end
+
+function Agent:sync()
+  local report, err = self.source:sync()
+  if not report then
+    log.warn("source not read", { error = tostring(err) })
+    return false
+  end
+  local owners = self.store:take_dirty()
+  for owner in pairs(self.retry) do
+    owners[owner] = true
+  end
+  if not self.synced then
+    owners = self.store:owners() -- the first round: everything
+  end
+  local round = self.driver:run(owners)
+  self.counters.lua_errors = self.counters.lua_errors + #round.failures
+  apply_round(self, round.changed)
+  if not self.synced then
+    local swept = self.applier:sweep()
+    self.synced = true
+    log.info("first sync applied", { objects = report.objects, owners = #self.driver:all_entries(),
+      swept = type(swept) == "table" and swept or nil })
+  end
+  self.counters.syncs = self.counters.syncs + 1
+  return true
+end
+
+function Agent:ready()
+  return self.synced
+end
+
+function Agent:metrics()
+  local frontends, backends = 0, 0
+  for _, entries in ipairs(self.driver:all_entries()) do
+    frontends = frontends + #entries.frontends
+    for _, frontend in ipairs(entries.frontends) do
+      backends = backends + #frontend.backends
+    end
+  end
+  return table.concat({
+    "# HELP balancing_frontends Frontends programmed.",
+    "# TYPE balancing_frontends gauge",
+    "balancing_frontends " .. frontends,
+    "# HELP balancing_backends Backend slots programmed.",
+    "# TYPE balancing_backends gauge",
+    "balancing_backends " .. backends,
+    "# HELP balancing_map_write_errors_total Applies the kernel refused (retried at the next sync).",
+    "# TYPE balancing_map_write_errors_total counter",
+    "balancing_map_write_errors_total " .. self.counters.apply_errors,
+    "# HELP balancing_lua_errors_total Reconciles that failed in a Lua module.",
+    "# TYPE balancing_lua_errors_total counter",
+    "balancing_lua_errors_total " .. self.counters.lua_errors,
+    "# HELP balancing_syncs_total Source syncs.",
+    "# TYPE balancing_syncs_total counter",
+    "balancing_syncs_total " .. self.counters.syncs,
+    "",
+  }, "\n")
+end
+
+function Agent:stop()
+  self.applier:close()
+  self.dp:close() -- closes our fds only: maps and links stay pinned
+end
+
+M.Agent = Agent
+
+return M
