@@ -21,6 +21,7 @@
 #include <lua.h>
 
 #include "log.h"
+#include "lua_binding.h"
 #include "lua_host.h"
 
 #define PROGRAM "balancing-agent"
@@ -229,24 +230,15 @@ static int http_listen(const char *listen_on)
 static void push_options(lua_State *L, const struct agent_options *o)
 {
 	lua_createtable(L, 0, 10);
-	lua_pushstring(L, o->node_name);
-	lua_setfield(L, -2, "node_name");
-	lua_pushstring(L, o->manifests);
-	lua_setfield(L, -2, "manifests");
-	lua_pushstring(L, o->cgroup);
-	lua_setfield(L, -2, "cgroup");
-	lua_pushstring(L, o->bpffs);
-	lua_setfield(L, -2, "bpffs");
-	lua_pushstring(L, o->bpf_log_level);
-	lua_setfield(L, -2, "bpf_log_level");
-	lua_pushnumber(L, o->redirect_qos_limit);
-	lua_setfield(L, -2, "redirect_qos_limit");
-	lua_pushstring(L, o->events);
-	lua_setfield(L, -2, "events");
-	lua_pushboolean(L, o->out_cluster);
-	lua_setfield(L, -2, "out_cluster");
-	lua_pushstring(L, o->service_proxy_name);
-	lua_setfield(L, -2, "service_proxy_name");
+	lua_binding_set_string(L, "node_name", o->node_name);
+	lua_binding_set_string(L, "manifests", o->manifests);
+	lua_binding_set_string(L, "cgroup", o->cgroup);
+	lua_binding_set_string(L, "bpffs", o->bpffs);
+	lua_binding_set_string(L, "bpf_log_level", o->bpf_log_level);
+	lua_binding_set_number(L, "redirect_qos_limit", o->redirect_qos_limit);
+	lua_binding_set_string(L, "events", o->events);
+	lua_binding_set_bool(L, "out_cluster", o->out_cluster);
+	lua_binding_set_string(L, "service_proxy_name", o->service_proxy_name);
 }
 
 /* require("balancing.agent").start(options): the agent object in the
