@@ -42,6 +42,7 @@ struct agent {
 	ev_timer debounce;
 	int http_fd;
 	ev_io http_io;
+	ev_io events_io; /* the ring buffer's epoll fd (none with --events off) */
 };
 
 /* One HTTP request being read: GET lines only, answered and closed. */
@@ -81,6 +82,30 @@ static void on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (call_agent(a, "sync", 0) == 0)
 		log_line(LOG_LEVEL_DEBUG, "manifests synced", NULL);
+}
+
+static void on_events(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	call_agent(w->data, "drain_events", 0);
+}
+
+/* agent:event_fd() on the loop, when there is one. */
+static void watch_events(struct agent *a)
+{
+	lua_State *L = a->host.L;
+	int fd;
+
+	if (call_agent(a, "event_fd", 1))
+		return;
+	fd = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_pop(L, 1);
+	if (fd < 0)
+		return;
+	ev_io_init(&a->events_io, on_events, fd, EV_READ);
+	a->events_io.data = a;
+	ev_io_start(a->loop, &a->events_io);
 }
 
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
@@ -325,6 +350,7 @@ int agent_run(const struct agent_options *opts)
 	ev_io_init(&a.http_io, on_http_accept, a.http_fd, EV_READ);
 	a.http_io.data = &a;
 	ev_io_start(a.loop, &a.http_io);
+	watch_events(&a);
 	log_line(LOG_LEVEL_INFO, "agent running", "node", opts->node_name, "manifests",
 		 opts->manifests, "listen", opts->listen, NULL);
 

@@ -7,6 +7,8 @@
 --   agent:sync()        -- a source changed: read it, reconcile the dirty owners, apply
 --   agent:ready()       -- every source synced once and its entries applied
 --   agent:metrics()     -- the Prometheus text of /metrics
+--   agent:event_fd()    -- the ring buffer's fd for the loop (nil with --events off)
+--   agent:drain_events() -- the fd is readable: each event as a "formatted ebpf event" line
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- This version follows a manifest directory (--manifests); the API server
@@ -18,6 +20,7 @@ local log = require("balancing.log")
 local store_module = require("balancing.store")
 local reconciler = require("balancing.reconciler")
 local manifest_source = require("balancing.manifest_source")
+local event = require("balancing.event")
 
 local M = {}
 
@@ -55,7 +58,8 @@ function M.start(options)
     source = manifest_source.new(store, options.manifests),
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
     synced = false, retry = {},
-    counters = { syncs = 0, apply_errors = 0, lua_errors = 0 },
+    counters = { syncs = 0, apply_errors = 0, lua_errors = 0, events = 0 },
+    formatter = event.new({ store = store, node_name = options.node_name }),
   }, Agent)
   applier:read_back()
   self:sync()
@@ -104,6 +108,42 @@ function Agent:sync()
   return true
 end
 
+-- Events a loop turn takes at most: the rest stay in the ring (its fd stays
+-- readable) and come at the next turn, so a flood never holds the loop.
+local EVENTS_PER_TURN = 1024
+
+function Agent:event_fd()
+  if self.options.events == "off" then
+    return nil
+  end
+  local reader, err = self.dp:events()
+  if not reader then
+    log.error("events not read", { error = tostring(err) })
+    return nil
+  end
+  self.reader = reader
+  return reader:fd()
+end
+
+-- One JSON line on stdout per translation event (CONTRACTS.md "Logs").
+function Agent:drain_events()
+  local list, err = self.reader:poll(0, EVENTS_PER_TURN)
+  if not list then
+    log.error("events not read", { error = tostring(err) })
+    return
+  end
+  local lines = {}
+  for i, decoded in ipairs(list) do
+    lines[i] = self.formatter:line(decoded)
+  end
+  if #lines > 0 then
+    lines[#lines + 1] = ""
+    io.stdout:write(table.concat(lines, "\n"))
+    io.stdout:flush()
+    self.counters.events = self.counters.events + #list
+  end
+end
+
 function Agent:ready()
   return self.synced
 end
@@ -129,6 +169,9 @@ function Agent:metrics()
     "# HELP balancing_lua_errors_total Reconciles that failed in a Lua module.",
     "# TYPE balancing_lua_errors_total counter",
     "balancing_lua_errors_total " .. self.counters.lua_errors,
+    "# HELP balancing_events_total Translation events logged.",
+    "# TYPE balancing_events_total counter",
+    "balancing_events_total " .. self.counters.events,
     "# HELP balancing_syncs_total Source syncs.",
     "# TYPE balancing_syncs_total counter",
     "balancing_syncs_total " .. self.counters.syncs,
@@ -137,6 +180,10 @@ function Agent:metrics()
 end
 
 function Agent:stop()
+  if self.reader then
+    self:drain_events() -- what is already in the ring
+    self.reader:close()
+  end
   self.applier:close()
   self.dp:close() -- closes our fds only: maps and links stay pinned
 end

@@ -104,6 +104,26 @@ describe("balancing-agent, standalone", function()
     assert.equals(agent.first, eventually(5, function() return connect_once(agent.cgroup) end))
   end)
 
+  it("logs each translation as a formatted ebpf event line with the contract's fields", function()
+    local agent = start()
+    assert.equals(agent.first, eventually(5, function() return connect_once(agent.cgroup) end))
+    local event = eventually(5, function()
+      for line in io.lines(dir .. "/agent.log") do
+        local ok, doc = pcall(cjson.decode, line)
+        if ok and doc.msg == "formatted ebpf event" and doc.destIp == VIP then
+          return doc
+        end
+      end
+    end)
+    assert.is_table(event, "no event line for the VIP in the agent's log")
+    assert.equals(80, event.destPort)
+    assert.equals(agent.first, event.natIp .. ":" .. event.natPort)
+    assert.is_true(event.isSuccess)
+    assert.equals("demo/web", event.policyName)
+    assert.equals("service", event.natType)
+    assert.equals("node-1", event.nodeName)
+  end)
+
   it("follows a change of the directory within a second", function()
     local agent = start()
     assert.equals(agent.first, eventually(5, function() return connect_once(agent.cgroup) end))
