@@ -21,6 +21,7 @@ local store_module = require("balancing.store")
 local reconciler = require("balancing.reconciler")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
+local lfs = require("lfs")
 
 local M = {}
 
@@ -59,8 +60,9 @@ function M.start(options)
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
     synced = false, retry = {},
     counters = { syncs = 0, apply_errors = 0, lua_errors = 0, events = 0 },
-    formatter = event.new({ store = store, node_name = options.node_name }),
   }, Agent)
+  self.formatter = event.new({ store = store, node_name = options.node_name,
+    cgroup_path = function(id) return self:cgroup_path(id) end })
   applier:read_back()
   self:sync()
   return self
@@ -106,6 +108,46 @@ function Agent:sync()
   end
   self.counters.syncs = self.counters.syncs + 1
   return true
+end
+
+-- The cgroups under --cgroup by ID (a cgroup v2 ID is its directory's inode
+-- number), for the events of processes that exited before their event was
+-- read. Walked again on a miss, at most once a second: pods come and go.
+local CGROUP_WALK_DEPTH = 8
+
+local function walk_cgroups(dir, relative, depth, out)
+  local inode = lfs.attributes(dir, "ino")
+  if not inode then
+    return
+  end
+  out[inode] = relative == "" and "/" or relative
+  if depth == 0 then
+    return
+  end
+  local ok, iterator, state = pcall(lfs.dir, dir)
+  if not ok then
+    return
+  end
+  for name in iterator, state do
+    if name ~= "." and name ~= ".." and lfs.symlinkattributes(dir .. "/" .. name, "mode") == "directory" then
+      walk_cgroups(dir .. "/" .. name, relative .. "/" .. name, depth - 1, out)
+    end
+  end
+end
+
+function Agent:cgroup_path(id)
+  local known = self.cgroup_paths and self.cgroup_paths[id]
+  if known or (self.cgroups_walked_at and os.time() - self.cgroups_walked_at < 1) then
+    return known
+  end
+  -- paths as /proc/PID/cgroup shows them: from the cgroup2 mount's root
+  local root = core.cgroup2_mount() or ""
+  local cgroup = self.options.cgroup
+  local relative = cgroup:sub(1, #root) == root and cgroup:sub(#root + 1) or ""
+  self.cgroup_paths = {}
+  walk_cgroups(cgroup, relative, CGROUP_WALK_DEPTH, self.cgroup_paths)
+  self.cgroups_walked_at = os.time()
+  return self.cgroup_paths[id]
 end
 
 -- Events a loop turn takes at most: the rest stay in the ring (its fd stays

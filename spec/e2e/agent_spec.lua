@@ -122,6 +122,9 @@ describe("balancing-agent, standalone", function()
     assert.equals("demo/web", event.policyName)
     assert.equals("service", event.natType)
     assert.equals("node-1", event.nodeName)
+    -- the client, gone by then, ran in the test cgroup, no pod's: a host process
+    assert.is_true(event.isHostApp)
+    assert.equals("", event.clientPodUid)
   end)
 
   it("follows a change of the directory within a second", function()
