@@ -49,14 +49,18 @@ local function endpoints(from, to, port)
   return list
 end
 
+-- The last count connects' events all say their affinity record was used.
+local function assert_affinity_hits(env, count)
+  local events = env:events(count, 2)
+  assert.equals(count, #events)
+  for _, event in ipairs(events) do
+    assert.is_true(bit.band(event.flags, ffi.C.EVENT_FLAG_AFFINITY_HIT) ~= 0, "the affinity record was used")
+  end
+end
+
 -- Reading the kernel back ------------------------------------------------------------
 
-local function decode(ctype, raw)
-  local value = ffi.new(ctype)
-  assert.equals(ffi.sizeof(value), #raw)
-  ffi.copy(value, raw, #raw)
-  return value
-end
+local decode = core_env.decode
 
 local function backend_text(raw)
   local value = decode("struct backend_value", raw)
@@ -265,11 +269,7 @@ describe("apply", function()
     applier:close()
     assert.same({}, kernel.failures(run.results))
     assert.same({ before.backend }, kernel.distinct(run.results, "backend"))
-    local events = env:events(20, 2)
-    assert.equals(20, #events)
-    for _, event in ipairs(events) do
-      assert.is_true(bit.band(event.flags, ffi.C.EVENT_FLAG_AFFINITY_HIT) ~= 0, "the affinity record was used")
-    end
+    assert_affinity_hits(env, 20)
   end)
 
   it("reports a full map with the owner it refused, keeps what was written, and finishes on the next apply", function()
@@ -454,11 +454,7 @@ describe("apply", function()
     local run = env:client_inside("tcp", VIP, PORT, 20)
     assert.same({}, kernel.failures(run.results))
     assert.same({ chosen.backend }, kernel.distinct(run.results, "backend"))
-    local events = env:events(20, 2)
-    assert.equals(20, #events)
-    for _, event in ipairs(events) do
-      assert.is_true(bit.band(event.flags, ffi.C.EVENT_FLAG_AFFINITY_HIT) ~= 0, "the affinity record was used")
-    end
+    assert_affinity_hits(env, 20)
   end)
 
   it("sweeps what no owner claimed after the first full sync, and nothing an owner took over", function()

@@ -12,12 +12,7 @@ local function service_value(id, total)
   return value
 end
 
-local function decode(ctype, raw)
-  local value = ffi.new(ctype)
-  assert.equals(ffi.sizeof(value), #raw)
-  ffi.copy(value, raw, #raw)
-  return value
-end
+local decode = core_env.decode
 
 local function service_map(env, size)
   local dp = env:load{ max_services = size or 64 }

@@ -140,6 +140,16 @@ function M.run_in_cgroup(cgroup, command)
   return output, ok == true or ok == 0
 end
 
+-- A map value or key read back (a string of its bytes) as the struct ctype;
+-- its size must be the struct's.
+function M.decode(ctype, raw)
+  local ffi = require("ffi")
+  local value = ffi.new(ctype)
+  assert(ffi.sizeof(value) == #raw, string.format("%s: %d bytes, not %d", ctype, #raw, ffi.sizeof(value)))
+  ffi.copy(value, raw, #raw)
+  return value
+end
+
 -- A TCP port free on 127.0.0.1 right now (for a backend a spec starts).
 function M.free_port()
   local pipe = assert(io.popen("python3 -c 'import socket; s = socket.socket(); "

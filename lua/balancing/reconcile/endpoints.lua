@@ -68,10 +68,8 @@ function M.protocol(protocol)
   return present(protocol) or "TCP"
 end
 
-local function valid_port(port)
-  return type(port) == "number" and port >= 1 and port <= 65535 and port % 1 == 0
-end
-M.valid_port = valid_port
+-- a Service port number (the checked Service's rule, for slice ports too)
+local valid_port = require("balancing.service_spec").valid_port
 
 -- The number a dotted IPv4 address reads as (host order), for sorting; nil
 -- for text that is not one, even read as kube-proxy reads it. The strict
