@@ -9,7 +9,7 @@ packages=(
   luajit libluajit-5.1-dev lua-cjson lua-yaml lua-filesystem lua-system lua-busted lua-check
   libcurl4-openssl-dev libev-dev
   iproute2 iptables nftables dnsmasq-base dnsutils python3 curl jq
-  openssl python3-yaml python3-kubernetes
+  openssl python3-yaml python3-kubernetes python3-prometheus-client
 )
 # kubectl for the fake API server's specs: Debian's kubernetes-client, unless a kubectl is there
 # already (dpkg refuses a second package that owns /usr/bin/kubectl, e.g. the Google Cloud SDK's).
