@@ -1,0 +1,218 @@
+-- The API server as the agent's source: the kinds reconciliation reads,
+-- followed with core.kube_client (LIST then WATCH, in C on the loop), each
+-- kind's pages and lines into the store through balancing.source; and the
+-- identity annotations this agent writes (balancing.identity) sent as merge
+-- patches.
+--
+--   local src, err = kube_source.new(store, { access = access, node_name = "n1",
+--     service_proxy_name = nil, stall_seconds = 150 })
+--   src:on_change(function() ... end) -- once per loop turn that changed the store
+--   src:synced()                      -- every kind listed completely once
+--   src:take_received()               -- when this turn's changes came (for latency)
+--   src:write_identity()              -- PATCH what identity says is missing
+--   src:stats()                       -- per kind: state, restarts, relists, events
+--   src:close()
+--
+-- Which objects, and why:
+--   Services and EndpointSlices  without the headless label, and without a
+--     service-proxy-name label unless --service-proxy-name is given (kube-
+--     proxy's selector; balancing.service_spec decides the rest);
+--   Nodes                        all: node IDs must be unique in the cluster,
+--     and BalancingPolicy's hostPort and nodeProxy modes use other nodes'
+--     addresses;
+--   Pods                         Running ones, of every node: a
+--     BalancingPolicy selects backend pods anywhere, and a pod that is not
+--     Running is never a backend nor a client; each is trimmed
+--     (balancing.trim) to the few fields reconciliation and events read;
+--   LocalRedirectPolicies, BalancingPolicies  all (cluster-scoped); when
+--     their CRDs are not installed the kinds read as empty, one log line
+--     says so, and they are listed again now and then.
+local cjson = require("cjson")
+local core = require("balancing.core")
+local identity = require("balancing.identity")
+local log = require("balancing.log")
+local source = require("balancing.source")
+local system = require("system")
+
+local M = {}
+
+local KubeSource = {}
+KubeSource.__index = KubeSource
+
+local CRD_GROUP_PATH = "/apis/balancing.elf.io/v1beta1/"
+local HEADLESS = "!service.kubernetes.io/headless"
+local NO_PROXY_NAME = "!service.kubernetes.io/service-proxy-name"
+-- Nothing for this long (a real server sends a bookmark about every minute)
+-- and the watch is taken for stalled and started again.
+M.DEFAULT_STALL_SECONDS = 150
+-- A patch that failed (not a conflict: the watch brings the newer object)
+-- is tried again after this long.
+local IDENTITY_RETRY_SECONDS = 2
+
+local function escape(text)
+  return (text:gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+local function label_selector(service_proxy_name)
+  local requirements = { HEADLESS }
+  if not service_proxy_name then
+    requirements[2] = NO_PROXY_NAME
+  end
+  return "labelSelector=" .. escape(table.concat(requirements, ","))
+end
+
+-- The kinds in the order they are listed: what reconciliation needs first.
+function M.kinds(options)
+  local services = label_selector(options.service_proxy_name)
+  return {
+    { kind = "Node", path = "/api/v1/nodes" },
+    { kind = "Service", path = "/api/v1/services", query = services },
+    { kind = "EndpointSlice", path = "/apis/discovery.k8s.io/v1/endpointslices", query = services },
+    { kind = "Pod", path = "/api/v1/pods", query = "fieldSelector=" .. escape("status.phase=Running") },
+    { kind = "LocalRedirectPolicy", path = CRD_GROUP_PATH .. "localredirectpolicies", optional = true,
+      patch_path = CRD_GROUP_PATH .. "localredirectpolicies/" },
+    { kind = "BalancingPolicy", path = CRD_GROUP_PATH .. "balancingpolicies", optional = true,
+      patch_path = CRD_GROUP_PATH .. "balancingpolicies/" },
+  }
+end
+
+-- The C watch's sink for one kind: balancing.source's answers in the
+-- watch's terms, and the time each change came.
+local function sink_of(self, src)
+  return {
+    list_page = function(body)
+      local page, err = src:list_page(body)
+      if not page then
+        return nil, err
+      end
+      if page.continue then
+        return page.continue
+      end
+      self.received[#self.received + 1] = system.monotime()
+      return true
+    end,
+    list_restarted = function()
+      src:restart_list()
+    end,
+    watch_line = function(line)
+      local what = src:watch_line(line)
+      if what == "event" then
+        self.received[#self.received + 1] = system.monotime()
+      end
+      return what
+    end,
+    resource_version = function()
+      return src.resource_version
+    end,
+  }
+end
+
+function M.new(store, options)
+  local client, err = core.kube_client(options.access)
+  if not client then
+    return nil, err
+  end
+  local self = setmetatable({ store = store, client = client, node_name = options.node_name,
+    sources = {}, kinds = M.kinds(options), received = {}, patching = {},
+    counters = { patches = 0, patch_conflicts = 0, patch_errors = 0 } }, KubeSource)
+  for _, kind in ipairs(self.kinds) do
+    local src = source.new(store, kind.kind)
+    self.sources[kind.kind] = src
+    local ok, watch_err = client:watch({ kind = kind.kind, path = kind.path, query = kind.query,
+      optional = kind.optional, stall_seconds = options.stall_seconds or M.DEFAULT_STALL_SECONDS,
+      backoff_initial = options.backoff_initial, backoff_max = options.backoff_max,
+      sink = sink_of(self, src) })
+    if not ok then
+      client:close()
+      return nil, watch_err
+    end
+  end
+  return self
+end
+
+function KubeSource:on_change(fn)
+  self.client:on_turn(fn)
+end
+
+function KubeSource:synced()
+  for _, stats in pairs(self.client:stats()) do
+    if not stats.synced then
+      return false
+    end
+  end
+  return true
+end
+
+-- The monotonic times (seconds) the changes since the last call came.
+function KubeSource:take_received()
+  local received = self.received
+  self.received = {}
+  return received
+end
+
+function KubeSource:stats()
+  return self.client:stats()
+end
+
+local function patch_path(self, kind, name)
+  if kind == "Node" then
+    return "/api/v1/nodes/" .. escape(name)
+  end
+  for _, k in ipairs(self.kinds) do
+    if k.kind == kind then
+      return k.patch_path .. escape(name)
+    end
+  end
+end
+
+-- One merge patch in flight per object: a conflict (409: another agent
+-- wrote first) needs nothing more, for the watch brings the newer object and
+-- with it a new sync that asks identity again; another failure is tried
+-- again a little later.
+local function send_patch(self, kind, name, patch)
+  local path = patch_path(self, kind, name)
+  if self.patching[path] then
+    return
+  end
+  self.patching[path] = true
+  self.counters.patches = self.counters.patches + 1
+  local ok, err = self.client:request({ method = "PATCH", path = path,
+    content_type = "application/merge-patch+json", body = cjson.encode(patch),
+    on_done = function(status, body, transport_error)
+      self.patching[path] = nil
+      if status >= 200 and status < 300 then
+        log.info("annotated", { kind = kind, name = name, annotations = patch.metadata.annotations })
+      elseif status == 409 then
+        self.counters.patch_conflicts = self.counters.patch_conflicts + 1
+        log.debug("annotation conflict: the newer object decides", { kind = kind, name = name })
+      else
+        self.counters.patch_errors = self.counters.patch_errors + 1
+        log.warn("annotation not written: retrying", { kind = kind, name = name, status = status,
+          error = transport_error or body:sub(1, 300) })
+        self.client:after(IDENTITY_RETRY_SECONDS, function() self:write_identity() end)
+      end
+    end })
+  if not ok then
+    self.patching[path] = nil
+    log.warn("annotation not written", { kind = kind, name = name, error = tostring(err) })
+  end
+end
+
+-- The node's ID and proxy IP, and every policy's serviceId, when missing.
+function KubeSource:write_identity()
+  local node_patch = identity.node_patch(self.store, self.node_name)
+  if node_patch then
+    send_patch(self, "Node", self.node_name, node_patch)
+  end
+  for _, policy in ipairs(identity.policies_to_patch(self.store)) do
+    send_patch(self, policy.kind, policy.name, identity.policy_patch(self.store, policy.kind, policy.name))
+  end
+end
+
+function KubeSource:close()
+  self.client:close()
+end
+
+return M
