@@ -34,7 +34,8 @@ local M = {}
 -- apply takes ~100 µs, a full resync of a large cluster seconds.
 M.LATENCY_BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 
-local TYPES = { counter = true, gauge = true, histogram = true, untyped = true }
+-- A collector gives plain samples: no buckets.
+local COLLECTOR_TYPES = { counter = true, gauge = true, untyped = true }
 
 local function check_metric_name(name)
   if type(name) ~= "string" or not name:match("^[%a_:][%w_:]*$") then
@@ -59,9 +60,11 @@ local function format_value(value)
   elseif value == math.floor(value) and math.abs(value) < 2 ^ 53 then
     return string.format("%d", value)
   end
-  local short = string.format("%.15g", value)
-  if tonumber(short) == value then
-    return short
+  for _, format in ipairs({ "%.15g", "%.16g" }) do
+    local short = string.format(format, value)
+    if tonumber(short) == value then
+      return short
+    end
   end
   return string.format("%.17g", value)
 end
@@ -205,7 +208,7 @@ end
 -- { { labels or nil, value }, ... }, called at every render: for values the
 -- agent reads at scrape time (objects in the store, frontends programmed).
 function Registry:collect(name, help, kind, collect)
-  if not TYPES[kind] or kind == "histogram" then
+  if not COLLECTOR_TYPES[kind] then
     error("collector " .. tostring(name) .. ": type must be counter, gauge or untyped", 2)
   end
   if type(collect) ~= "function" then
@@ -414,7 +417,10 @@ function Registry:render()
     end
   end
   lines[#lines + 1] = ""
-  return table.concat(lines, "\n"), errors
+  if errors then
+    return table.concat(lines, "\n"), errors
+  end
+  return (table.concat(lines, "\n")) -- one value: io.write(registry:render()) works
 end
 
 -- metrics.build_info(registry, { version =, abi =, luajit = }) registers

@@ -313,6 +313,11 @@ describe("balancing.metrics", function()
     end)
   end)
 
+  it("renders one value when every collector answered", function()
+    registry:counter("c_total", "C.")
+    assert.equals(1, select("#", registry:render()))
+  end)
+
   it("build_info is one gauge at 1 whose labels say what runs", function()
     metrics.build_info(registry, { version = "0.1.0", abi = 3, luajit = "LuaJIT 2.1.0-beta3" })
     assert.equals("# HELP balancing_build_info The running agent's build, in its labels (the value is always 1).\n" ..
