@@ -19,6 +19,7 @@
 -- unpins, and removes the cgroup. It never moves any process but its own
 -- clients, and never kills a process it did not start.
 local abi = require("balancing.abi")
+local bpftool_write = require("helpers.bpftool_write")
 local cjson = require("cjson")
 local ffi = require("ffi")
 local lfs = require("lfs")
@@ -529,13 +530,15 @@ function Env:node_ip(address, node_id)
 end
 
 -- Loop avoidance: clients of this netns skip the LocalRedirect frontend `key`.
+-- The core has no writer of map_redirect_loop yet (the applier ignores
+-- loop_pods), so the pair goes in with bpftool, outside balancing.core.
 function Env:redirect_loop(netns_cookie, key, service_id)
   local loop_key = ffi.new("struct redirect_loop_key")
   loop_key.netns_cookie = type(netns_cookie) == "string" and ffi.new("uint64_t", tonumber(netns_cookie)) or netns_cookie
   loop_key.frontend = key
   local value = ffi.new("struct redirect_loop_value")
   value.service_id = service_id or 0
-  check(self:map("map_redirect_loop"):update(loop_key, value), "update failed", "map_redirect_loop update")
+  bpftool_write.update(self.bpffs .. "/map_redirect_loop", loop_key, value)
 end
 
 function Env:configure(settings)
