@@ -451,6 +451,7 @@ static const luaL_Reg core_functions[] = {
     {"load", core_load},
     {"applier", lua_apply_new},
     {"open_maps", core_open_maps},
+    {"configure", lua_map_configure},
     {"open_events", core_open_events},
     {"netns_cookie", core_netns_cookie},
     {"mount_bpffs", core_mount_bpffs},

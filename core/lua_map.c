@@ -8,8 +8,7 @@
 
 #include <lauxlib.h>
 
-#include <bpf/bpf.h>
-
+#include "balancing.h"
 #include "errmsg.h"
 #include "lua_binding.h"
 
@@ -55,55 +54,6 @@ static int arg_one(lua_State *L, int idx, const struct lua_map *m, const char *w
 	return 0;
 }
 
-/* count entries of size bytes each; count defaults to all the argument
- * holds. */
-static int arg_many(lua_State *L, int idx, const struct lua_map *m, const char *what, size_t size,
-		    lua_Integer *count, struct lua_binding_bytes *b, struct errmsg *e)
-{
-	int err = lua_binding_arg_bytes(L, idx, what, b, e);
-
-	if (err)
-		return err;
-	if (*count < 0 && size && b->len % size == 0)
-		*count = (lua_Integer)(b->len / size);
-	if (*count < 0 || *count > UINT32_MAX)
-		return errmsg_plain(
-		    e, -EINVAL,
-		    "%s %s: give a count (%zu bytes is not a whole number of %zu-byte entries)",
-		    m->h.name, what, b->len, size);
-	if (b->len < (size_t)*count * size)
-		return errmsg_plain(e, -EINVAL,
-				    "%s %s: %zu bytes given for %lld entries of %zu bytes",
-				    m->h.name, what, b->len, (long long)*count, size);
-	return 0;
-}
-
-static __u64 update_flags(lua_State *L, int idx)
-{
-	static const char *const names[] = {"any", "noexist", "exist", NULL};
-	static const __u64 values[] = {BPF_ANY, BPF_NOEXIST, BPF_EXIST};
-
-	return values[luaL_checkoption(L, idx, "any", names)];
-}
-
-static int map_update(lua_State *L)
-{
-	struct lua_map *m = check_map(L);
-	__u64 flags = update_flags(L, 4);
-	struct lua_binding_bytes key, value;
-	struct errmsg e;
-	int err;
-
-	if (m->h.fd < 0)
-		return map_closed(L, m);
-	err = arg_one(L, 2, m, "key", m->h.key_size, &key, &e);
-	if (!err)
-		err = arg_one(L, 3, m, "value", maps_value_bytes(&m->h), &value, &e);
-	if (!err)
-		err = maps_update(&m->h, key.ptr, value.ptr, flags, &e);
-	return lua_binding_push_true_or_error(L, err, &e);
-}
-
 static int map_lookup(lua_State *L)
 {
 	struct lua_map *m = check_map(L);
@@ -130,76 +80,6 @@ static int map_lookup(lua_State *L)
 	return 1;
 }
 
-static int map_delete(lua_State *L)
-{
-	struct lua_map *m = check_map(L);
-	struct lua_binding_bytes key;
-	struct errmsg e;
-	int err;
-
-	if (m->h.fd < 0)
-		return map_closed(L, m);
-	err = arg_one(L, 2, m, "key", m->h.key_size, &key, &e);
-	if (!err)
-		err = maps_delete(&m->h, key.ptr, &e);
-	if (err == -ENOENT) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	return lua_binding_push_true_or_error(L, err, &e);
-}
-
-/* Batches also return how many entries went in before a failure, as a
- * fourth result. */
-static int push_count_or_error(lua_State *L, int err, __u32 count, const struct errmsg *e)
-{
-	if (!err) {
-		lua_pushinteger(L, count);
-		return 1;
-	}
-	lua_binding_push_error(L, err, e);
-	lua_pushinteger(L, count);
-	return 4;
-}
-
-static int map_update_batch(lua_State *L)
-{
-	struct lua_map *m = check_map(L);
-	lua_Integer count = luaL_optinteger(L, 4, -1);
-	__u64 flags = update_flags(L, 5);
-	struct lua_binding_bytes keys, values;
-	struct errmsg e;
-	__u32 done = 0;
-	int err;
-
-	if (m->h.fd < 0)
-		return map_closed(L, m);
-	err = arg_many(L, 2, m, "keys", m->h.key_size, &count, &keys, &e);
-	if (!err)
-		err = arg_many(L, 3, m, "values", maps_value_bytes(&m->h), &count, &values, &e);
-	if (!err)
-		err =
-		    maps_update_batch(&m->h, keys.ptr, values.ptr, (__u32)count, flags, &done, &e);
-	return push_count_or_error(L, err, done, &e);
-}
-
-static int map_delete_batch(lua_State *L)
-{
-	struct lua_map *m = check_map(L);
-	lua_Integer count = luaL_optinteger(L, 3, -1);
-	struct lua_binding_bytes keys;
-	struct errmsg e;
-	__u32 deleted = 0;
-	int err;
-
-	if (m->h.fd < 0)
-		return map_closed(L, m);
-	err = arg_many(L, 2, m, "keys", m->h.key_size, &count, &keys, &e);
-	if (!err)
-		err = maps_delete_batch(&m->h, keys.ptr, (__u32)count, &deleted, &e);
-	return push_count_or_error(L, err, deleted, &e);
-}
-
 static int map_dump(lua_State *L)
 {
 	struct lua_map *m = check_map(L);
@@ -223,19 +103,6 @@ static int map_dump(lua_State *L)
 	}
 	maps_dump_free(&d);
 	return 1;
-}
-
-static int map_clear(lua_State *L)
-{
-	struct lua_map *m = check_map(L);
-	__u32 deleted = 0;
-	struct errmsg e;
-	int err;
-
-	if (m->h.fd < 0)
-		return map_closed(L, m);
-	err = maps_clear(&m->h, &deleted, &e);
-	return push_count_or_error(L, err, deleted, &e);
 }
 
 static int map_describe_key(lua_State *L)
@@ -296,17 +163,93 @@ static int map_index(lua_State *L)
 	return 1;
 }
 
+/* --- core.configure ---------------------------------------------------------------- */
+
+/* The value on top of the stack: one of names (its index), or a whole
+ * number from 0 (maps_configure checks the top of the range). */
+static int setting_value(lua_State *L, const char *field, const char *const *names,
+			 const char *expected, long long *out, struct errmsg *e)
+{
+	lua_Number n;
+
+	if (names && lua_type(L, -1) == LUA_TSTRING) {
+		for (int i = 0; names[i]; i++) {
+			if (strcmp(lua_tostring(L, -1), names[i]) == 0) {
+				*out = i;
+				return 0;
+			}
+		}
+		return errmsg_plain(e, -EINVAL, "configure %s %s: expected %s", field,
+				    lua_tostring(L, -1), expected);
+	}
+	n = lua_tonumber(L, -1);
+	/* range first: converting an out-of-range double is undefined */
+	if (lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= (lua_Number)UINT32_MAX &&
+	    n == (lua_Number)(long long)n) {
+		*out = (long long)n;
+		return 0;
+	}
+	if (lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING)
+		return errmsg_plain(e, -EINVAL, "configure %s %s: expected %s", field,
+				    lua_tostring(L, -1), expected);
+	return errmsg_plain(e, -EINVAL, "configure %s: expected %s, got %s", field, expected,
+			    luaL_typename(L, -1));
+}
+
+/* Every field of the table at idx: bpf_log_level, redirect_qos_limit,
+ * events, nothing else. */
+static int read_settings(lua_State *L, int idx, struct maps_configure *c, struct errmsg *e)
+{
+	int err = 0;
+
+	c->bpf_log_level = c->redirect_qos_limit = c->events = -1;
+	lua_pushnil(L);
+	while (!err && lua_next(L, idx)) {
+		const char *field = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+
+		if (strcmp(field, "bpf_log_level") == 0)
+			err = setting_value(L, field, maps_log_level_names,
+					    "verbose, info, error or off (3 to 0)",
+					    &c->bpf_log_level, e);
+		else if (strcmp(field, "redirect_qos_limit") == 0)
+			err = setting_value(L, field, NULL, "0 (none) to 4294967295",
+					    &c->redirect_qos_limit, e);
+		else if (strcmp(field, "events") == 0)
+			err = setting_value(L, field, maps_event_filter_names,
+					    "all, failures or off (0 to 2)", &c->events, e);
+		else
+			err = errmsg_plain(e, -EINVAL,
+					   "configure: unknown setting %s (bpf_log_level, "
+					   "redirect_qos_limit or events)",
+					   lua_type(L, -2) == LUA_TSTRING ? field
+									  : luaL_typename(L, -2));
+		lua_pop(L, err ? 2 : 1); /* the value; on error the key too */
+	}
+	return err;
+}
+
+int lua_map_configure(lua_State *L)
+{
+	const char *dir = luaL_checkstring(L, 1);
+	struct maps_configure c;
+	struct map_handle h;
+	struct errmsg e;
+	int err;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	err = read_settings(L, 2, &c, &e);
+	if (!err)
+		err = maps_open_pinned(&h, dir, "map_configure", &e);
+	if (err)
+		return lua_binding_push_error(L, err, &e);
+	err = maps_configure(&h, &c, &e);
+	maps_handle_close(&h);
+	return lua_binding_push_true_or_error(L, err, &e);
+}
+
 static const luaL_Reg map_methods[] = {
-    {"update", map_update},
-    {"lookup", map_lookup},
-    {"delete", map_delete},
-    {"update_batch", map_update_batch},
-    {"delete_batch", map_delete_batch},
-    {"dump", map_dump},
-    {"clear", map_clear},
-    {"describe_key", map_describe_key},
-    {"close", map_close},
-    {NULL, NULL},
+    {"lookup", map_lookup}, {"dump", map_dump}, {"describe_key", map_describe_key},
+    {"close", map_close},   {NULL, NULL},
 };
 
 static const luaL_Reg map_meta[] = {

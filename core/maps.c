@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -544,16 +545,70 @@ void maps_dump_free(struct map_dump *d)
 	d->count = d->capacity = 0;
 }
 
-int maps_clear(const struct map_handle *h, __u32 *deleted, struct errmsg *e)
+/* --- map_configure ------------------------------------------------------------- */
+
+/* One more than the last value: the NULL that ends the list. */
+const char *const maps_log_level_names[BPF_LOG_VERBOSE + 2] = {
+    [BPF_LOG_OFF] = "off",
+    [BPF_LOG_ERROR] = "error",
+    [BPF_LOG_INFO] = "info",
+    [BPF_LOG_VERBOSE] = "verbose",
+};
+
+const char *const maps_event_filter_names[EVENTS_OFF + 2] = {
+    [EVENTS_ALL] = "all",
+    [EVENTS_FAILURES] = "failures",
+    [EVENTS_OFF] = "off",
+};
+
+static int check_setting(const char *field, long long value, long long max, const char *expected,
+			 struct errmsg *e)
 {
-	struct map_dump d;
+	if (value <= max)
+		return 0;
+	return errmsg_plain(e, -EINVAL, "configure %s %lld: expected %s", field, value, expected);
+}
+
+int maps_configure(const struct map_handle *h, const struct maps_configure *c, struct errmsg *e)
+{
+	struct configure_key key = {CONFIGURE_INDEX};
+	struct configure_value value;
 	int err;
 
-	*deleted = 0;
-	err = maps_dump(h, &d, e);
+	err = check_setting("bpf_log_level", c->bpf_log_level, BPF_LOG_VERBOSE,
+			    "0 (off) to 3 (verbose)", e);
+	if (!err)
+		err = check_setting("redirect_qos_limit", c->redirect_qos_limit, UINT32_MAX,
+				    "0 (none) to 4294967295", e);
+	if (!err)
+		err = check_setting("events", c->events, EVENTS_OFF, "0 (all) to 2 (off)", e);
 	if (err)
 		return err;
-	err = maps_delete_batch(h, d.keys, d.count, deleted, e);
-	maps_dump_free(&d);
-	return err;
+	if (c->bpf_log_level < 0 && c->redirect_qos_limit < 0 && c->events < 0)
+		return errmsg_plain(e, -EINVAL,
+				    "configure: nothing to change (give bpf_log_level, "
+				    "redirect_qos_limit or events)");
+	if (h->type != BPF_MAP_TYPE_ARRAY || h->key_size != sizeof(key) ||
+	    h->value_size != sizeof(value))
+		return errmsg_plain(e, -EINVAL,
+				    "configure %s: not a map_configure of this version (%s, key %u "
+				    "bytes, value %u bytes; expected array, %zu, %zu)",
+				    h->name, maps_type_name(h), h->key_size, h->value_size,
+				    sizeof(key), sizeof(value));
+	err = maps_lookup(h, &key, &value, e);
+	if (err)
+		return err;
+	if (value.abi_version != BALANCING_ABI_VERSION)
+		return errmsg_plain(
+		    e, -EPROTO,
+		    "configure %s: it holds ABI version %u, this build writes version "
+		    "%u: left as it is",
+		    h->name, value.abi_version, BALANCING_ABI_VERSION);
+	if (c->bpf_log_level >= 0)
+		value.bpf_log_level = (__u32)c->bpf_log_level;
+	if (c->redirect_qos_limit >= 0)
+		value.redirect_qos_limit = (__u32)c->redirect_qos_limit;
+	if (c->events >= 0)
+		value.events = (__u32)c->events;
+	return maps_update(h, &key, &value, BPF_EXIST, e);
 }

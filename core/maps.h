@@ -3,7 +3,10 @@
  * Where entries reach the kernel: one handle per map (its own fd, so it
  * outlives the loader that produced it), typed single and batch writes, and
  * dumps. Every failure names the map and, for a per-key failure, the key
- * decoded as text when the map is one of bpf/balancing.h's.
+ * decoded as text when the map is one of bpf/balancing.h's. Two callers
+ * write: the applier (core/apply.c) every entry a reconcile computes, and
+ * maps_configure the settings of map_configure; the Lua map handles only
+ * read (lua_map.c).
  */
 #ifndef BALANCING_MAPS_H
 #define BALANCING_MAPS_H
@@ -84,7 +87,26 @@ int maps_delete_batch(const struct map_handle *h, const void *keys, __u32 count,
 int maps_dump(const struct map_handle *h, struct map_dump *d, struct errmsg *e);
 void maps_dump_free(struct map_dump *d);
 
-/* Deletes every entry; *deleted: how many. */
-int maps_clear(const struct map_handle *h, __u32 *deleted, struct errmsg *e);
+/* The names of map_configure's settings, indexed by value, NULL after the
+ * last: enum bpf_log_level ("off" "error" "info" "verbose") and enum
+ * balancing_event_filter ("all" "failures" "off"). */
+extern const char *const maps_log_level_names[];
+extern const char *const maps_event_filter_names[];
+
+/* A change of map_configure's settings (struct configure_value); a negative
+ * field keeps the value the map holds. */
+struct maps_configure {
+	long long bpf_log_level;      /* enum bpf_log_level */
+	long long redirect_qos_limit; /* per frontend per second, 0 = none */
+	long long events;	      /* enum balancing_event_filter */
+};
+
+/* Reads map_configure's entry, changes the fields given, writes it back:
+ * abi_version and node_id stay as they were. -EINVAL, nothing written, for a
+ * value out of range, no field given, or h not a map_configure of
+ * bpf/balancing.h's layout; -EPROTO when its abi_version is not
+ * BALANCING_ABI_VERSION (maps of another agent version, whose fields this
+ * build cannot vouch for). */
+int maps_configure(const struct map_handle *h, const struct maps_configure *c, struct errmsg *e);
 
 #endif /* BALANCING_MAPS_H */

@@ -1,8 +1,11 @@
 -- `inspect showMapData` and `setMapData configure` on real pinned maps
 -- (CONTRACTS.md "inspect"; issue 9): what `balancing-agent plan` computes for
 -- the example cluster, written through the applier, read back decoded.
+local abi = require("balancing.abi")
+local bpftool_write = require("helpers.bpftool_write")
 local cjson = require("cjson")
 local core_env = require("helpers.core_env")
+local ffi = require("ffi")
 local scratch = require("helpers.scratch")
 local plan = require("balancing.plan")
 
@@ -85,9 +88,9 @@ describe("inspect", function()
     assert.matches("BPF%-LOG%-LEVEL", stdout)
   end)
 
-  it("setMapData configure changes the running datapath's settings", function()
+  it("setMapData configure changes the running datapath's settings, one at a time, keeping the rest", function()
     local env = core_env.open(pending)
-    local _, dir = env:load()
+    local _, dir = env:load{ node_id = 7 }
     local status, stdout = run({ "--bpffs", dir, "setMapData", "configure", "bpfLogLevel", "verbose" })
     assert.equals(0, status)
     assert.matches("bpfLogLevel verbose", stdout, 1, true)
@@ -100,6 +103,25 @@ describe("inspect", function()
     assert.equals("verbose", configure.bpfLogLevel)
     assert.equals(25, configure.redirectQosLimit)
     assert.equals("failures", configure.events)
+    assert.equals(7, configure.nodeId)
+    assert.equals(abi.C.BALANCING_ABI_VERSION, configure.abiVersion)
+  end)
+
+  it("setMapData configure leaves a map_configure of another ABI version as it is, exit 1", function()
+    local env = core_env.open(pending)
+    local _, dir = env:load{ bpf_log_level = "info" }
+    local key = ffi.new("struct configure_key")
+    local other = core_env.decode("struct configure_value",
+      assert(assert(env.core.open_maps(dir)).map_configure:lookup(key)))
+    other.abi_version = abi.C.BALANCING_ABI_VERSION + 1
+    bpftool_write.update(dir .. "/map_configure", key, other)
+
+    local status, stdout, stderr = run({ "--bpffs", dir, "setMapData", "configure", "bpfLogLevel", "verbose" })
+    assert.equals(1, status)
+    assert.equals("", stdout)
+    assert.matches("it holds ABI version " .. (abi.C.BALANCING_ABI_VERSION + 1), stderr, 1, true)
+    local _, json = run({ "--bpffs", dir, "--json", "showMapData", "configure" })
+    assert.equals("info", cjson.decode(json).maps.map_configure[1].bpfLogLevel)
   end)
 
   it("refuses a bad setting value with one line, exit 2, changing nothing", function()
@@ -113,9 +135,11 @@ describe("inspect", function()
   it("says where it looked when nothing is pinned, exit 1", function()
     local env = core_env.open(pending)
     local dir = env:pin_dir()
-    local status, stdout, stderr = run({ "--bpffs", dir, "showMapData", "all" })
-    assert.equals(1, status)
-    assert.equals("", stdout)
-    assert.matches("no maps pinned under " .. dir, stderr, 1, true)
+    for _, args in ipairs({ { "showMapData", "all" }, { "setMapData", "configure", "events", "off" } }) do
+      local status, stdout, stderr = run({ "--bpffs", dir, table.concat(args, " ") })
+      assert.equals(1, status)
+      assert.equals("", stdout)
+      assert.matches("no maps pinned under " .. dir, stderr, 1, true)
+    end
   end)
 end)

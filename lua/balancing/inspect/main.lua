@@ -122,12 +122,16 @@ function M.main(argv, streams)
     .. "'inspect showMapData all' shows what is programmed")
 end
 
+local function say_not_pinned(options, stderr, err)
+  stderr:write("inspect: no maps pinned under ", options.bpffs, ": ", tostring(err or "none found"),
+    " (is the agent installed? --bpffs names another pin directory)\n")
+end
+
 local function open_maps(options, stderr)
   local core = require("balancing.core")
   local handles, err = core.open_maps(options.bpffs)
   if not handles or next(handles) == nil then
-    stderr:write("inspect: no maps pinned under ", options.bpffs, ": ", tostring(err or "none found"),
-      " (is the agent installed? --bpffs names another pin directory)\n")
+    say_not_pinned(options, stderr, err)
     return nil
   end
   return handles
@@ -193,12 +197,17 @@ function M.show(options, object, stdout, stderr)
 end
 
 -- setMapData configure bpfLogLevel verbose|info|error|off, redirectQosLimit
--- N, or events all|failures|off: map_configure of the running datapath, read,
--- changed, written back (the programs read it on every call).
+-- N, or events all|failures|off: one setting of the running datapath's
+-- map_configure, through core.configure (the one write outside the applier:
+-- it changes that setting alone and keeps the ABI version; the programs read
+-- it on every call).
+local CONFIGURE_FIELDS = { bpfLogLevel = "bpf_log_level", redirectQosLimit = "redirect_qos_limit",
+  events = "events" }
+local ENOENT = 2
+
 function M.set_configure(options, setting, value, word_count, stdout, stderr)
   local maps = require("balancing.inspect.maps")
-  local ffi = require("ffi")
-  if word_count ~= 4 or (setting ~= "bpfLogLevel" and setting ~= "redirectQosLimit" and setting ~= "events") then
+  if word_count ~= 4 or not CONFIGURE_FIELDS[setting] then
     return usage_error(stderr, "setMapData configure takes bpfLogLevel verbose|info|error|off, "
       .. "redirectQosLimit N or events all|failures|off")
   end
@@ -220,34 +229,13 @@ function M.set_configure(options, setting, value, word_count, stdout, stderr)
         .. '" is not a whole number from 0 to 4294967295 (0: no limit)')
     end
   end
-  local handles = open_maps(options, stderr)
-  if not handles then
-    return 1
-  end
-  local map = handles.map_configure
-  local key = ffi.new("struct configure_key")
-  if not map then
-    stderr:write("inspect: map_configure is not pinned under ", options.bpffs, "\n")
-    return 1
-  end
-  local raw, err = map:lookup(key)
-  if not raw then
-    stderr:write("inspect: map_configure: ", tostring(err or "no entry"), "\n")
-    return 1
-  end
-  local configure = ffi.new("struct configure_value")
-  ffi.copy(configure, raw, ffi.sizeof(configure))
-  if setting == "bpfLogLevel" then
-    configure.bpf_log_level = number
-  elseif setting == "events" then
-    configure.events = number
-  else
-    configure.redirect_qos_limit = number
-  end
-  local ok
-  ok, err = map:update(key, configure)
+  local ok, err, code = require("balancing.core").configure(options.bpffs, { [CONFIGURE_FIELDS[setting]] = number })
   if not ok then
-    stderr:write("inspect: map_configure: ", tostring(err), "\n")
+    if code == -ENOENT then
+      say_not_pinned(options, stderr, err)
+    else
+      stderr:write("inspect: ", tostring(err), "\n")
+    end
     return 1
   end
   stdout:write("map_configure: ", setting, " ", value, "\n")
