@@ -11,29 +11,66 @@
 --   agent:drain_events() -- the fd is readable: each event as a "formatted ebpf event" line
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
--- This version follows a manifest directory (--manifests); the API server
--- source comes next (issue 7). On start the pinned maps are read back into
+-- It follows a manifest directory (--manifests) or the API server
+-- (balancing.kube_source). On start the pinned maps are read back into
 -- the applier, so a restart rewrites nothing that is still wanted, and what
 -- no owner wants any more is swept only after the first complete sync.
 local core = require("balancing.core")
 local log = require("balancing.log")
 local store_module = require("balancing.store")
 local reconciler = require("balancing.reconciler")
+local agent_metrics = require("balancing.agent_metrics")
+local kube_source = require("balancing.kube_source")
+local kubeconfig = require("balancing.kubeconfig")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
 local lfs = require("lfs")
+local monotime = require("system").monotime
 
 local M = {}
 
 local Agent = {}
 Agent.__index = Agent
 
--- start(options) → agent | nil, err. options: node_name, manifests, cgroup,
--- bpffs, bpf_log_level, redirect_qos_limit, events, out_cluster,
--- service_proxy_name (as core/options.c parsed them).
+-- Where the API server is: --kubeconfig, or the pod's service account.
+local function api_access(options)
+  if options.kubeconfig then
+    return kubeconfig.from_file(options.kubeconfig)
+  end
+  return kubeconfig.in_cluster(os.getenv)
+end
+
+-- The source of objects: the manifest directory, or the API server.
+local function open_source(store, options)
+  if options.manifests then
+    return manifest_source.new(store, options.manifests)
+  end
+  local access, err = api_access(options)
+  if not access then
+    return nil, err
+  end
+  return kube_source.new(store, { access = access, node_name = options.node_name,
+    service_proxy_name = options.service_proxy_name,
+    -- tuning (docs/agent.md), and the specs' way to see pages and stalls soon
+    stall_seconds = tonumber(os.getenv("BALANCING_WATCH_STALL_SECONDS")),
+    page_size = tonumber(os.getenv("BALANCING_LIST_PAGE_SIZE")) })
+end
+
+-- start(options) → agent | nil, err[, "usage"] ("usage": the command line is
+-- at fault, nothing was loaded). options: node_name, manifests,
+-- kubeconfig, cgroup, bpffs, bpf_log_level, redirect_qos_limit, events,
+-- out_cluster, service_proxy_name (as core/options.c parsed them).
 function M.start(options)
+  local store = store_module.new({ node_name = options.node_name,
+    service_proxy_name = options.service_proxy_name })
+  -- the API access first: a broken kubeconfig loads nothing
+  local access_err
   if not options.manifests then
-    return nil, "the API server source is not built yet: give --manifests DIR"
+    local access
+    access, access_err = api_access(options)
+    if not access then
+      return nil, access_err, "usage" -- a bad kubeconfig is a bad command line (CONTRACTS.md)
+    end
   end
   local dp, err = core.load({ bpffs = options.bpffs, bpf_log_level = options.bpf_log_level,
     redirect_qos_limit = options.redirect_qos_limit, events = options.events })
@@ -52,19 +89,29 @@ function M.start(options)
     dp:close()
     return nil, "applier: " .. tostring(err)
   end
-  local store = store_module.new({ node_name = options.node_name,
-    service_proxy_name = options.service_proxy_name })
+  local src
+  src, err = open_source(store, options)
+  if not src then
+    applier:close()
+    dp:close()
+    return nil, err
+  end
   local self = setmetatable({
-    options = options, dp = dp, applier = applier, store = store,
-    source = manifest_source.new(store, options.manifests),
+    options = options, dp = dp, applier = applier, store = store, source = src,
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
     synced = false, retry = {},
-    counters = { syncs = 0, apply_errors = 0, lua_errors = 0, events = 0 },
   }, Agent)
+  self.meters = agent_metrics.new(self)
   self.formatter = event.new({ store = store, node_name = options.node_name,
     cgroup_path = function(id) return self:cgroup_path(id) end })
   applier:read_back()
-  self:sync()
+  if src.on_change then
+    -- the API server: changes come through the loop, coalesced per turn;
+    -- nothing is reconciled before every kind is listed once
+    src:on_change(function() self:sync() end)
+  else
+    self:sync()
+  end
   return self
 end
 
@@ -76,19 +123,35 @@ local function apply_round(self, changed)
     local stats, err = self.applier:apply(owner, entries)
     if stats then
       self.retry[owner] = nil
+      self.meters.map_writes:inc(stats.written + stats.deleted)
     else
-      self.counters.apply_errors = self.counters.apply_errors + 1
+      self.meters.map_write_errors:inc()
       self.retry[owner] = true
       log.error("apply failed", { owner = owner, error = tostring(err) })
     end
   end
 end
 
-function Agent:sync()
+-- A manifest directory is read here; the API server's changes are already
+-- in the store (its watches ingest them as they come).
+local function read_source(self)
+  if not self.source.sync then
+    return { objects = self.store:count() }
+  end
   local report, err = self.source:sync()
   if not report then
     log.warn("source not read", { error = tostring(err) })
+  end
+  return report
+end
+
+function Agent:sync()
+  local report = read_source(self)
+  if not report then
     return false
+  end
+  if not self.synced and self.source.synced and not self.source:synced() then
+    return false -- the first round waits for every kind: a half-listed cluster would remove backends
   end
   local owners = self.store:take_dirty()
   for owner in pairs(self.retry) do
@@ -97,16 +160,32 @@ function Agent:sync()
   if not self.synced then
     owners = self.store:owners() -- the first round: everything
   end
+  local started = monotime()
   local round = self.driver:run(owners)
-  self.counters.lua_errors = self.counters.lua_errors + #round.failures
+  local reconciled = monotime()
+  self.meters.reconcile_duration:observe(reconciled - started)
+  self.meters.lua_errors:inc(#round.failures)
   apply_round(self, round.changed)
+  local applied = monotime()
+  self.meters.apply_duration:observe(applied - reconciled)
+  if self.source.take_received then
+    -- (the first round waited for every kind's list: not a change's latency)
+    for _, received in ipairs(self.source:take_received()) do
+      if self.synced then
+        self.meters.sync_latency:observe(applied - received)
+      end
+    end
+  end
   if not self.synced then
     local swept = self.applier:sweep()
     self.synced = true
     log.info("first sync applied", { objects = report.objects, owners = #self.driver:all_entries(),
       swept = type(swept) == "table" and swept or nil })
   end
-  self.counters.syncs = self.counters.syncs + 1
+  if self.source.write_identity then
+    self.source:write_identity()
+  end
+  self.meters.syncs:inc()
   return true
 end
 
@@ -182,7 +261,7 @@ function Agent:drain_events()
     lines[#lines + 1] = ""
     io.stdout:write(table.concat(lines, "\n"))
     io.stdout:flush()
-    self.counters.events = self.counters.events + #list
+    self.meters.events:inc(#list)
   end
 end
 
@@ -191,40 +270,16 @@ function Agent:ready()
 end
 
 function Agent:metrics()
-  local frontends, backends = 0, 0
-  for _, entries in ipairs(self.driver:all_entries()) do
-    frontends = frontends + #entries.frontends
-    for _, frontend in ipairs(entries.frontends) do
-      backends = backends + #frontend.backends
-    end
-  end
-  return table.concat({
-    "# HELP balancing_frontends Frontends programmed.",
-    "# TYPE balancing_frontends gauge",
-    "balancing_frontends " .. frontends,
-    "# HELP balancing_backends Backend slots programmed.",
-    "# TYPE balancing_backends gauge",
-    "balancing_backends " .. backends,
-    "# HELP balancing_map_write_errors_total Applies the kernel refused (retried at the next sync).",
-    "# TYPE balancing_map_write_errors_total counter",
-    "balancing_map_write_errors_total " .. self.counters.apply_errors,
-    "# HELP balancing_lua_errors_total Reconciles that failed in a Lua module.",
-    "# TYPE balancing_lua_errors_total counter",
-    "balancing_lua_errors_total " .. self.counters.lua_errors,
-    "# HELP balancing_events_total Translation events logged.",
-    "# TYPE balancing_events_total counter",
-    "balancing_events_total " .. self.counters.events,
-    "# HELP balancing_syncs_total Source syncs.",
-    "# TYPE balancing_syncs_total counter",
-    "balancing_syncs_total " .. self.counters.syncs,
-    "",
-  }, "\n")
+  return self.meters:render()
 end
 
 function Agent:stop()
   if self.reader then
     self:drain_events() -- what is already in the ring
     self.reader:close()
+  end
+  if self.source.close then
+    self.source:close()
   end
   self.applier:close()
   self.dp:close() -- closes our fds only: maps and links stay pinned

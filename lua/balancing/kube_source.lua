@@ -121,7 +121,7 @@ function M.new(store, options)
     local src = source.new(store, kind.kind)
     self.sources[kind.kind] = src
     local ok, watch_err = client:watch({ kind = kind.kind, path = kind.path, query = kind.query,
-      optional = kind.optional, stall_seconds = options.stall_seconds or M.DEFAULT_STALL_SECONDS,
+      optional = kind.optional, page_size = options.page_size, stall_seconds = options.stall_seconds or M.DEFAULT_STALL_SECONDS,
       backoff_initial = options.backoff_initial, backoff_max = options.backoff_max,
       sink = sink_of(self, src) })
     if not ok then

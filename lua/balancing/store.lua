@@ -850,8 +850,16 @@ function Store:list(kind)
   return out
 end
 
+-- Objects of kind held, or of every kind without one.
 function Store:count(kind)
-  return self.counts[kind] or 0
+  if kind then
+    return self.counts[kind] or 0
+  end
+  local total = 0
+  for _, n in pairs(self.counts) do
+    total = total + n
+  end
+  return total
 end
 
 function Store:node(name)

@@ -1,0 +1,94 @@
+-- What the running agent counts and measures, registered once in a
+-- balancing.metrics registry and served on /metrics (docs/agent.md
+-- "Metrics" lists them).
+--
+--   local m = agent_metrics.new(agent)   -- agent: store, driver, source
+--   m.syncs:inc()  m.sync_latency:observe(seconds)  ...
+--   m:render()                           -- the text of /metrics
+local core = require("balancing.core")
+local metrics = require("balancing.metrics")
+
+local M = {}
+
+local KINDS = { "Service", "EndpointSlice", "Node", "Pod", "LocalRedirectPolicy", "BalancingPolicy" }
+
+-- Frontends and backend slots of every owner's entries, at scrape time.
+local function programmed(agent)
+  local frontends, backends = 0, 0
+  for _, entries in ipairs(agent.driver:all_entries()) do
+    frontends = frontends + #entries.frontends
+    for _, frontend in ipairs(entries.frontends) do
+      backends = backends + #frontend.backends
+    end
+  end
+  return frontends, backends
+end
+
+-- A per-kind counter of the API client's watches (absent with --manifests).
+local function watch_counter(agent, field)
+  return function()
+    local out = {}
+    if agent.source.stats then
+      for kind, stats in pairs(agent.source:stats()) do
+        out[#out + 1] = { { kind = kind }, stats[field] }
+      end
+    end
+    return out
+  end
+end
+
+function M.new(agent)
+  local registry = metrics.new()
+  local self = { registry = registry }
+  registry:collect("balancing_frontends", "Frontends programmed.", "gauge", function()
+    return { { {}, (programmed(agent)) } }
+  end)
+  registry:collect("balancing_backends", "Backend slots programmed, summed over the frontends.", "gauge", function()
+    local _, backends = programmed(agent)
+    return { { {}, backends } }
+  end)
+  registry:collect("balancing_objects", "Objects of each kind in the store.", "gauge", function()
+    local out = {}
+    for i, kind in ipairs(KINDS) do
+      out[i] = { { kind = kind }, agent.store:count(kind) }
+    end
+    return out
+  end)
+  self.syncs = registry:counter("balancing_syncs_total", "Sync rounds (read, reconcile, apply).")
+  self.map_writes = registry:counter("balancing_map_writes_total",
+    "Map entries the applies wrote or deleted.")
+  self.map_write_errors = registry:counter("balancing_map_write_errors_total",
+    "Owners' applies the kernel refused (each retried at the next sync).")
+  self.lua_errors = registry:counter("balancing_lua_errors_total", "Owners whose reconcile failed in a Lua module.")
+  self.events = registry:counter("balancing_events_total", "Translation events written to the log.")
+  registry:collect("balancing_watch_restarts_total",
+    "Lists and watches of a kind started again after a failure (a drop, an error, a stall).", "counter",
+    watch_counter(agent, "restarts"))
+  registry:collect("balancing_relists_total", "Lists of a kind started again after 410 Gone.", "counter",
+    watch_counter(agent, "relists"))
+  registry:collect("balancing_watch_events_total", "Objects changed by watch events, per kind.", "counter",
+    watch_counter(agent, "events"))
+  registry:collect("balancing_identity_patches_total",
+    "Annotation patches sent (nodeId, nodeProxyIpv4, serviceId), by result.", "counter", function()
+      local counters = agent.source.counters
+      if not counters then
+        return {}
+      end
+      return { { { result = "sent" }, counters.patches }, { { result = "conflict" }, counters.patch_conflicts },
+        { { result = "error" }, counters.patch_errors } }
+    end)
+  self.sync_latency = registry:histogram("balancing_sync_latency_seconds",
+    "An object's change received from the API server to its entries in the kernel.", metrics.LATENCY_BUCKETS)
+  self.reconcile_duration = registry:histogram("balancing_reconcile_duration_seconds",
+    "One reconcile round: the dirty owners through the Lua modules.", metrics.LATENCY_BUCKETS)
+  self.apply_duration = registry:histogram("balancing_apply_duration_seconds",
+    "One round's applies: its changed owners' entries into the maps.", metrics.LATENCY_BUCKETS)
+  metrics.build_info(registry, { version = core.VERSION or "dev", abi = core.ABI_VERSION, luajit = jit.version })
+  return setmetatable(self, { __index = M })
+end
+
+function M:render()
+  return (self.registry:render())
+end
+
+return M
