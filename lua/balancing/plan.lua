@@ -32,12 +32,16 @@ options (each also read from the environment variable in brackets):
   --log-level LEVEL     debug, info, warn, error (default info) [BALANCING_LOG_LEVEL]
   --help                this text
 
-The agent's other options (--kubeconfig, --cgroup, --bpffs, --listen, --bpf-log-level,
---redirect-qos-limit) are accepted and do not change the plan. Reading the objects from
-the API server is not built yet: plan needs --manifests.
+Without --manifests, the objects are read from the API server as the agent reads them
+(one complete list of each kind; nothing is written to the cluster):
+  --kubeconfig PATH     API server access from outside a pod [KUBECONFIG]; in a pod, the
+                        service account (KUBERNETES_SERVICE_HOST) when not given
 
-Exit status: 0 plan printed; 1 plan printed but a Lua module failed (log on stderr);
-2 bad option or unreadable directory.
+The agent's other options (--cgroup, --bpffs, --listen, --bpf-log-level,
+--redirect-qos-limit) are accepted and do not change the plan.
+
+Exit status: 0 plan printed; 1 plan printed but a Lua module failed (log on stderr), or
+the API server could not be read; 2 bad option, unreadable directory or kubeconfig.
 ]]
 
 -- The options plan takes, and the agent's options it accepts so that an
@@ -50,7 +54,7 @@ local OPTIONS = {
   ["service-proxy-name"] = { value = true, env = "BALANCING_SERVICE_PROXY_NAME" },
   ["lua-dir"] = { value = true }, -- the host reads BALANCING_LUA_DIR itself
   ["log-level"] = { value = true, env = "BALANCING_LOG_LEVEL" },
-  ["kubeconfig"] = { value = true, ignored = true },
+  ["kubeconfig"] = { value = true, env = "KUBECONFIG" },
   ["cgroup"] = { value = true, ignored = true },
   ["bpffs"] = { value = true, ignored = true },
   ["listen"] = { value = true, ignored = true },
@@ -161,8 +165,13 @@ function M.parse_args(argv, getenv)
   end
   options.log_level = level
 
-  if not options.manifests then
-    return nil, "no source: give --manifests DIR (reading from the API server is not built yet)"
+  options.kubeconfig = given.kubeconfig or getenv("KUBECONFIG")
+  if options.kubeconfig == "" then
+    options.kubeconfig = nil
+  end
+  local in_pod = getenv("KUBERNETES_SERVICE_HOST")
+  if not options.manifests and not options.kubeconfig and (not in_pod or in_pod == "") then
+    return nil, "no source: give --manifests DIR, or --kubeconfig PATH outside a pod"
   end
   if not options.node_name then
     options.node_name = host_name()
@@ -240,27 +249,25 @@ local function object_kind(obj)
 end
 
 -- The core of plan, without options or output: the view and the rejections
--- for one node from a manifest directory.
---   options: { manifests = DIR, node_name = NAME, out_cluster = bool,
---              service_proxy_name = NAME | nil }
+-- for one node from a manifest directory or the API server.
+--   options: { manifests = DIR | kubeconfig = PATH (or in a pod: neither),
+--              node_name = NAME, out_cluster = bool, service_proxy_name = NAME | nil }
 -- Returns { view, entries (the desired entries of every owner reconciled),
 -- rejected, failures (modules that failed to load or for an owner), store },
--- or
--- nil, err when the directory cannot be read.
-function M.compute(options)
+-- or nil, err[, "usage"] when the source cannot be read ("usage": the
+-- directory or kubeconfig given is at fault).
+-- The objects of a manifest directory into the store; what it refuses into
+-- rejected. nil, err when the directory cannot be read.
+local function read_manifests(store, options, rejected)
   local log = require("balancing.log")
   local manifests = require("balancing.manifests")
   local store_module = require("balancing.store")
-  local frontends = require("balancing.frontends")
   local trim = require("balancing.trim")
 
   local objects, problems = manifests.read_dir(options.manifests)
   if not objects then
-    return nil, problems
+    return nil, "--manifests: " .. tostring(problems)
   end
-
-  local rejected = {}
-
   for _, problem in ipairs(problems or {}) do
     local file = relative(options.manifests, problem.file)
     local reason = tostring(problem.message)
@@ -275,9 +282,6 @@ function M.compute(options)
   for _, kind in ipairs(store_module.KINDS) do
     known[kind] = true
   end
-
-  local store = store_module.new({ node_name = options.node_name,
-    service_proxy_name = options.service_proxy_name })
   for _, obj in ipairs(objects) do
     local ok, err = true, nil
     if not known[object_kind(obj)] then
@@ -292,6 +296,71 @@ function M.compute(options)
       log.warn("object refused", { kind = object_kind(obj), name = object_name(obj), error = tostring(err) })
       rejected[#rejected + 1] = { kind = object_kind(obj), name = object_name(obj), reason = tostring(err) }
     end
+  end
+  return true
+end
+
+-- How long plan waits for every kind's first complete list.
+local API_LIST_SECONDS = 60
+
+-- Every kind listed once from the API server into the store, through the
+-- agent's own client and source (balancing.kube_source); nothing is written
+-- to the cluster. nil, err, "usage" for a kubeconfig it cannot use; nil, err
+-- when the lists did not complete in time.
+local function read_api_server(store, options)
+  local kubeconfig = require("balancing.kubeconfig")
+  local kube_source = require("balancing.kube_source")
+  local access, err
+  if options.kubeconfig then
+    access, err = kubeconfig.from_file(options.kubeconfig)
+  else
+    access, err = kubeconfig.in_cluster(os.getenv)
+  end
+  if not access then
+    return nil, err, "usage"
+  end
+  local src
+  src, err = kube_source.new(store, { access = access, node_name = options.node_name,
+    service_proxy_name = options.service_proxy_name })
+  if not src then
+    return nil, "API server: " .. tostring(err)
+  end
+  local deadline = os.time() + API_LIST_SECONDS
+  while not src:synced() and os.time() < deadline do
+    src.client:run_once(0.5)
+  end
+  local waiting = {}
+  for kind, stats in pairs(src:stats()) do
+    if not stats.synced then
+      waiting[#waiting + 1] = kind
+    end
+  end
+  src:close()
+  if #waiting > 0 then
+    table.sort(waiting)
+    return nil, string.format("API server %s: not listed within %d s: %s (see the log)", access.server,
+      API_LIST_SECONDS, table.concat(waiting, ", "))
+  end
+  return true
+end
+
+function M.compute(options)
+  local log = require("balancing.log")
+  local store_module = require("balancing.store")
+  local frontends = require("balancing.frontends")
+
+  local rejected = {}
+  local store = store_module.new({ node_name = options.node_name,
+    service_proxy_name = options.service_proxy_name })
+  local done, err, usage
+  if options.manifests then
+    done, err, usage = read_manifests(store, options, rejected)
+    usage = usage or (not done and "usage")
+  else
+    done, err, usage = read_api_server(store, options)
+  end
+  if not done then
+    return nil, err, usage
   end
   store:take_dirty()
 
@@ -352,7 +421,7 @@ function M.main(argv, streams)
   -- collection would walk that heap to free little, so the collector rests
   -- while the plan is computed; the process exits right after.
   collectgarbage("stop")
-  local ok, result, compute_err = xpcall(M.compute, debug.traceback, options)
+  local ok, result, compute_err, usage = xpcall(M.compute, debug.traceback, options)
   collectgarbage("restart")
   restore_path()
   if not ok then
@@ -364,8 +433,8 @@ function M.main(argv, streams)
   end
   log.set_level(previous_level)
   if not result then
-    stderr:write(PROGRAM, ": --manifests: ", tostring(compute_err), "\n")
-    return 2
+    stderr:write(PROGRAM, ": ", tostring(compute_err), "\n")
+    return usage and 2 or 1
   end
 
   local frontends = require("balancing.frontends")
