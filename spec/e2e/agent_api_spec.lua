@@ -124,9 +124,10 @@ describe("balancing-agent following the API server", function()
     options = options or {}
     local agent = { cgroup = options.cgroup or env:cgroup(), bpffs = options.bpffs or env:pin_dir(),
       port = core_env.free_port(), log = dir .. "/" .. (options.node or "node-1") .. ".log" }
-    local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s --kubeconfig %s --cgroup %s "
+    local access = options.in_cluster and "" or ("--kubeconfig " .. scratch.quote(options.kubeconfig or server:kubeconfig()))
+    local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s "
       .. "--bpffs %s --listen 127.0.0.1:%d --node-name %s >>%s 2>&1 & echo $!", options.env or "",
-      agent_run.AGENT, scratch.quote(server:kubeconfig()), scratch.quote(agent.cgroup), scratch.quote(agent.bpffs),
+      options.wrapper or "", agent_run.AGENT, access, scratch.quote(agent.cgroup), scratch.quote(agent.bpffs),
       agent.port, options.node or "node-1", scratch.quote(agent.log))))
     agent.pid = tonumber(launch:read("*l"))
     launch:close()
@@ -195,6 +196,125 @@ describe("balancing-agent following the API server", function()
     assert.matches("/apis/discovery.k8s.io/v1/endpointslices?watch=1&allowWatchBookmarks=true", text, 1, true)
     assert.matches("/api/v1/pods?limit=500&fieldSelector=status.phase%3DRunning", text, 1, true)
     assert.matches("/api/v1/nodes%?watch=1&allowWatchBookmarks=true&timeoutSeconds=%d+&resourceVersion=%d+", text)
+  end)
+
+  it("reads a list of many pages: every object once, the continue tokens followed", function()
+    local server = cluster()
+    if not server then
+      return
+    end
+    local objects = {}
+    for i = 1, 7 do
+      objects[#objects + 1] = service("extra-" .. i, "127.10.1." .. i)
+    end
+    server:seed(objects)
+    local agent = start_agent(server, { env = "BALANCING_LIST_PAGE_SIZE=2" })
+    local pages = 0
+    for _, request in ipairs(server:requests()) do
+      if request.path:find("/api/v1/services?limit=2&continue=", 1, true) then
+        pages = pages + 1
+      end
+    end
+    assert.equals(3, pages) -- 8 Services in pages of 2: the first page, then 3 continued
+    assert.same({ { labels = { kind = "Service" }, value = 8 } }, (function()
+      local _, text = http_get(agent.port, "/metrics")
+      local found = {}
+      for _, sample in ipairs(metrics.parse(text).balancing_objects) do
+        if sample.labels.kind == "Service" then
+          found[#found + 1] = sample
+        end
+      end
+      return found
+    end)())
+  end)
+
+  -- Standard base64 of a file's bytes (for the kubeconfig's *-data fields).
+  local function base64_of(path)
+    local _, out = scratch.run("base64 -w0 " .. scratch.quote(path))
+    return out
+  end
+
+  it("authenticates with a client certificate given as kubeconfig data (CA, certificate, key), no token",
+    function()
+      env = core_env.open(pending)
+      if not env then
+        return
+      end
+      dir = scratch.temp_dir()
+      backends = agent_run.spawn_json("python3 " .. FIXTURES .. "/servers.py tcp 127.0.0.1 127.0.0.1", "servers.py")
+      local server = apiserver.start({ tls = true, token = TOKEN, client_cert = true })
+      server:seed({ node("node-1"), service("web", VIP), slice("web", backends.backends[1]:match(":(%d+)$")) })
+      local kubeconfig = dir .. "/kubeconfig-data"
+      scratch.write_file(kubeconfig, table.concat({
+        "apiVersion: v1", "kind: Config", "current-context: spec",
+        "clusters: [{name: fake, cluster: {server: '" .. server.url .. "', certificate-authority-data: "
+          .. base64_of(server.ca_file) .. "}}]",
+        "users: [{name: spec, user: {client-certificate-data: " .. base64_of(server.client_cert)
+          .. ", client-key-data: " .. base64_of(server.client_key) .. "}}]",
+        "contexts: [{name: spec, context: {cluster: fake, user: spec}}]", "" }, "\n"))
+      local agent = start_agent(server, { kubeconfig = kubeconfig })
+      assert.equals(backends.backends[1], eventually(5, function() return connect_once(agent.cgroup) end))
+    end)
+
+  it("verifies the server's certificate: another CA is never ready, and says why", function()
+    local server = cluster()
+    if not server then
+      return
+    end
+    local kubeconfig = dir .. "/kubeconfig-other-ca"
+    scratch.write_file(kubeconfig, (apiserver.read_file(server:kubeconfig()):gsub("certificate%-authority: [^\n]+",
+      "certificate-authority: /etc/ssl/certs/ca-certificates.crt")))
+    local port, log = core_env.free_port(), dir .. "/other-ca.log"
+    local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s --kubeconfig %s --cgroup %s --bpffs %s "
+      .. "--listen 127.0.0.1:%d --node-name node-1 >>%s 2>&1 & echo $!", agent_run.AGENT, scratch.quote(kubeconfig),
+      scratch.quote(env:cgroup()), scratch.quote(env:pin_dir()), port, scratch.quote(log))))
+    local pid = tonumber(launch:read("*l"))
+    launch:close()
+    agent_run.track(pid, "balancing-agent")
+    local refused = eventually(20, function()
+      for _, line in ipairs(agent_run.log_lines(log, "API request failed: retrying")) do
+        if tostring(line.error):find("certificate", 1, true) then
+          return line
+        end
+      end
+    end)
+    assert.is_table(refused, "no certificate error logged: " .. (apiserver.read_file(log) or ""))
+    assert.equals(503, http_get(port, "/readyz"))
+    for _, request in ipairs(server:requests()) do
+      error("a request reached the server through an unverified connection: " .. request.path)
+    end
+  end)
+
+  it("in a pod: the service account's token and CA, and a rotated token read again", function()
+    local server = cluster()
+    if not server then
+      return
+    end
+    -- the pod's view, in a mount namespace of the agent's own: a tmpfs on
+    -- /run holding the service account's files (the host's /run is untouched)
+    local secrets = "/run/secrets/kubernetes.io/serviceaccount"
+    local setup = table.concat({
+      "mount -t tmpfs balancing-spec /run",
+      "mkdir -p " .. secrets,
+      "cp " .. scratch.quote(server.ca_file) .. " " .. secrets .. "/ca.crt",
+      "printf %s " .. TOKEN .. " > " .. secrets .. "/token",
+      'exec "$@"' }, " && ")
+    local agent = start_agent(server, { in_cluster = true,
+      env = "KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=" .. server.port,
+      wrapper = "unshare --mount --propagation private sh -c " .. scratch.quote(setup) .. " sh" })
+    assert.equals(backends.backends[1], eventually(5, function() return connect_once(agent.cgroup) end))
+
+    -- the kubelet rotates the token: the server accepts only the new one, the
+    -- watches are cut, and the agent reconnects with the file's new token
+    scratch.write_file("/proc/" .. agent.pid .. "/root" .. secrets .. "/token", "rotated-token-77c1")
+    server:control("/_fake/auth", { tokens = { "rotated-token-77c1" } })
+    server:control("/_fake/faults", { dropWatches = true })
+    server:seed({ slice("web", backends.second_port) })
+    assert.is_true(eventually(30, function() return connect_once(agent.cgroup) == backends.backends[2] end),
+      "not followed after the rotation: " .. (apiserver.read_file(agent.log) or ""))
+    local log = apiserver.read_file(agent.log)
+    assert.is_nil(log:find(TOKEN, 1, true), "a token in the log")
+    assert.is_nil(log:find("rotated-token-77c1", 1, true), "a token in the log")
   end)
 
   it("writes its node's nodeId and nodeProxyIpv4, and a policy's serviceId, by merge patch", function()

@@ -140,6 +140,23 @@ describe("balancing-agent, standalone", function()
     assert.is_true(os.time() - changed_at <= 2, "followed within a second (whole-second clock)")
   end)
 
+  it("follows a ConfigMap-style update: the ..data symlink swapped to a new directory", function()
+    local agent = start()
+    assert.equals(agent.first, eventually(5, function() return connect_once(agent.cgroup) end))
+    -- the kubelet's layout: files are symlinks through ..data to a timestamped directory
+    local manifests = dir .. "/manifests"
+    os.remove(manifests .. "/web.yaml")
+    scratch.write_file(manifests .. "/..2026_11_30_1/web.yaml", service_yaml(agent.first:match(":(%d+)$")))
+    assert(os.execute("ln -s ..2026_11_30_1 " .. scratch.quote(manifests .. "/..data")) == 0)
+    assert(os.execute("ln -s ..data/web.yaml " .. scratch.quote(manifests .. "/web.yaml")) == 0)
+    assert.equals(agent.first, eventually(5, function() return connect_once(agent.cgroup) end))
+    -- an update: a new directory, a new ..data link renamed over the old one
+    scratch.write_file(manifests .. "/..2026_11_30_2/web.yaml", service_yaml(agent.second_port))
+    assert(os.execute("ln -s ..2026_11_30_2 " .. scratch.quote(manifests .. "/..data_tmp")) == 0)
+    assert(os.rename(manifests .. "/..data_tmp", manifests .. "/..data"))
+    assert.is_true(eventually(5, function() return connect_once(agent.cgroup) == agent.second end))
+  end)
+
   it("answers /healthz, /readyz and /metrics", function()
     local agent = start()
     assert.equals(200, http_get(agent.port, "/healthz"))
