@@ -3,6 +3,7 @@
 #ifndef BALANCING_CGROUP_H
 #define BALANCING_CGROUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <linux/types.h>
 
@@ -12,6 +13,16 @@
  * /sys/fs/cgroup on unified systems, /sys/fs/cgroup/unified on hybrid
  * ones), copied into buf. */
 int cgroup2_mount_point(char *buf, size_t len, struct errmsg *e);
+
+/*
+ * Makes path a cgroup2 mount, as Cilium does with /run/cilium/cgroupv2: 0
+ * when it already is a cgroup2 directory (*mounted false); else creates it
+ * when missing and mounts cgroup2 on it when it is an empty directory that
+ * is no mount point (*mounted true). Refuses, naming the path and why, a
+ * file, a non-empty directory and another file system mounted there.
+ * The mount shows the root of the caller's cgroup namespace.
+ */
+int cgroup2_ensure_mounted(const char *path, bool *mounted, struct errmsg *e);
 
 /* An O_RDONLY fd on a cgroup v2 directory; refuses anything else (a cgroup
  * v1 directory would take the attach but never run the programs). */

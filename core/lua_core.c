@@ -22,6 +22,7 @@
 #include "cgroup.h"
 #include "errmsg.h"
 #include "events.h"
+#include "kernel_features.h"
 #include "loader.h"
 #include "lua_apply.h"
 #include "lua_binding.h"
@@ -447,6 +448,40 @@ static int core_cgroup2_mount(lua_State *L)
 	return 1;
 }
 
+/* {key = present} for each feature, and the missing ones' names (nil when
+ * none): the agent's start-up check (kernel_features.h). */
+static int core_features(lua_State *L)
+{
+	char missing[256];
+	struct kernel_features f;
+
+	kernel_features_probe(&f);
+	lua_newtable(L);
+	for (int i = 0; i < KERNEL_FEATURE_COUNT; i++)
+		lua_binding_set_bool(L, kernel_feature_key(i), f.present[i]);
+	if (kernel_features_missing_text(&f, missing, sizeof(missing)))
+		lua_pushstring(L, missing);
+	else
+		lua_pushnil(L);
+	return 2;
+}
+
+/* true, mounted (whether this call mounted cgroup2 there). */
+static int core_ensure_cgroup2(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	bool mounted;
+	struct errmsg e;
+	int err;
+
+	err = cgroup2_ensure_mounted(path, &mounted, &e);
+	if (err)
+		return lua_binding_push_error(L, err, &e);
+	lua_pushboolean(L, 1);
+	lua_pushboolean(L, mounted);
+	return 2;
+}
+
 static const luaL_Reg core_functions[] = {
     {"load", core_load},
     {"applier", lua_apply_new},
@@ -456,6 +491,8 @@ static const luaL_Reg core_functions[] = {
     {"netns_cookie", core_netns_cookie},
     {"mount_bpffs", core_mount_bpffs},
     {"cgroup2_mount", core_cgroup2_mount},
+    {"features", core_features},
+    {"ensure_cgroup2", core_ensure_cgroup2},
     {NULL, NULL},
 };
 
