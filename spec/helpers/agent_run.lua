@@ -1,0 +1,207 @@
+-- The real balancing-agent for end-to-end specs: started standalone on a
+-- manifest directory, a test cgroup and a pin directory of the spec's own
+-- (core_env), killed and restarted, and everything it started taken down on
+-- every exit. Only processes this helper started are signalled, by pid, and
+-- only while /proc/PID/cmdline still names what was started.
+--
+--   local agent_run = require("helpers.agent_run")
+--   after_each(agent_run.cleanup)              -- before core_env.close_all
+--   local agent = agent_run.start{ manifests = dir, cgroup = cg, bpffs = pins, log = dir .. "/agent.log" }
+--   agent:kill("KILL")                         -- returns once the process is gone
+--   agent = agent_run.start{ ... }             -- a restart: same pins and cgroup, waits for /readyz
+local scratch = require("helpers.scratch")
+local core_env = require("helpers.core_env")
+
+local M = {}
+
+local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
+M.AGENT = build_dir .. "/bin/balancing-agent"
+
+-- Waits until check() is true, polling, at most seconds; returns its last
+-- value. Never a fixed sleep: it returns as soon as check() holds.
+function M.eventually(seconds, check)
+  local deadline = os.time() + seconds
+  local value = check()
+  while not value and os.time() <= deadline do
+    os.execute("sleep 0.05")
+    value = check()
+  end
+  return value
+end
+
+-- status code and body of GET http://127.0.0.1:port/path, or nil.
+function M.http_get(port, path)
+  local status, body = scratch.run(string.format("curl -s -w '\\n%%{http_code}' --max-time 2 http://127.0.0.1:%d%s",
+    port, path))
+  if status ~= 0 then
+    return nil
+  end
+  local text, code = body:match("^(.*)\n(%d+)$")
+  return tonumber(code), text
+end
+
+local function read_file(path)
+  local file = io.open(path, "r")
+  if not file then
+    return nil
+  end
+  local text = file:read("*a")
+  file:close()
+  return text
+end
+
+-- true while pid is a live process (a zombie is not) whose command line
+-- contains marker.
+function M.alive(pid, marker)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if not stat or stat:match("^%d+ %b() (%u)") == "Z" then
+    return false
+  end
+  local cmdline = (read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
+  return cmdline:find(marker, 1, true) ~= nil
+end
+
+-- Processes started here: { pid =, marker =, pipe = } until they are gone.
+local started = {}
+
+-- Signals pid (only while it is still the process that was started) and
+-- waits at most seconds for it to be gone; true once it is.
+function M.stop_process(pid, marker, signal, seconds)
+  if M.alive(pid, marker) then
+    os.execute(string.format("kill -%s %d 2>/dev/null", signal or "TERM", pid))
+  end
+  return M.eventually(seconds or 10, function() return not M.alive(pid, marker) end)
+end
+
+-- Remembers a process this spec started, for cleanup(); pipe, when given,
+-- is the io.popen whose child it is (closed, which reaps it, once killed).
+function M.track(pid, marker, pipe)
+  started[#started + 1] = { pid = pid, marker = marker, pipe = pipe }
+end
+
+-- Starts a long-running command (not in a test cgroup) whose first output
+-- line is a JSON document with its "pid"; returns that document.
+function M.spawn_json(command, marker)
+  local cjson = require("cjson")
+  local pipe = assert(io.popen("exec env -u LD_PRELOAD " .. command))
+  local line = pipe:read("*l")
+  local ok, doc = pcall(cjson.decode, line or "")
+  assert(ok and doc.pid, "no start line from " .. command .. ": " .. tostring(line))
+  -- the pipe stays open (closing it would wait for the process): the
+  -- process writes nothing more, and cleanup() kills it by pid
+  M.track(doc.pid, marker, pipe)
+  return doc
+end
+
+local Agent = {}
+Agent.__index = Agent
+
+-- Starts the agent with opts.manifests, opts.cgroup, opts.bpffs (from
+-- core_env), its stdout and stderr appended to opts.log; listens on a free
+-- port of its own. Waits at most opts.ready_seconds (30) for /readyz 200,
+-- i.e. its first sync applied; fails the spec with the log's end otherwise.
+function M.start(opts)
+  local port = core_env.free_port()
+  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s --manifests %s --cgroup %s --bpffs %s "
+    .. "--listen 127.0.0.1:%d --node-name %s >>%s 2>&1 & echo $!", M.AGENT, scratch.quote(opts.manifests),
+    scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), port, scratch.quote(opts.node_name or "node-1"),
+    scratch.quote(opts.log))))
+  local pid = tonumber(launch:read("*l"))
+  launch:close()
+  assert(pid, "the agent did not start")
+  M.track(pid, "balancing-agent")
+  local agent = setmetatable({ pid = pid, port = port, log = opts.log }, Agent)
+  local seconds = opts.ready_seconds or 30
+  local ready = M.eventually(seconds, function()
+    return M.http_get(port, "/readyz") == 200 or not M.alive(pid, "balancing-agent")
+  end)
+  if not M.alive(pid, "balancing-agent") then
+    error(string.format("the agent (pid %d) exited before it was ready: %s", pid, agent:log_tail()), 2)
+  end
+  assert(ready, string.format("the agent (pid %d) was not ready within %d s: %s", pid, seconds, agent:log_tail()))
+  return agent
+end
+
+function Agent:alive()
+  return M.alive(self.pid, "balancing-agent")
+end
+
+-- Sends the signal ("KILL", "TERM") and waits (at most 10 s) until the
+-- agent is gone.
+function Agent:kill(signal)
+  assert(M.stop_process(self.pid, "balancing-agent", signal, 10),
+    string.format("the agent (pid %d) still runs 10 s after SIG%s", self.pid, signal))
+end
+
+-- The value of an unlabelled metric on /metrics, or nil.
+function Agent:metric(name)
+  local code, text = M.http_get(self.port, "/metrics")
+  if code ~= 200 then
+    return nil
+  end
+  return tonumber(("\n" .. text):match("\n" .. name:gsub("%p", "%%%0") .. " ([%d.eE+-]+)\n"))
+end
+
+-- The end of the log file the agent writes to (its last 4 KiB: a log of
+-- thousands of event lines is not read whole for an assertion's message).
+function Agent:log_tail()
+  local file = io.open(self.log, "r")
+  if not file then
+    return "(no log)"
+  end
+  local size = file:seek("end")
+  file:seek("set", math.max(0, size - 4096))
+  local text = file:read("*a")
+  file:close()
+  return text
+end
+
+-- The log's JSON lines, decoded, whose msg is msg (all of them, in order).
+function M.log_lines(path, msg)
+  local cjson = require("cjson")
+  local found = {}
+  for line in (read_file(path) or ""):gmatch("[^\n]+") do
+    local ok, doc = pcall(cjson.decode, line)
+    if ok and type(doc) == "table" and doc.msg == msg then
+      found[#found + 1] = doc
+    end
+  end
+  return found
+end
+
+-- The first line of a sanitizer report (an ASan/UBSan build of the agent)
+-- in the log at path, or nil.
+function M.sanitizer_report(path)
+  for line in (read_file(path) or ""):gmatch("[^\n]+") do
+    if line:find("Sanitizer", 1, true) or line:find("runtime error:", 1, true) then
+      return line
+    end
+  end
+  return nil
+end
+
+-- `balancing-agent uninstall`: the links detached, every pin removed.
+function M.uninstall(bpffs, cgroup)
+  return scratch.run(string.format("%s uninstall --bpffs %s --cgroup %s", M.AGENT, scratch.quote(bpffs),
+    scratch.quote(cgroup)))
+end
+
+-- after_each: kills (SIGKILL, by pid) every process started here that is
+-- still running; an error names one that would not go.
+function M.cleanup()
+  local stuck = {}
+  for i = #started, 1, -1 do
+    local process = started[i]
+    if not M.stop_process(process.pid, process.marker, "KILL", 10) then
+      stuck[#stuck + 1] = process.pid .. " (" .. process.marker .. ")"
+    elseif process.pipe then
+      pcall(process.pipe.close, process.pipe)
+    end
+  end
+  started = {}
+  if #stuck > 0 then
+    error("agent_run cleanup: still running: " .. table.concat(stuck, ", "))
+  end
+end
+
+return M
