@@ -6,20 +6,19 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
-#include <sys/vfs.h>
 #include <unistd.h>
-
-#include <linux/magic.h>
 
 #include <ev.h>
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "kernel_features.h"
 #include "log.h"
 #include "lua_binding.h"
 #include "lua_host.h"
@@ -252,11 +251,27 @@ static int http_listen(const char *listen_on)
 	return fd;
 }
 
+/* The directory of --manifests watched: a burst of changes is one sync. */
+static int watch_manifests(struct agent *a, const char *dir)
+{
+	a->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (a->inotify_fd < 0 ||
+	    inotify_add_watch(a->inotify_fd, dir,
+			      IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
+				  IN_ATTRIB | IN_MODIFY) < 0) {
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "manifests", dir, "error",
+			 strerror(errno), NULL);
+		return -1;
+	}
+	return 0;
+}
+
 static void push_options(lua_State *L, const struct agent_options *o)
 {
-	lua_createtable(L, 0, 10);
+	lua_createtable(L, 0, 12);
 	lua_binding_set_string(L, "node_name", o->node_name);
 	lua_binding_set_string(L, "manifests", o->manifests);
+	lua_binding_set_string(L, "kubeconfig", o->kubeconfig);
 	lua_binding_set_string(L, "cgroup", o->cgroup);
 	lua_binding_set_string(L, "bpffs", o->bpffs);
 	lua_binding_set_string(L, "bpf_log_level", o->bpf_log_level);
@@ -267,7 +282,7 @@ static void push_options(lua_State *L, const struct agent_options *o)
 }
 
 /* require("balancing.agent").start(options): the agent object in the
- * registry, or -1 with the reason logged. */
+ * registry; -1 with the reason logged, or -2 for a bad command line. */
 static int start_lua_agent(struct agent *a, const struct agent_options *opts)
 {
 	lua_State *L = a->host.L;
@@ -279,36 +294,43 @@ static int start_lua_agent(struct agent *a, const struct agent_options *opts)
 	lua_getfield(L, -1, "start");
 	lua_remove(L, -2);
 	push_options(L, opts);
-	if (lua_host_pcall(&a->host, 1, 2, "balancing.agent.start"))
+	if (lua_host_pcall(&a->host, 1, 3, "balancing.agent.start"))
 		return -1;
-	if (lua_isnil(L, -2)) {
-		log_line(LOG_LEVEL_ERROR, "agent cannot start", "error", lua_tostring(L, -1), NULL);
-		lua_pop(L, 2);
-		return -1;
+	if (lua_isnil(L, -3)) {
+		const char *how = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+		bool usage = strcmp(how, "usage") == 0;
+
+		/* a bad command line (a kubeconfig it cannot use) is said on
+		 * stderr, as for the options, and nothing was loaded; "logged":
+		 * the Lua side said it already, with its own fields */
+		if (usage)
+			fprintf(stderr, PROGRAM ": %s\n", lua_tostring(L, -2));
+		else if (strcmp(how, "logged") != 0)
+			log_line(LOG_LEVEL_ERROR, "agent cannot start", "error", lua_tostring(L, -2),
+				 NULL);
+		lua_pop(L, 3);
+		return usage ? -2 : -1;
 	}
-	lua_pop(L, 1);
+	lua_pop(L, 2);
 	a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
-}
-
-static int is_cgroup2(const char *path)
-{
-	struct statfs fs;
-
-	return statfs(path, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
 }
 
 int agent_run(const struct agent_options *opts)
 {
 	struct agent a = {.ref = LUA_NOREF, .inotify_fd = -1, .http_fd = -1};
-	int status = 1;
+	char missing[256];
+	int status = 1, ret;
 
 	log_set_stream(stdout);
-	if (!is_cgroup2(opts->cgroup)) {
-		/* checked before anything is loaded or pinned */
-		log_line(LOG_LEVEL_ERROR, "agent cannot start", "cgroup", opts->cgroup, "error",
-			 "not a cgroup v2 directory (mounting cgroup2 there is not built yet)",
-			 NULL);
+	/* a peer that closed its end (the API server cutting a connection, a
+	 * prober gone) is an error on that write, never the end of the agent;
+	 * OpenSSL writes with write(2), which raises SIGPIPE */
+	signal(SIGPIPE, SIG_IGN);
+	/* before anything is loaded or pinned (the Lua start then checks the
+	 * API access and mounts cgroup2 at --cgroup when needed, in that order) */
+	if (kernel_features_check(missing, sizeof(missing))) {
+		log_line(LOG_LEVEL_ERROR, "agent cannot start", "missing", missing, NULL);
 		return 1;
 	}
 	if (lua_host_open(&a.host, PROGRAM, opts->lua_dir))
@@ -326,17 +348,13 @@ int agent_run(const struct agent_options *opts)
 			 strerror(-a.http_fd), NULL);
 		goto out;
 	}
-	a.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (a.inotify_fd < 0 ||
-	    inotify_add_watch(a.inotify_fd, opts->manifests,
-			      IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
-				  IN_ATTRIB | IN_MODIFY) < 0) {
-		log_line(LOG_LEVEL_ERROR, "agent cannot start", "manifests", opts->manifests,
-			 "error", strerror(errno), NULL);
+	if (opts->manifests && watch_manifests(&a, opts->manifests))
+		goto out;
+	ret = start_lua_agent(&a, opts);
+	if (ret) {
+		status = ret == -2 ? 2 : 1;
 		goto out;
 	}
-	if (start_lua_agent(&a, opts))
-		goto out;
 
 	ev_signal_init(&a.sigterm, on_signal, SIGTERM);
 	ev_signal_init(&a.sigint, on_signal, SIGINT);
@@ -344,15 +362,17 @@ int agent_run(const struct agent_options *opts)
 	ev_signal_start(a.loop, &a.sigint);
 	ev_timer_init(&a.debounce, on_debounce, SYNC_DEBOUNCE_SECONDS, 0.);
 	a.debounce.data = &a;
-	ev_io_init(&a.inotify_io, on_inotify, a.inotify_fd, EV_READ);
-	a.inotify_io.data = &a;
-	ev_io_start(a.loop, &a.inotify_io);
+	if (a.inotify_fd >= 0) {
+		ev_io_init(&a.inotify_io, on_inotify, a.inotify_fd, EV_READ);
+		a.inotify_io.data = &a;
+		ev_io_start(a.loop, &a.inotify_io);
+	}
 	ev_io_init(&a.http_io, on_http_accept, a.http_fd, EV_READ);
 	a.http_io.data = &a;
 	ev_io_start(a.loop, &a.http_io);
 	watch_events(&a);
-	log_line(LOG_LEVEL_INFO, "agent running", "node", opts->node_name, "manifests",
-		 opts->manifests, "listen", opts->listen, NULL);
+	log_line(LOG_LEVEL_INFO, "agent running", "node", opts->node_name, "source",
+		 opts->manifests ? opts->manifests : "API server", "listen", opts->listen, NULL);
 
 	ev_run(a.loop, 0);
 	call_agent(&a, "stop", 0);

@@ -25,6 +25,7 @@
 #include "kernel_features.h"
 #include "loader.h"
 #include "lua_apply.h"
+#include "lua_kube.h"
 #include "lua_binding.h"
 #include "lua_events.h"
 #include "lua_map.h"
@@ -485,6 +486,7 @@ static int core_ensure_cgroup2(lua_State *L)
 static const luaL_Reg core_functions[] = {
     {"load", core_load},
     {"applier", lua_apply_new},
+    {"kube_client", lua_kube_new},
     {"open_maps", core_open_maps},
     {"configure", lua_map_configure},
     {"open_events", core_open_events},
@@ -502,10 +504,13 @@ int luaopen_balancing_core(lua_State *L)
 	lua_binding_new_class(L, DATAPATH_MT, datapath_meta, datapath_methods, false);
 	lua_map_register(L);
 	lua_apply_register(L);
+	lua_kube_register(L);
 	lua_events_register(L);
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);
 	lua_pushinteger(L, BALANCING_ABI_VERSION);
 	lua_setfield(L, -2, "ABI_VERSION");
+	lua_pushstring(L, BALANCING_VERSION);
+	lua_setfield(L, -2, "VERSION");
 	return 1;
 }

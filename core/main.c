@@ -42,15 +42,6 @@ static int run_agent(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(opts.log_level);
-
-	if (!opts.manifests) {
-		/* The API server source is the next step; say so plainly rather
-		 * than pretend. */
-		fprintf(stderr, PROGRAM
-			": following the API server is not built yet: give --manifests "
-			"DIR (standalone); '" PROGRAM " plan' prints what it would program\n");
-		return 2;
-	}
 	return agent_run(&opts);
 }
 

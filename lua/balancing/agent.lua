@@ -56,11 +56,21 @@ local function open_source(store, options)
     page_size = tonumber(os.getenv("BALANCING_LIST_PAGE_SIZE")) })
 end
 
--- start(options) → agent | nil, err[, "usage"] ("usage": the command line is
--- at fault, nothing was loaded). options: node_name, manifests,
+-- start(options) → agent | nil, err[, how]: how "usage" when the command line
+-- is at fault (nothing was touched), "logged" when the reason is logged
+-- already. options: node_name, manifests,
 -- kubeconfig, cgroup, bpffs, bpf_log_level, redirect_qos_limit, events,
 -- out_cluster, service_proxy_name (as core/options.c parsed them).
+-- The running agent logs on stdout, one JSON object per line (CONTRACTS.md
+-- "Logs"), as its C side does; the stream is flushed per line, so that lines
+-- of C and Lua never mix and a reader sees each as it happens.
+local function stdout_sink(line)
+  io.stdout:write(line, "\n")
+  io.stdout:flush()
+end
+
 function M.start(options)
+  log.set_sink(stdout_sink)
   local store = store_module.new({ node_name = options.node_name,
     service_proxy_name = options.service_proxy_name })
   -- the API access first: a broken kubeconfig loads nothing
@@ -71,6 +81,15 @@ function M.start(options)
     if not access then
       return nil, access_err, "usage" -- a bad kubeconfig is a bad command line (CONTRACTS.md)
     end
+  end
+  -- then the cgroup to attach to: cgroup2 mounted there when nothing is
+  local usable, mounted = core.ensure_cgroup2(options.cgroup)
+  if not usable then
+    log.error("agent cannot start", { cgroup = options.cgroup, error = tostring(mounted) })
+    return nil, mounted, "logged"
+  end
+  if mounted then
+    log.info("mounted cgroup2", { path = options.cgroup })
   end
   local dp, err = core.load({ bpffs = options.bpffs, bpf_log_level = options.bpf_log_level,
     redirect_qos_limit = options.redirect_qos_limit, events = options.events })

@@ -1,6 +1,7 @@
 -- The real binaries, as a user runs them: ${BALANCING_BUILD_DIR:-build}/bin/
 -- balancing-agent (options, plan) and inspect (its command line). No root,
 -- no kernel: plan touches nothing.
+local apiserver = require("helpers.apiserver")
 local cjson = require("cjson")
 local frontend_view = require("helpers.frontend_view")
 local scratch = require("helpers.scratch")
@@ -162,15 +163,18 @@ describe("balancing-agent", function()
     end)
   end
 
-  it("says plainly that following the API server is not built yet (exit 2) once its options are valid", function()
+  it("refuses a kubeconfig it cannot use with one line naming it, exit 2, before touching anything", function()
     local dir = cluster_dir()
     write_file(dir .. "/kubeconfig", "apiVersion: v1\nkind: Config\n")
-    local status, stdout, stderr = run(AGENT, { "--kubeconfig", dir .. "/kubeconfig", "--log-level", "debug" })
+    -- a --cgroup that start-up would refuse (a file), should it get that far
+    write_file(dir .. "/not-a-cgroup", "")
+    local status, stdout, stderr = run(AGENT, { "--kubeconfig", dir .. "/kubeconfig", "--log-level", "debug",
+      "--cgroup", dir .. "/not-a-cgroup", "--bpffs", dir .. "/pins", "--listen", "127.0.0.1:1" })
     remove_dir(dir)
     assert.equals(2, status)
     assert.equals("", stdout)
-    assert.equals(1, #lines_of(stderr))
-    assert.matches("not built yet", stderr)
+    assert.equals(1, #lines_of(stderr), stderr)
+    assert.matches("kubeconfig " .. dir .. "/kubeconfig: current-context is not set", stderr, 1, true)
   end)
 end)
 
@@ -181,6 +185,21 @@ describe("balancing-agent plan", function()
   end)
   after_each(function()
     remove_dir(dir)
+  end)
+
+  it("without --manifests reads the API server as the agent does: the same document as from the directory", function()
+    local server = apiserver.start({ tls = true, token = "plan-token", manifests = "examples/cluster/manifests" })
+    local status, stdout, stderr = run(AGENT, { "plan", "--kubeconfig", server:kubeconfig(), "--node-name", "node-1",
+      "--json" })
+    local _, expected = run(AGENT, { "plan", "--manifests", "examples/cluster/manifests", "--node-name", "node-1",
+      "--json" })
+    local requests = server:requests()
+    apiserver.stop_all()
+    assert.equals(0, status, stderr)
+    assert.same(cjson.decode(expected), cjson.decode(stdout))
+    for _, request in ipairs(requests) do
+      assert.equals("GET", request.method) -- plan writes nothing to the cluster
+    end
   end)
 
   it("--help prints its usage, exit 0", function()
