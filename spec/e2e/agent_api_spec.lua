@@ -179,6 +179,22 @@ describe("balancing-agent following the API server", function()
       assert.is_true(took < 1, string.format("removed in %.2f s", took))
       assert.is_nil(connect_once(agent.cgroup))
       assert.equals(backends.backends[1], connect_once(agent.cgroup, "127.10.0.79"))
+
+      -- and /metrics says so: each change's latency observed, the store's objects, the build
+      local _, text = http_get(agent.port, "/metrics")
+      local samples = assert(metrics.parse(text))
+      assert.is_true(samples.balancing_sync_latency_seconds_count[1].value >= 4)
+      assert.is_true(samples.balancing_reconcile_duration_seconds_count[1].value >= 4)
+      assert.is_true(samples.balancing_map_writes_total[1].value >= 4)
+      local services
+      for _, sample in ipairs(samples.balancing_objects) do
+        if sample.labels.kind == "Service" then
+          services = sample.value
+        end
+      end
+      assert.equals(1, services) -- api; web was deleted
+      assert.equals(1, samples.balancing_build_info[1].value)
+      assert.equals(6, #samples.balancing_watch_restarts_total) -- one series per kind
     end)
 
   it("lists in pages and watches with bookmarks, over TLS with the bearer token", function()
