@@ -84,13 +84,15 @@ static void collect_done(struct kube_http *h)
 
 static void on_socket_ready(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct socket_watch *sw = (struct socket_watch *)w;
+	/* read before curl runs: a connection curl closes in there takes its
+	 * watch with it (socket_changed frees it on CURL_POLL_REMOVE) */
+	struct kube_http *h = ((struct socket_watch *)w)->http;
 	int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
 
 	(void)loop;
-	curl_multi_socket_action(sw->http->multi, w->fd, action, &running);
-	collect_done(sw->http);
+	curl_multi_socket_action(h->multi, w->fd, action, &running);
+	collect_done(h);
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)

@@ -56,7 +56,8 @@ struct kube_request_options {
  * copied. */
 struct kube_http *kube_http_new(struct ev_loop *loop, const struct kube_access *access,
 				struct errmsg *e);
-/* Aborts what is in flight (on_done is not called any more) and frees. */
+/* Aborts what is in flight (on_done is not called any more) and frees.
+ * Not from inside a request's callbacks: the client is still in use there. */
 void kube_http_free(struct kube_http *h);
 
 /* Starts path ("/api/v1/nodes?limit=500", already escaped) on the server:

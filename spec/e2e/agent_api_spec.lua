@@ -407,8 +407,14 @@ describe("balancing-agent following the API server", function()
       if release then
         release()
       end
-      assert.is_true(eventually(30, function() return connect_once(agent.cgroup) == backends.backends[2] end),
-        "the change made during the fault was not followed: " .. (apiserver.read_file(agent.log) or ""))
+      if not eventually(30, function() return connect_once(agent.cgroup) == backends.backends[2] end) then
+        local _, state = server:request("GET", "/_fake/state")
+        local _, sockets = scratch.run("ss -tnpi")
+        error("the change made during the fault was not followed (the agent is "
+          .. (agent_run.alive(agent.pid, "balancing-agent") and "alive" or "gone") .. "): "
+          .. (apiserver.read_file(agent.log) or "")
+          .. "\nserver state: " .. tostring(state) .. "\nsockets:\n" .. sockets)
+      end
       assert.is_true(eventually(30, function() return connect_once(agent.cgroup, "127.10.0.80") == nil end),
         "the Service deleted during the fault still translates")
       assert.is_true(agent_run.alive(agent.pid, "balancing-agent"), "the agent is gone")
