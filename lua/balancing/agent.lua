@@ -61,6 +61,27 @@ end
 -- already. options: node_name, manifests,
 -- kubeconfig, cgroup, bpffs, bpf_log_level, redirect_qos_limit, events,
 -- out_cluster, service_proxy_name (as core/options.c parsed them).
+-- Map sizes from the environment (docs/agent.md "Map sizes"): each of
+-- core.load's max_* and event_ring_bytes as BALANCING_MAX_SERVICES, ...;
+-- the defaults hold a 10,000-Service cluster. The loader checks the values.
+local MAP_SIZES = { "max_services", "max_backends", "max_affinity", "max_nat_records", "max_node_ips",
+  "max_node_proxy_ips", "max_redirect_qos", "max_redirect_loop", "event_ring_bytes" }
+
+local function map_sizes(load_options, getenv)
+  for _, name in ipairs(MAP_SIZES) do
+    local variable = "BALANCING_" .. name:upper()
+    local text = getenv(variable)
+    if text and text ~= "" then
+      local value = tonumber(text)
+      if not value or value ~= math.floor(value) or value < 1 then
+        return nil, string.format('%s: "%s" is not a positive whole number', variable, text)
+      end
+      load_options[name] = value
+    end
+  end
+  return load_options
+end
+
 -- The running agent logs on stdout, one JSON object per line (CONTRACTS.md
 -- "Logs"), as its C side does; the stream is flushed per line, so that lines
 -- of C and Lua never mix and a reader sees each as it happens.
@@ -91,8 +112,12 @@ function M.start(options)
   if mounted then
     log.info("mounted cgroup2", { path = options.cgroup })
   end
-  local dp, err = core.load({ bpffs = options.bpffs, bpf_log_level = options.bpf_log_level,
-    redirect_qos_limit = options.redirect_qos_limit, events = options.events })
+  local load_options, size_err = map_sizes({ bpffs = options.bpffs, bpf_log_level = options.bpf_log_level,
+    redirect_qos_limit = options.redirect_qos_limit, events = options.events }, os.getenv)
+  if not load_options then
+    return nil, size_err, "usage"
+  end
+  local dp, err = core.load(load_options)
   if not dp then
     return nil, "load: " .. tostring(err)
   end

@@ -122,19 +122,11 @@ describe("balancing-agent following the API server", function()
   -- cgroup and pin directory of its own; waits for /readyz.
   local function start_agent(server, options)
     options = options or {}
-    local agent = { cgroup = options.cgroup or env:cgroup(), bpffs = options.bpffs or env:pin_dir(),
-      port = core_env.free_port(), log = dir .. "/" .. (options.node or "node-1") .. ".log" }
-    local access = options.in_cluster and "" or ("--kubeconfig " .. scratch.quote(options.kubeconfig or server:kubeconfig()))
-    local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s "
-      .. "--bpffs %s --listen 127.0.0.1:%d --node-name %s >>%s 2>&1 & echo $!", options.env or "",
-      options.wrapper or "", agent_run.AGENT, access, scratch.quote(agent.cgroup), scratch.quote(agent.bpffs),
-      agent.port, options.node or "node-1", scratch.quote(agent.log))))
-    agent.pid = tonumber(launch:read("*l"))
-    launch:close()
-    agent_run.track(agent.pid, "balancing-agent")
-    local ready = eventually(20, function() return http_get(agent.port, "/readyz") == 200 end)
-    assert(ready, "the agent was not ready within 20 s: " .. (apiserver.read_file(agent.log) or ""))
-    return agent
+    local node_name = options.node or "node-1"
+    return agent_run.start({ kubeconfig = not options.in_cluster and (options.kubeconfig or server:kubeconfig()),
+      in_cluster = options.in_cluster, env = options.env, wrapper = options.wrapper, node_name = node_name,
+      cgroup = options.cgroup or env:cgroup(), bpffs = options.bpffs or env:pin_dir(),
+      log = dir .. "/" .. node_name .. ".log" })
   end
 
   local function log_lines(agent, msg)

@@ -378,9 +378,56 @@ describe("balancing-agent restarted", function()
     assert.is_table(swept, agent:log_tail())
     assert.equals(0, swept.written)
     assert.equals(0, swept.deleted)
+    -- and its applies wrote nothing either: every entry was read back as it was
+    assert.equals(0, agent:metric("balancing_map_writes_total"))
     for _, reached in ipairs(connect(cgroup, "127.10.0.84", 4)) do
       assert.is_true(backends[reached], reached)
     end
     assert.is_nil(agent_run.sanitizer_report(options.log))
+  end)
+
+  it("an upgrade whose new object fails to load leaves the old datapath serving, every pin as it was", function()
+    if not setup() then
+      return
+    end
+    local servers = agent_run.spawn_json("python3 " .. FIXTURES .. "/servers_one_port.py 127.0.0.1 127.0.0.2",
+      "servers_one_port.py")
+    local manifests = dir .. "/manifests"
+    scratch.write_file(manifests .. "/web.yaml", service_yaml({ name = "web", vip = "127.10.0.86",
+      addresses = { "127.0.0.1", "127.0.0.2" }, port = servers.port }))
+    local options = { manifests = manifests, cgroup = cgroup, bpffs = bpffs, log = dir .. "/agent.log" }
+    local agent = agent_run.start(options)
+    local backends = { [servers.backends[1]] = true, [servers.backends[2]] = true }
+    for _, reached in ipairs(connect(cgroup, "127.10.0.86", 4)) do
+      assert.is_true(backends[reached], reached)
+    end
+    agent:kill("TERM") -- the rolling update stops the old agent first
+    local before = snapshot()
+
+    -- the new version's object cannot be created: a map the kernel refuses (E2BIG)
+    local status, stdout = scratch.run(string.format("env -u LD_PRELOAD BALANCING_MAX_AFFINITY=4294967295 "
+      .. "BALANCING_MAX_SERVICES=4096 timeout 30 %s --manifests %s --cgroup %s --bpffs %s --listen 127.0.0.1:%d "
+      .. "--node-name node-1", agent_run.AGENT, scratch.quote(manifests), scratch.quote(cgroup), scratch.quote(bpffs),
+      core_env.free_port()))
+    assert.equals(1, status, stdout)
+    local refused
+    for line in stdout:gmatch("[^\n]+") do
+      local ok, doc = pcall(cjson.decode, line)
+      if ok and doc.msg == "agent cannot start" then
+        refused = doc
+      end
+    end
+    assert.is_table(refused, stdout)
+    assert.matches("^load: ", refused.error)
+
+    local after = snapshot()
+    assert.same(before.ids, after.ids)
+    assert.same(before.links, after.links)
+    for _, name in ipairs(WRITTEN_MAPS) do
+      assert.same(before.content[name], after.content[name], name)
+    end
+    for _, reached in ipairs(connect(cgroup, "127.10.0.86", 8)) do
+      assert.is_true(backends[reached], reached)
+    end
   end)
 end)

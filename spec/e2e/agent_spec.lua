@@ -2,12 +2,12 @@
 -- real kernel with real clients in a test cgroup (CONTRACTS.md; issue 7). It
 -- programs the directory's objects, follows a change within a second, answers
 -- /healthz, /readyz and /metrics, and on SIGTERM leaves the datapath working.
+local agent_run = require("helpers.agent_run")
 local cjson = require("cjson")
 local core_env = require("helpers.core_env")
 local scratch = require("helpers.scratch")
 
-local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
-local AGENT = build_dir .. "/bin/balancing-agent"
+local eventually, http_get = agent_run.eventually, agent_run.http_get
 local FIXTURES = "spec/fixtures/kernel"
 local VIP = "127.10.0.78"
 
@@ -24,27 +24,6 @@ local function service_yaml(backend_port)
     "endpoints: [{addresses: [127.0.0.1]}]", "" }, "\n")
 end
 
--- Waits until check() is true, polling, at most seconds; returns its last value.
-local function eventually(seconds, check)
-  local deadline = os.time() + seconds
-  local value = check()
-  while not value and os.time() <= deadline do
-    os.execute("sleep 0.05")
-    value = check()
-  end
-  return value
-end
-
-local function http_get(port, path)
-  local status, body = scratch.run(string.format("curl -s -w '\\n%%{http_code}' --max-time 2 http://127.0.0.1:%d%s",
-    port, path))
-  if status ~= 0 then
-    return nil
-  end
-  local text, code = body:match("^(.*)\n(%d+)$")
-  return tonumber(code), text
-end
-
 -- The backend one connect from inside the cgroup reached ("127.0.0.1:port"), or nil.
 local function connect_once(cgroup)
   local _, out = scratch.run("sh -c " .. scratch.quote("echo $$ > " .. scratch.quote(cgroup .. "/cgroup.procs")
@@ -53,20 +32,12 @@ local function connect_once(cgroup)
   return ok and run.results and run.results[1] and run.results[1].backend or nil
 end
 
-local function process_alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0
-end
 
 describe("balancing-agent, standalone", function()
-  local env, dir, servers_pid, agent_pid
+  local env, dir, agent_pid
   after_each(function()
-    if agent_pid and process_alive(agent_pid) then
-      os.execute("kill -KILL " .. agent_pid)
-    end
-    if servers_pid then
-      os.execute("kill " .. servers_pid .. " 2>/dev/null")
-    end
-    agent_pid, servers_pid = nil, nil
+    agent_run.cleanup() -- the agent and the backends, by pid
+    agent_pid = nil
     if dir then
       scratch.remove_dir(dir)
       dir = nil
@@ -81,22 +52,14 @@ describe("balancing-agent, standalone", function()
       return nil
     end
     dir = scratch.temp_dir()
-    local pipe = assert(io.popen("exec env -u LD_PRELOAD python3 " .. FIXTURES
-      .. "/servers.py tcp 127.0.0.1 127.0.0.1"))
-    local info = cjson.decode(pipe:read("*l"))
-    servers_pid = info.pid
+    local info = agent_run.spawn_json("python3 " .. FIXTURES .. "/servers.py tcp 127.0.0.1 127.0.0.1", "servers.py")
     local first, second = info.backends[1]:match(":(%d+)$"), info.backends[2]:match(":(%d+)$")
     scratch.write_file(dir .. "/manifests/web.yaml", service_yaml(first))
-    local cgroup, bpffs, port = env:cgroup(), env:pin_dir(), core_env.free_port()
-    local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s --manifests %s --cgroup %s --bpffs %s "
-      .. "--listen 127.0.0.1:%d --node-name node-1 >%s 2>&1 & echo $!", AGENT, scratch.quote(dir .. "/manifests"),
-      scratch.quote(cgroup), scratch.quote(bpffs), port, scratch.quote(dir .. "/agent.log"))))
-    agent_pid = tonumber(launch:read("*l"))
-    launch:close()
-    local ready = eventually(10, function() return http_get(port, "/readyz") == 200 end)
-    assert(ready, "the agent was not ready within 10 s")
-    return { cgroup = cgroup, bpffs = bpffs, port = port, first = info.backends[1], second = info.backends[2],
-      second_port = second }
+    local agent = agent_run.start({ manifests = dir .. "/manifests", cgroup = env:cgroup(), bpffs = env:pin_dir(),
+      log = dir .. "/agent.log", ready_seconds = 10 })
+    agent_pid = agent.pid
+    return { cgroup = agent.cgroup, bpffs = agent.bpffs, port = agent.port, first = info.backends[1],
+      second = info.backends[2], second_port = second }
   end
 
   it("programs the directory's Services: a client reaches the backend through the VIP", function()
@@ -172,7 +135,7 @@ describe("balancing-agent, standalone", function()
     local agent = start()
     assert.equals(agent.first, eventually(5, function() return connect_once(agent.cgroup) end))
     os.execute("kill -TERM " .. agent_pid)
-    assert.is_true(eventually(5, function() return not process_alive(agent_pid) end))
+    assert.is_true(eventually(5, function() return not agent_run.alive(agent_pid, "balancing-agent") end))
     local _, count = core_env.cgroup_programs(agent.cgroup)
     assert.equals(4, count)
     assert.equals(agent.first, connect_once(agent.cgroup))

@@ -96,29 +96,41 @@ end
 local Agent = {}
 Agent.__index = Agent
 
--- Starts the agent with opts.manifests, opts.cgroup, opts.bpffs (from
--- core_env), its stdout and stderr appended to opts.log; listens on a free
--- port of its own. Waits at most opts.ready_seconds (30) for /readyz 200,
--- i.e. its first sync applied; fails the spec with the log's end otherwise.
+-- Starts the agent on its source — opts.manifests (a directory),
+-- opts.kubeconfig, or opts.in_cluster (neither: the environment says where)
+-- — with opts.cgroup, opts.bpffs (from core_env), its stdout and stderr
+-- appended to opts.log; listens on a free port of its own. opts.env: a
+-- prefix of VAR=value words; opts.wrapper: a command the agent runs under
+-- (it must exec it, so that the pid is the agent's). Waits at most
+-- opts.ready_seconds (20) for /readyz 200, i.e. its first sync applied;
+-- fails the spec with the log's end otherwise.
 function M.start(opts)
   local port = core_env.free_port()
-  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s --manifests %s --cgroup %s --bpffs %s "
-    .. "--listen 127.0.0.1:%d --node-name %s >>%s 2>&1 & echo $!", M.AGENT, scratch.quote(opts.manifests),
-    scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), port, scratch.quote(opts.node_name or "node-1"),
+  local source
+  if opts.manifests then
+    source = "--manifests " .. scratch.quote(opts.manifests)
+  elseif opts.kubeconfig then
+    source = "--kubeconfig " .. scratch.quote(opts.kubeconfig)
+  else
+    assert(opts.in_cluster, "agent_run.start: manifests, kubeconfig or in_cluster")
+    source = ""
+  end
+  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s "
+    .. "--listen 127.0.0.1:%d --node-name %s >>%s 2>&1 & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
+    source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), port, scratch.quote(opts.node_name or "node-1"),
     scratch.quote(opts.log))))
   local pid = tonumber(launch:read("*l"))
   launch:close()
   assert(pid, "the agent did not start")
   M.track(pid, "balancing-agent")
-  local agent = setmetatable({ pid = pid, port = port, log = opts.log }, Agent)
-  local seconds = opts.ready_seconds or 30
+  local agent = setmetatable({ pid = pid, port = port, log = opts.log, cgroup = opts.cgroup, bpffs = opts.bpffs },
+    Agent)
+  local seconds = opts.ready_seconds or 20
   local ready = M.eventually(seconds, function()
     return M.http_get(port, "/readyz") == 200 or not M.alive(pid, "balancing-agent")
   end)
-  if not M.alive(pid, "balancing-agent") then
-    error(string.format("the agent (pid %d) exited before it was ready: %s", pid, agent:log_tail()), 2)
-  end
-  assert(ready, string.format("the agent (pid %d) was not ready within %d s: %s", pid, seconds, agent:log_tail()))
+  assert(ready and M.alive(pid, "balancing-agent"), string.format("the agent (pid %d) was not ready within %d s: %s",
+    pid, seconds, agent:log_tail()))
   return agent
 end
 
