@@ -90,14 +90,22 @@ end
 
 describe("balancing-agent following the API server", function()
   local env, dir, backends
+  local logs = {} -- of the agents started, read for sanitizer reports at the end
   after_each(function()
     agent_run.cleanup()
+    local reports = {}
+    for _, log in ipairs(logs) do
+      reports[#reports + 1] = agent_run.sanitizer_report(log)
+    end
+    logs = {}
     apiserver.stop_all()
     if dir then
       scratch.remove_dir(dir)
       dir = nil
     end
     core_env.close_all()
+    -- (under BALANCING_SANITIZE=1 the agent is an ASan/UBSan build: nothing reported)
+    assert(#reports == 0, table.concat(reports, "\n"))
   end)
 
   -- Two TCP backends; the fake API server (TLS, token) holding node-1 and
@@ -123,6 +131,7 @@ describe("balancing-agent following the API server", function()
   local function start_agent(server, options)
     options = options or {}
     local node_name = options.node or "node-1"
+    logs[#logs + 1] = dir .. "/" .. node_name .. ".log"
     return agent_run.start({ kubeconfig = not options.in_cluster and (options.kubeconfig or server:kubeconfig()),
       in_cluster = options.in_cluster, env = options.env, wrapper = options.wrapper, node_name = node_name,
       cgroup = options.cgroup or env:cgroup(), bpffs = options.bpffs or env:pin_dir(),
