@@ -26,6 +26,8 @@ struct followed {
 	struct lua_kube *client;
 	struct kube_watch *watch;
 	char kind[64];
+	char path[256];
+	struct kube_watch_options options; /* kind and path point into this struct */
 	int sink_ref;
 };
 
@@ -282,6 +284,11 @@ static int client_watch(lua_State *L)
 	memset(f, 0, sizeof(*f));
 	f->client = c;
 	snprintf(f->kind, sizeof(f->kind), "%s", options.kind);
+	snprintf(f->path, sizeof(f->path), "%s", options.path);
+	f->options = options;
+	f->options.kind = f->kind;
+	f->options.path = f->path;
+	f->options.query = NULL; /* given again to each start */
 	f->sink_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the sink */
 	f->watch = kube_watch_start(c->http, &options, &LUA_SINK, f, &e);
 	if (!f->watch) {
@@ -291,6 +298,35 @@ static int client_watch(lua_State *L)
 	c->n_followed++;
 	lua_pushboolean(L, 1);
 	return 1;
+}
+
+/* client:rewatch(kind, query) → true | nil, err: the kind followed again
+ * with another query, from a new LIST (its sink is told list_restarted);
+ * the kind reads as not synced until that list is complete. */
+static int client_rewatch(lua_State *L)
+{
+	struct lua_kube *c = check_client(L);
+	const char *kind = luaL_checkstring(L, 2);
+	struct kube_watch_options options;
+	struct errmsg e;
+
+	for (size_t i = 0; i < c->n_followed; i++) {
+		struct followed *f = &c->followed[i];
+
+		if (strcmp(f->kind, kind) != 0)
+			continue;
+		kube_watch_stop(f->watch);
+		options = f->options;
+		options.query = luaL_optstring(L, 3, NULL);
+		f->watch = kube_watch_start(c->http, &options, &LUA_SINK, f, &e);
+		if (!f->watch) {
+			/* keep the slot usable for a later rewatch */
+			return lua_binding_push_error(L, -ENOMEM, &e);
+		}
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	return luaL_error(L, "rewatch: %s is not followed", kind);
 }
 
 /* --- one-off requests ------------------------------------------------------------ */
@@ -444,7 +480,10 @@ static int client_stats(lua_State *L)
 
 	lua_createtable(L, 0, (int)c->n_followed);
 	for (size_t i = 0; i < c->n_followed; i++) {
-		kube_watch_stats(c->followed[i].watch, &stats);
+		if (c->followed[i].watch)
+			kube_watch_stats(c->followed[i].watch, &stats);
+		else
+			stats = (struct kube_watch_stats){.state = "stopped"};
 		lua_createtable(L, 0, 5);
 		lua_binding_set_string(L, "state", stats.state);
 		lua_binding_set_bool(L, "synced", stats.synced);
@@ -515,7 +554,8 @@ static int client_close(lua_State *L)
 }
 
 static const luaL_Reg client_methods[] = {
-    {"watch", client_watch},     {"request", client_request},   {"stats", client_stats},
+    {"watch", client_watch},     {"rewatch", client_rewatch},   {"request", client_request},
+    {"stats", client_stats},
     {"on_turn", client_on_turn}, {"run_once", client_run_once}, {"after", client_after},
     {"close", client_close},
     {NULL, NULL},

@@ -8,6 +8,7 @@
 --     service_proxy_name = nil, stall_seconds = 150 })
 --   src:on_change(function() ... end) -- once per loop turn that changed the store
 --   src:synced()                      -- every kind listed completely once
+--   src:follow_pods_as_needed()       -- the Pod watch to the scope the policies need (on_change does it)
 --   src:take_received()               -- when this turn's changes came (for latency)
 --   src:write_identity()              -- PATCH what identity says is missing
 --   src:stats()                       -- per kind: state, restarts, relists, events
@@ -20,10 +21,15 @@
 --   Nodes                        all: node IDs must be unique in the cluster,
 --     and BalancingPolicy's hostPort and nodeProxy modes use other nodes'
 --     addresses;
---   Pods                         Running ones, of every node: a
---     BalancingPolicy selects backend pods anywhere, and a pod that is not
---     Running is never a backend nor a client; each is trimmed
---     (balancing.trim) to the few fields reconciliation and events read;
+--   Pods                         Running ones (a pod that is not Running is
+--     never a backend nor a client) of this node only (spec.nodeName): a
+--     LocalRedirectPolicy's backends, loop avoidance and events need no
+--     other. While a BalancingPolicy sends to pods (serviceEndpoint), whose
+--     backends can be on any node, those of every node: the watch is started
+--     again with the wider selector, and narrowed again when no such policy
+--     is left, so that a cluster's pods are held only when they matter. Each
+--     is trimmed (balancing.trim) to the few fields reconciliation and events
+--     read;
 --   LocalRedirectPolicies, BalancingPolicies  all (cluster-scoped); when
 --     their CRDs are not installed the kinds read as empty, one log line
 --     says so, and they are listed again now and then.
@@ -31,6 +37,7 @@ local cjson = require("cjson")
 local core = require("balancing.core")
 local identity = require("balancing.identity")
 local log = require("balancing.log")
+local object = require("balancing.object")
 local source = require("balancing.source")
 local system = require("system")
 
@@ -63,6 +70,24 @@ local function label_selector(service_proxy_name)
   return "labelSelector=" .. escape(table.concat(requirements, ","))
 end
 
+-- The Pods followed: this node's ("node") or every node's ("cluster").
+function M.pod_query(scope, node_name)
+  if scope == "node" then
+    return "fieldSelector=" .. escape("spec.nodeName=" .. node_name .. ",status.phase=Running")
+  end
+  return "fieldSelector=" .. escape("status.phase=Running")
+end
+
+-- "cluster" while a BalancingPolicy sends to pods: they can be on any node.
+function M.pod_scope_wanted(store)
+  for _, policy in ipairs(store:list("BalancingPolicy")) do
+    if object.field(policy, "spec", "backend", "serviceEndpoint") ~= nil then
+      return "cluster"
+    end
+  end
+  return "node"
+end
+
 -- The kinds in the order they are listed: what reconciliation needs first.
 function M.kinds(options)
   local services = label_selector(options.service_proxy_name)
@@ -70,7 +95,7 @@ function M.kinds(options)
     { kind = "Node", path = "/api/v1/nodes" },
     { kind = "Service", path = "/api/v1/services", query = services },
     { kind = "EndpointSlice", path = "/apis/discovery.k8s.io/v1/endpointslices", query = services },
-    { kind = "Pod", path = "/api/v1/pods", query = "fieldSelector=" .. escape("status.phase=Running") },
+    { kind = "Pod", path = "/api/v1/pods", query = M.pod_query("node", options.node_name) },
     { kind = "LocalRedirectPolicy", path = CRD_GROUP_PATH .. "localredirectpolicies", optional = true,
       patch_path = CRD_GROUP_PATH .. "localredirectpolicies/" },
     { kind = "BalancingPolicy", path = CRD_GROUP_PATH .. "balancingpolicies", optional = true,
@@ -115,7 +140,7 @@ function M.new(store, options)
     return nil, err
   end
   local self = setmetatable({ store = store, client = client, node_name = options.node_name,
-    sources = {}, kinds = M.kinds(options), received = {}, patching = {},
+    sources = {}, kinds = M.kinds(options), received = {}, patching = {}, pod_scope = "node",
     counters = { patches = 0, patch_conflicts = 0, patch_errors = 0 } }, KubeSource)
   for _, kind in ipairs(self.kinds) do
     local src = source.new(store, kind.kind)
@@ -132,8 +157,28 @@ function M.new(store, options)
   return self
 end
 
+-- The Pod watch widened or narrowed to what the policies now need (see the
+-- header); the kind is not synced again until its new list is complete.
+function KubeSource:follow_pods_as_needed()
+  local wanted = M.pod_scope_wanted(self.store)
+  if wanted == self.pod_scope then
+    return
+  end
+  log.info("following pods", { scope = wanted == "cluster" and "every node (a BalancingPolicy sends to pods)"
+    or "this node" })
+  local ok, err = self.client:rewatch("Pod", M.pod_query(wanted, self.node_name))
+  if ok then
+    self.pod_scope = wanted
+  else
+    log.error("pods not followed again", { error = tostring(err) })
+  end
+end
+
 function KubeSource:on_change(fn)
-  self.client:on_turn(fn)
+  self.client:on_turn(function()
+    self:follow_pods_as_needed()
+    fn()
+  end)
 end
 
 function KubeSource:synced()

@@ -326,7 +326,12 @@ local function read_api_server(store, options)
     return nil, "API server: " .. tostring(err)
   end
   local deadline = os.time() + API_LIST_SECONDS
-  while not src:synced() and os.time() < deadline do
+  -- (the pods of every node are listed too when a BalancingPolicy sends to pods)
+  while os.time() < deadline do
+    src:follow_pods_as_needed()
+    if src:synced() then
+      break
+    end
     src.client:run_once(0.5)
   end
   local waiting = {}

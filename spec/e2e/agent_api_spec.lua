@@ -211,7 +211,9 @@ describe("balancing-agent following the API server", function()
     local text = table.concat(seen, "\n")
     assert.matches("/api/v1/services?limit=500&labelSelector=", text, 1, true)
     assert.matches("/apis/discovery.k8s.io/v1/endpointslices?watch=1&allowWatchBookmarks=true", text, 1, true)
-    assert.matches("/api/v1/pods?limit=500&fieldSelector=status.phase%3DRunning", text, 1, true)
+    -- this node's Running pods only: no BalancingPolicy sends to pods
+    assert.matches("/api/v1/pods?limit=500&fieldSelector=spec.nodeName%3Dnode-1%2Cstatus.phase%3DRunning", text, 1,
+      true)
     assert.matches("/api/v1/nodes%?watch=1&allowWatchBookmarks=true&timeoutSeconds=%d+&resourceVersion=%d+", text)
   end)
 
@@ -332,6 +334,44 @@ describe("balancing-agent following the API server", function()
     local log = apiserver.read_file(agent.log)
     assert.is_nil(log:find(TOKEN, 1, true), "a token in the log")
     assert.is_nil(log:find("rotated-token-77c1", 1, true), "a token in the log")
+  end)
+
+  it("follows every node's pods only while a BalancingPolicy sends to pods", function()
+    local server = cluster()
+    if not server then
+      return
+    end
+    local remote_pod = { apiVersion = "v1", kind = "Pod",
+      metadata = { name = "remote", namespace = "demo", uid = "remote-uid", labels = { app = "remote" } },
+      spec = { nodeName = "node-2", containers = { { name = "c", image = "i" } } },
+      status = { phase = "Running", podIP = "127.0.0.1", conditions = { { type = "Ready", status = "True" } } } }
+    local policy = { apiVersion = "balancing.elf.io/v1beta1", kind = "BalancingPolicy",
+      metadata = { name = "to-remote", annotations = { ["balancing.elf.io/serviceId"] = "70" } },
+      spec = { frontend = { addressMatcher = { ip = "127.10.0.90", toPorts = { { port = "80", protocol = "TCP" } } } },
+        backend = { serviceEndpoint = { endpointSelector = { matchLabels = { app = "remote" } },
+          toPorts = { { port = backends.second_port, protocol = "TCP" } }, redirectMode = "podEndpoint" } } } }
+    server:seed({ node("node-2"), remote_pod })
+    local agent = start_agent(server)
+    local function pods_held()
+      local _, text = http_get(agent.port, "/metrics")
+      for _, sample in ipairs(metrics.parse(text).balancing_objects) do
+        if sample.labels.kind == "Pod" then
+          return sample.value
+        end
+      end
+    end
+    assert.equals(0, pods_held()) -- node-2's pod is not this node's
+    assert.is_nil(connect_once(agent.cgroup, "127.10.0.90"))
+
+    server:seed({ policy })
+    assert.equals(backends.backends[2], eventually(10, function() return connect_once(agent.cgroup, "127.10.0.90") end),
+      "the policy's pod on node-2 is not a backend: " .. (apiserver.read_file(agent.log) or ""))
+    assert.equals(1, pods_held())
+    assert.equals(1, #log_lines(agent, "following pods"))
+
+    server:control("/_fake/objects", { items = { policy } }, "DELETE")
+    assert.truthy(eventually(10, function() return pods_held() == 0 end), "node-2's pod is still held")
+    assert.is_nil(connect_once(agent.cgroup, "127.10.0.90"))
   end)
 
   it("writes its node's nodeId and nodeProxyIpv4, and a policy's serviceId, by merge patch", function()
