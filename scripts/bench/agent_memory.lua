@@ -1,0 +1,269 @@
+#!/usr/bin/env luajit
+-- Where the agent's memory goes, measured in one LuaJIT process on the
+-- cluster of scripts/bench/agent (the agent has no Lua console): the same
+-- modules the agent runs — balancing.source decoding LIST pages (as the
+-- fake server sends them: 500 objects a page) and trimming into
+-- balancing.store, then the reconcile driver's first full round — with the
+-- live Lua heap (collectgarbage("count") after full collections) after each
+-- step, and what each step allocates (collector stopped).
+--
+--   luajit scripts/bench/agent_memory.lua [--services N] [--endpoints N] [--nodes N]
+--
+-- No kernel, no root: the applier's shadow (C, malloc) and libcurl are not
+-- in it; scripts/bench/agent gives the whole process's RSS.
+local script_dir = (arg and arg[0] or "scripts/bench/agent_memory.lua"):match("^(.*)/[^/]*$") or "."
+local repo = script_dir .. "/../.."
+package.path = table.concat({ repo .. "/lua/?.lua", repo .. "/lua/?/init.lua", script_dir .. "/?.lua",
+  package.path }, ";")
+
+local cjson = require("cjson")
+local log = require("balancing.log")
+local store_module = require("balancing.store")
+local source = require("balancing.source")
+local reconciler = require("balancing.reconciler")
+local cluster_module = require("agent_cluster")
+-- luacheck: ignore 311 331
+-- (tables set to nil are given back to the collector before the next measurement)
+pcall(function() require("balancing.jit_options").apply() end)
+
+local options = { services = 10000, endpoints = 100000, nodes = 20 }
+for i = 1, #arg, 2 do
+  local name = assert(arg[i]:match("^%-%-(.+)$"), "bad argument " .. arg[i])
+  options[name] = name == "write-pages" and arg[i + 1]
+    or assert(tonumber(arg[i + 1]), "--" .. name .. " takes a number")
+end
+log.set_level("error")
+
+local function live_kib()
+  collectgarbage()
+  collectgarbage()
+  return collectgarbage("count")
+end
+
+-- this process's resident memory (KiB): what the Lua heap holds plus what
+-- its allocator keeps mapped
+local function rss_kib()
+  local file = io.open("/proc/self/status")
+  local text = file:read("*a")
+  file:close()
+  return tonumber(text:match("VmRSS:%s+(%d+)")), tonumber(text:match("VmHWM:%s+(%d+)"))
+end
+
+local now
+do
+  local ffi = require("ffi")
+  pcall(ffi.cdef, "struct timespec { long tv_sec; long tv_nsec; };")
+  pcall(ffi.cdef, "int clock_gettime(int clock_id, struct timespec *tp);")
+  local ts = ffi.new("struct timespec")
+  now = function()
+    ffi.C.clock_gettime(2, ts) -- CLOCK_PROCESS_CPUTIME_ID
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+  end
+end
+
+local function mib(kib)
+  return string.format("%.1f MiB", kib / 1024)
+end
+
+local function say(...)
+  io.stdout:write(string.format(...), "\n")
+  io.stdout:flush()
+end
+
+-- The LIST pages as the server sends them (JSON text, 500 items a page),
+-- made by a child process (this script with --write-pages DIR) so that this
+-- process's heap and RSS start with the page texts alone.
+local KINDS = { { "Node", "v1", "nodes" }, { "Service", "v1", "services" },
+  { "EndpointSlice", "discovery.k8s.io/v1", "slices" } }
+if options["write-pages"] then
+  local cluster = cluster_module.generate(options)
+  for k, kind in ipairs(KINDS) do
+    local items = cluster[kind[3]]
+    for first = 1, #items, 500 do
+      local page = {}
+      for i = first, math.min(first + 499, #items) do
+        page[#page + 1] = items[i]
+      end
+      -- every page but the last has a continue token: the kind is complete at the last
+      local continue = first + 500 <= #items and ("page-" .. first) or nil
+      local file = assert(io.open(string.format("%s/%d-%06d.json", options["write-pages"], k, first), "wb"))
+      file:write(cjson.encode({ kind = kind[1] .. "List", apiVersion = kind[2],
+        metadata = { resourceVersion = "2000", continue = continue }, items = page }))
+      file:close()
+    end
+  end
+  local file = assert(io.open(options["write-pages"] .. "/counts", "wb"))
+  file:write(cjson.encode(cluster.counts))
+  file:close()
+  os.exit(0)
+end
+
+local pages_dir = os.tmpname()
+os.remove(pages_dir)
+assert(os.execute("mkdir " .. pages_dir))
+local function remove_pages()
+  os.execute("rm -rf '" .. pages_dir .. "'")
+end
+local ok = os.execute(string.format("luajit %s --write-pages %s --services %d --endpoints %d --nodes %d",
+  arg[0], pages_dir, options.services, options.endpoints, options.nodes))
+if ok ~= 0 and ok ~= true then
+  remove_pages()
+  error("could not write the pages")
+end
+local lists, text_bytes = {}, 0
+do
+  local names = {}
+  local pipe = io.popen("ls " .. pages_dir)
+  for name in pipe:lines() do
+    names[#names + 1] = name
+  end
+  pipe:close()
+  table.sort(names)
+  for k, kind in ipairs(KINDS) do
+    local list = { kind = kind[1], pages = {} }
+    for _, name in ipairs(names) do
+      if name:match("^" .. k .. "%-") then
+        local file = io.open(pages_dir .. "/" .. name, "rb")
+        list.pages[#list.pages + 1] = file:read("*a")
+        file:close()
+        text_bytes = text_bytes + #list.pages[#list.pages]
+      end
+    end
+    lists[k] = list
+  end
+end
+local counts
+do
+  local file = io.open(pages_dir .. "/counts", "rb")
+  counts = cjson.decode(file:read("*a"))
+  file:close()
+end
+remove_pages()
+
+-- 0. as the agent does it, first, in a fresh heap: the pages through
+-- balancing.source with the collector running; the process's RSS against
+-- the live heap afterwards
+local rss_before = rss_kib()
+local heap_before = live_kib()
+local store = store_module.new({ node_name = "node-1" })
+local load_started = now()
+for _, list in ipairs(lists) do
+  local src = source.new(store, list.kind)
+  for _, page in ipairs(list.pages) do
+    assert(src:list_page(page))
+  end
+end
+local load_seconds = now() - load_started
+local heap_after = live_kib()
+local rss_after, hwm_after = rss_kib()
+store = nil
+live_kib()
+
+local base = live_kib()
+say("cluster: %d Services, %d EndpointSlices (%d endpoints), %d Nodes; LIST pages %.1f MB of JSON",
+  counts.services, counts.slices, counts.endpoints, counts.nodes, text_bytes / 1e6)
+
+-- 1. the objects decoded as they come, untrimmed (what a store without
+-- balancing.trim would hold)
+local untrimmed = {}
+for _, list in ipairs(lists) do
+  for _, page in ipairs(list.pages) do
+    for _, item in ipairs(cjson.decode(page).items) do
+      untrimmed[#untrimmed + 1] = item
+    end
+  end
+end
+local untrimmed_kib = live_kib() - base
+untrimmed = nil
+base = live_kib()
+
+-- 1b. trimmed (balancing.trim) but outside the store, per kind; and what a
+-- slice's endpoints weigh (each endpoint a table, its addresses and
+-- conditions two more, its address a string of its own)
+local trim = require("balancing.trim")
+local trimmed_kib, held = {}, {}
+for _, list in ipairs(lists) do
+  local b = live_kib()
+  local out = {}
+  for _, page in ipairs(list.pages) do
+    for _, item in ipairs(cjson.decode(page).items) do
+      item.kind = list.kind
+      out[#out + 1] = trim.object(item)
+    end
+  end
+  held[list.kind] = out
+  trimmed_kib[list.kind] = live_kib() - b
+end
+local b = live_kib()
+for _, slice in ipairs(held.EndpointSlice) do
+  slice.endpoints = nil
+end
+local endpoints_kib = b - live_kib()
+held = nil
+base = live_kib()
+
+-- 2. the store, through balancing.source (decode, trim, ingest), as the
+-- agent's first LIST; what it allocates with the collector stopped
+store = store_module.new({ node_name = "node-1" })
+collectgarbage("stop")
+local before = collectgarbage("count")
+for _, list in ipairs(lists) do
+  local src = source.new(store, list.kind)
+  for _, page in ipairs(list.pages) do
+    assert(src:list_page(page))
+  end
+end
+local load_allocated = collectgarbage("count") - before
+collectgarbage("restart")
+local store_kib = live_kib() - base
+local objects = store:count()
+
+-- 3. the first full round: every owner's desired entries, kept by the driver
+local driver = reconciler.new({ store = store, node_name = "node-1" })
+local before_round = live_kib()
+collectgarbage("stop")
+before = collectgarbage("count")
+local round_started = now()
+local round = driver:run(store:owners()) -- luacheck: ignore 231
+local round_seconds = now() - round_started
+local round_allocated = collectgarbage("count") - before
+collectgarbage("restart")
+local with_round = live_kib()
+round = nil
+local driver_kib = live_kib() - before_round
+local round_kib = with_round - before_round
+
+local frontends, backends = 0, 0
+for _, entries in ipairs(driver:all_entries()) do
+  frontends = frontends + #entries.frontends
+  for _, frontend in ipairs(entries.frontends) do
+    backends = backends + #frontend.backends
+  end
+end
+
+local total = store_kib + driver_kib
+say("live Lua heap after full collections (LuaJIT 2.1, GC64: %s):", tostring(jit and jit.arch))
+say("  store (%d objects, trimmed by balancing.trim): %s — %.0f B per object, %.0f B per endpoint",
+  objects, mib(store_kib), store_kib * 1024 / objects, store_kib * 1024 / counts.endpoints)
+say("  the same objects decoded but untrimmed: %s (trimming saves %.0f %%)", mib(untrimmed_kib),
+  100 * (1 - store_kib / untrimmed_kib))
+local trimmed_total = trimmed_kib.Service + trimmed_kib.EndpointSlice + trimmed_kib.Node
+say("  of the store: the trimmed objects themselves %s — Services %s (%.0f B each), EndpointSlices %s (%.0f B each;"
+  .. " their endpoints %s, %.0f B per endpoint), Nodes %s; the store's indexes and checked specs %s",
+  mib(trimmed_total), mib(trimmed_kib.Service), trimmed_kib.Service * 1024 / counts.services,
+  mib(trimmed_kib.EndpointSlice), trimmed_kib.EndpointSlice * 1024 / counts.slices, mib(endpoints_kib),
+  endpoints_kib * 1024 / counts.endpoints, mib(trimmed_kib.Node), mib(store_kib - trimmed_total))
+say("  reconcile driver's entries (%d frontends, %d backend slots): %s — %.0f B per backend slot",
+  frontends, backends, mib(driver_kib), driver_kib * 1024 / backends)
+say("  the round's result (round.changed, kept only until applied): %s", mib(round_kib - driver_kib))
+say("  together %s live", mib(total))
+say("allocated (collector stopped): the LIST load %s (%.1f× the JSON text), the first round %s",
+  mib(load_allocated), load_allocated * 1024 / text_bytes, mib(round_allocated))
+say("CPU: the LIST load %.2f s (collector running), the first round %.2f s (collector stopped)", load_seconds,
+  round_seconds)
+say("process RSS around the agent-like load (collector running; measured after full collections): %s → %s"
+  .. " (peak %s), while the live heap went %s → %s: %s of the %s added is memory the allocator keeps mapped"
+  .. " that the heap no longer uses", mib(rss_before), mib(rss_after), mib(hwm_after), mib(heap_before),
+  mib(heap_after), mib((rss_after - rss_before) - (heap_after - heap_before)), mib(rss_after - rss_before))
+say("with LuaJIT's default pause (200 %%) the heap grows to about twice the live data before a cycle ends:"
+  .. " about %s for this live data", mib(2 * total))
