@@ -45,12 +45,15 @@ struct kube_watch {
 	bool watch_had_lines;
 	bool missing_logged; /* a custom resource not served: said once */
 	ev_tstamp watch_started;
+	ev_tstamp last_byte; /* of the request in flight */
 	ev_timer retry;
+	ev_timer stall; /* checks last_byte; no wakeup while bytes flow */
 	struct kube_watch_stats stats;
 };
 
 static void start_list(struct kube_watch *w);
 static void start_watch(struct kube_watch *w);
+static void failed(struct kube_watch *w, const char *what, long status, const char *error);
 
 static bool buffer_append(struct buffer *b, const char *data, size_t len)
 {
@@ -162,10 +165,41 @@ static void relist(struct kube_watch *w, const char *why)
 	start_list(w);
 }
 
+/* A stall: not one byte (a real server sends a bookmark about every
+ * minute) for stall_seconds. Checked by one timer per kind that wakes only
+ * at the deadline the last byte set — no timer work per byte, and none
+ * while the agent idles (libcurl's own low-speed check would wake it every
+ * second per transfer). */
+static void on_stall_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct kube_watch *w = t->data;
+	ev_tstamp left = w->last_byte + (ev_tstamp)w->stall_seconds - ev_now(loop);
+	char why[64];
+
+	(void)revents;
+	if (!w->request)
+		return;
+	if (left > 0) {
+		ev_timer_set(t, left, 0.);
+		ev_timer_start(loop, t);
+		return;
+	}
+	kube_request_cancel(w->request);
+	w->request = NULL;
+	snprintf(why, sizeof(why), "stalled: no byte for %ld s", w->stall_seconds);
+	failed(w, w->state == STATE_LISTING ? "list" : "watch", 0, why);
+}
+
+static void got_bytes(struct kube_watch *w)
+{
+	w->last_byte = ev_now(w->loop);
+}
+
 static bool on_list_data(void *ctx, const char *data, size_t len)
 {
 	struct kube_watch *w = ctx;
 
+	got_bytes(w);
 	return buffer_append(&w->buf, data, len);
 }
 
@@ -236,10 +270,16 @@ static const struct kube_request_ops LIST_OPS = {on_list_data, on_list_done};
 static void start_request(struct kube_watch *w, const char *url, const struct kube_request_ops *ops,
 			  const char *what)
 {
-	struct kube_request_options options = {.stall_seconds = w->stall_seconds};
+	struct kube_request_options options = {0};
 	struct errmsg e;
 
 	w->request = kube_http_start(w->http, url, &options, ops, w, &e);
+	if (w->request && w->stall_seconds > 0) {
+		got_bytes(w); /* the deadline counts from the start */
+		ev_timer_stop(w->loop, &w->stall);
+		ev_timer_set(&w->stall, (ev_tstamp)w->stall_seconds, 0.);
+		ev_timer_start(w->loop, &w->stall);
+	}
 	if (!w->request) {
 		w->stats.restarts++;
 		log_line(LOG_LEVEL_WARN, "API request not started: retrying", "kind", w->kind, "request",
@@ -275,6 +315,7 @@ static bool on_watch_data(void *ctx, const char *data, size_t len)
 	size_t start = 0;
 	char *newline;
 
+	got_bytes(w);
 	if (!buffer_append(&w->buf, data, len))
 		return false;
 	while ((newline = memchr(w->buf.data + start, '\n', w->buf.len - start))) {
@@ -385,6 +426,8 @@ struct kube_watch *kube_watch_start(struct kube_http *http, const struct kube_wa
 	w->ctx = ctx;
 	ev_timer_init(&w->retry, on_retry, 0., 0.);
 	w->retry.data = w;
+	ev_timer_init(&w->stall, on_stall_check, 0., 0.);
+	w->stall.data = w;
 	start_list(w);
 	return w;
 }
@@ -395,6 +438,7 @@ void kube_watch_stop(struct kube_watch *w)
 		return;
 	kube_request_cancel(w->request);
 	ev_timer_stop(w->loop, &w->retry);
+	ev_timer_stop(w->loop, &w->stall);
 	buffer_release(&w->buf);
 	free(w->continue_token);
 	free(w->kind);

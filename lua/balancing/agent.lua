@@ -223,6 +223,10 @@ function Agent:sync()
   if not self.synced then
     local swept = self.applier:sweep()
     self.synced = true
+    -- the lists' pages and the first round's garbage are most of the heap
+    -- the agent will ever have: give it back now rather than at the
+    -- collector's next cycle, which the steady state takes long to reach
+    collectgarbage("collect")
     log.info("first sync applied", { objects = report.objects, owners = #self.driver:all_entries(),
       swept = type(swept) == "table" and swept or nil })
   end

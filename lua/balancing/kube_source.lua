@@ -122,9 +122,10 @@ local function sink_of(self, src)
       src:restart_list()
     end,
     watch_line = function(line)
+      local received = system.monotime() -- before it is decoded and ingested: that is part of the latency
       local what = src:watch_line(line)
       if what == "event" then
-        self.received[#self.received + 1] = system.monotime()
+        self.received[#self.received + 1] = received
       end
       return what
     end,

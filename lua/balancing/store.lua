@@ -557,10 +557,36 @@ handlers.Pod = {
   end,
 }
 
+-- What of a Node reconciliation can read once it is trimmed: its uid,
+-- labels, annotations and addresses, as one string. A kubelet's status
+-- update changes none of them (its conditions and heartbeat times are
+-- trimmed away), and must not cost a round over every owner.
+local function sorted_pairs_text(t)
+  local parts = {}
+  for k, v in pairs(type(t) == "table" and t or {}) do
+    parts[#parts + 1] = tostring(k) .. "=" .. tostring(v)
+  end
+  table.sort(parts)
+  return table.concat(parts, "\0")
+end
+
+local function node_fingerprint(obj)
+  local addresses = {}
+  for i, entry in ipairs(field(obj, "status", "addresses") or {}) do
+    addresses[i] = tostring(type(entry) == "table" and entry.type) .. " "
+      .. tostring(type(entry) == "table" and entry.address)
+  end
+  return table.concat({ tostring(field(obj, "metadata", "uid")), sorted_pairs_text(field(obj, "metadata", "labels")),
+    sorted_pairs_text(field(obj, "metadata", "annotations")), table.concat(addresses, "\0") }, "\1")
+end
+
 handlers.Node = {
-  index = function() return {} end,
+  index = function(_, _, obj) return { fingerprint = node_fingerprint(obj) } end,
   unindex = function() end,
   mark = function(self, old, new)
+    if old and new and old.fingerprint == new.fingerprint then
+      return -- nothing reconciliation reads has changed
+    end
     local d = new or old
     self.dirty[M.NODE_OWNER] = true
     if self.node_name ~= nil and d.name == self.node_name then

@@ -518,7 +518,7 @@ describe("balancing-agent following the API server", function()
       end)
       local stalled = 0
       for _, line in ipairs(log_lines(agent, "API request failed: retrying")) do
-        if tostring(line.error):find("too slow", 1, true) then
+        if tostring(line.error):find("stalled: no byte for 2 s", 1, true) then
           stalled = stalled + 1
         end
       end

@@ -713,6 +713,25 @@ describe("store: dirty owners", function()
         "service/default/web" }, dirty_list(s))
     end)
 
+    it("of this agent's node, a status update that changes nothing it reads (a kubelet's), marks nothing",
+      function()
+        local s = fixtures()
+        local heartbeat = node("node-1")
+        heartbeat.metadata.resourceVersion = "2001" -- a new version: only trimmed-away fields moved
+        s:upsert(heartbeat)
+        assert.same({}, dirty_list(s))
+        -- and what it reads does count: an address, an annotation
+        local moved = node("node-1")
+        moved.status = { addresses = { { type = "InternalIP", address = "192.168.1.7" } } }
+        s:upsert(moved)
+        assert.equals(6, #dirty_list(s))
+        local annotated = node("node-1")
+        annotated.status = moved.status
+        annotated.metadata.annotations = { ["balancing.elf.io/nodeId"] = "7" }
+        s:upsert(annotated)
+        assert.equals(6, #dirty_list(s))
+      end)
+
     it("stops marking a BalancingPolicy that left nodeProxy mode", function()
       local s = fixtures()
       s:upsert(bp("proxy", { ip = "10.0.0.3", ports = ports("80/TCP") }, nil, "podEndpoint"))
