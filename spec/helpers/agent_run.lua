@@ -40,15 +40,7 @@ function M.http_get(port, path)
   return tonumber(code), text
 end
 
-local function read_file(path)
-  local file = io.open(path, "r")
-  if not file then
-    return nil
-  end
-  local text = file:read("*a")
-  file:close()
-  return text
-end
+local read_file = scratch.read_file
 
 -- true while pid is a live process (a zombie is not) whose command line
 -- contains marker.

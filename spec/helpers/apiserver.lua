@@ -37,15 +37,7 @@ end
 
 M.SCRIPT = this_dir() .. "/../../scripts/fake_apiserver.py"
 
-local function read_file(path)
-  local file = io.open(path, "rb")
-  if not file then
-    return nil
-  end
-  local text = file:read("*a")
-  file:close()
-  return text
-end
+local read_file = scratch.read_file
 
 M.read_file = read_file
 

@@ -20,6 +20,17 @@ function M.temp_dir()
   return dir
 end
 
+-- The whole file as text, or nil when it cannot be read.
+function M.read_file(path)
+  local file = io.open(path, "rb")
+  if not file then
+    return nil
+  end
+  local text = file:read("*a")
+  file:close()
+  return text
+end
+
 function M.write_file(path, text)
   assert(os.execute("mkdir -p " .. M.quote(path:match("^(.*)/[^/]*$"))) == 0)
   local file = assert(io.open(path, "w"))
