@@ -222,8 +222,10 @@ static size_t write_body(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct kube_request *r = userp;
 	size_t len = size * nmemb;
+	long status = 0;
 
-	if (r->aborted || !r->ops->on_data(r->ctx, data, len)) {
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (r->aborted || !r->ops->on_data(r->ctx, status, data, len)) {
 		r->aborted = true;
 		return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
 	}
@@ -238,13 +240,17 @@ static int bearer_header(const struct kube_http *h, char *out, size_t size, stru
 	FILE *f;
 
 	if (h->token) {
+		if (strlen(h->token) >= sizeof(token))
+			return errmsg_plain(e, -E2BIG, "the bearer token is too long");
 		snprintf(token, sizeof(token), "%s", h->token);
 	} else if (h->token_file) {
 		f = fopen(h->token_file, "re");
 		if (!f)
 			return errmsg_set(e, -errno, "token file %s", h->token_file);
-		len = fread(token, 1, sizeof(token) - 1, f);
+		len = fread(token, 1, sizeof(token), f);
 		fclose(f);
+		if (len == sizeof(token))
+			return errmsg_plain(e, -E2BIG, "token file %s: longer than a token", h->token_file);
 		token[len] = '\0';
 		while (len && (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
 			token[--len] = '\0';
@@ -254,7 +260,17 @@ static int bearer_header(const struct kube_http *h, char *out, size_t size, stru
 		out[0] = '\0';
 		return 0;
 	}
-	if ((size_t)snprintf(out, size, "Authorization: Bearer %s", token) >= size)
+	/* a token is printable ASCII: anything else (a line break) would
+	 * write another header */
+	for (const char *p = token; *p; p++) {
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
+			explicit_bzero(token, sizeof(token));
+			return errmsg_plain(e, -EINVAL, "the bearer token has a byte a token cannot have");
+		}
+	}
+	len = (size_t)snprintf(out, size, "Authorization: Bearer %s", token);
+	explicit_bzero(token, sizeof(token));
+	if (len >= size)
 		return errmsg_plain(e, -E2BIG, "the bearer token is too long");
 	return 0;
 }

@@ -33,9 +33,11 @@ struct kube_http;
 struct kube_request;
 
 struct kube_request_ops {
-	/* Bytes of the body; return false to abort the request (on_done then
-	 * comes with aborted set). */
-	bool (*on_data)(void *ctx, const char *data, size_t len);
+	/* Bytes of the body, with the answer's HTTP status (a watch's stream
+	 * is only a stream when it is 200; another status's body is a Status);
+	 * return false to abort the request (on_done then comes with aborted
+	 * set). */
+	bool (*on_data)(void *ctx, long status, const char *data, size_t len);
 	/* Once per request (unless cancelled): status is the HTTP status (0
 	 * when none came), error a transport error or NULL; aborted when
 	 * on_data stopped it. The request is freed after this. */

@@ -42,6 +42,7 @@ struct kube_watch {
 	struct buffer buf; /* a LIST page, or the WATCH line not yet complete */
 	char *continue_token;
 	bool relist_wanted; /* a watch line said 410 Gone */
+	bool watch_failed;  /* a watch line was an ERROR event */
 	bool watch_had_lines;
 	bool missing_logged; /* a custom resource not served: said once */
 	ev_tstamp watch_started;
@@ -195,10 +196,11 @@ static void got_bytes(struct kube_watch *w)
 	w->last_byte = ev_now(w->loop);
 }
 
-static bool on_list_data(void *ctx, const char *data, size_t len)
+static bool on_list_data(void *ctx, long status, const char *data, size_t len)
 {
 	struct kube_watch *w = ctx;
 
+	(void)status; /* a page or a Status: read whole in on_list_done */
 	got_bytes(w);
 	return buffer_append(&w->buf, data, len);
 }
@@ -213,6 +215,9 @@ static void not_served(struct kube_watch *w)
 		log_line(LOG_LEVEL_WARN, "not served (is its CRD installed?): retried", "kind", w->kind,
 			 "path", w->path, NULL);
 	w->missing_logged = true;
+	/* (a 404 on a later page: the next list starts from its first) */
+	free(w->continue_token);
+	w->continue_token = NULL;
 	w->sink->list_restarted(w->ctx);
 	if (w->sink->list_page(w->ctx, EMPTY_LIST, sizeof(EMPTY_LIST) - 1, &next) == 0)
 		w->stats.synced = true;
@@ -309,7 +314,7 @@ static void start_list(struct kube_watch *w)
 }
 
 /* Each complete line of the stream to the sink; the rest waits for more. */
-static bool on_watch_data(void *ctx, const char *data, size_t len)
+static bool on_watch_data(void *ctx, long status, const char *data, size_t len)
 {
 	struct kube_watch *w = ctx;
 	size_t start = 0;
@@ -318,6 +323,8 @@ static bool on_watch_data(void *ctx, const char *data, size_t len)
 	got_bytes(w);
 	if (!buffer_append(&w->buf, data, len))
 		return false;
+	if (status != 200)
+		return true; /* a Status, not a stream: kept whole for the log */
 	while ((newline = memchr(w->buf.data + start, '\n', w->buf.len - start))) {
 		size_t line_len = (size_t)(newline - (w->buf.data + start));
 
@@ -325,14 +332,21 @@ static bool on_watch_data(void *ctx, const char *data, size_t len)
 		if (line_len) {
 			enum kube_line_result result = w->sink->watch_line(w->ctx, w->buf.data + start, line_len);
 
-			w->watch_had_lines = true;
 			if (result == KUBE_LINE_RELIST) {
 				w->relist_wanted = true;
 				return false;
 			}
+			if (result == KUBE_LINE_ERROR) {
+				w->watch_failed = true;
+				return false;
+			}
 			if (result == KUBE_LINE_EVENT)
 				w->stats.events++;
-			w->backoff = w->backoff_initial;
+			if (result == KUBE_LINE_EVENT || result == KUBE_LINE_BOOKMARK) {
+				/* the watch works: the next failure starts from the shortest wait */
+				w->watch_had_lines = true;
+				w->backoff = w->backoff_initial;
+			}
 		}
 		start += line_len + 1;
 	}
@@ -352,6 +366,17 @@ static void on_watch_done(void *ctx, long status, const char *error, bool aborte
 		w->relist_wanted = false;
 		buffer_release(&w->buf);
 		relist(w, "resourceVersion too old (410 Gone)");
+		return;
+	}
+	if (status == 404 && w->optional) {
+		/* its CRD went away while watched: the LIST says so (not_served) */
+		buffer_release(&w->buf);
+		relist(w, "not served any more (404)");
+		return;
+	}
+	if (w->watch_failed) {
+		w->watch_failed = false;
+		failed(w, "watch", status, "an ERROR event (logged above)");
 		return;
 	}
 	if (aborted && !error)

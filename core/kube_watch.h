@@ -30,6 +30,7 @@ enum kube_line_result {
 	KUBE_LINE_BOOKMARK, /* progress: only the resourceVersion moved */
 	KUBE_LINE_RELIST,   /* 410 Gone: list again from scratch */
 	KUBE_LINE_SKIPPED,  /* refused and logged by the sink */
+	KUBE_LINE_ERROR,    /* an ERROR event other than 410: the watch failed */
 };
 
 struct kube_watch_sink {

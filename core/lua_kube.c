@@ -28,6 +28,7 @@ struct followed {
 	char kind[64];
 	char path[256];
 	struct kube_watch_options options; /* kind and path point into this struct */
+	struct kube_watch_stats before;    /* counts of the watches rewatch replaced */
 	int sink_ref;
 };
 
@@ -59,6 +60,9 @@ struct lua_kube {
 	struct later *laters;
 	int on_turn_ref;
 	bool delivered; /* a watch brought something since the last turn */
+	/* Lua called from inside a request's or a watch's callbacks: close and
+	 * rewatch would free what the C caller goes on using */
+	int in_callback;
 	ev_prepare turn;
 };
 
@@ -97,6 +101,19 @@ static int call_lua(lua_State *L, int nargs, int nresults, const char *what, con
 	return 0;
 }
 
+/* call_lua from inside a request's or a watch's callbacks: the client
+ * refuses close and rewatch meanwhile. */
+static int call_lua_in_callback(struct lua_kube *c, int nargs, int nresults, const char *what,
+				const char *kind)
+{
+	int result;
+
+	c->in_callback++;
+	result = call_lua(c->L, nargs, nresults, what, kind);
+	c->in_callback--;
+	return result;
+}
+
 /* Pushes sink[name] of f; false when the sink has no such function. */
 static bool push_sink_function(struct followed *f, const char *name)
 {
@@ -121,7 +138,7 @@ static int sink_list_page(void *ctx, const char *body, size_t len, char **next)
 	if (!push_sink_function(f, "list_page"))
 		return -1;
 	lua_pushlstring(L, body, len);
-	if (call_lua(L, 1, 1, "list_page", f->kind) == 0) {
+	if (call_lua_in_callback(f->client, 1, 1, "list_page", f->kind) == 0) {
 		if (lua_type(L, -1) == LUA_TSTRING) {
 			*next = strdup(lua_tostring(L, -1));
 			result = *next ? 0 : -1;
@@ -139,12 +156,12 @@ static void sink_list_restarted(void *ctx)
 	struct followed *f = ctx;
 
 	if (push_sink_function(f, "list_restarted"))
-		call_lua(f->client->L, 0, 0, "list_restarted", f->kind);
+		call_lua_in_callback(f->client, 0, 0, "list_restarted", f->kind);
 }
 
 static enum kube_line_result sink_watch_line(void *ctx, const char *line, size_t len)
 {
-	static const char *const names[] = {"event", "bookmark", "relist", "skipped", NULL};
+	static const char *const names[] = {"event", "bookmark", "relist", "skipped", "error", NULL};
 	struct followed *f = ctx;
 	lua_State *L = f->client->L;
 	int top = lua_gettop(L);
@@ -153,7 +170,8 @@ static enum kube_line_result sink_watch_line(void *ctx, const char *line, size_t
 	if (!push_sink_function(f, "watch_line"))
 		return result;
 	lua_pushlstring(L, line, len);
-	if (call_lua(L, 1, 1, "watch_line", f->kind) == 0 && lua_type(L, -1) == LUA_TSTRING) {
+	if (call_lua_in_callback(f->client, 1, 1, "watch_line", f->kind) == 0 &&
+	    lua_type(L, -1) == LUA_TSTRING) {
 		for (int i = 0; names[i]; i++)
 			if (strcmp(names[i], lua_tostring(L, -1)) == 0)
 				result = (enum kube_line_result)i;
@@ -172,7 +190,8 @@ static char *sink_resource_version(void *ctx)
 	char *version = NULL;
 
 	if (push_sink_function(f, "resource_version") &&
-	    call_lua(L, 0, 1, "resource_version", f->kind) == 0 && lua_type(L, -1) == LUA_TSTRING)
+	    call_lua_in_callback(f->client, 0, 1, "resource_version", f->kind) == 0 &&
+	    lua_type(L, -1) == LUA_TSTRING)
 		version = strdup(lua_tostring(L, -1));
 	lua_settop(L, top);
 	return version;
@@ -202,7 +221,9 @@ static const char *opt_string(lua_State *L, int idx, const char *field)
 	const char *value;
 
 	lua_getfield(L, idx, field);
-	value = lua_tostring(L, -1); /* the table keeps the string alive */
+	/* a string only: the table keeps it alive once popped (a number's
+	 * conversion would live only on the stack) */
+	value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 	lua_pop(L, 1);
 	return value;
 }
@@ -310,12 +331,23 @@ static int client_rewatch(lua_State *L)
 	struct kube_watch_options options;
 	struct errmsg e;
 
+	if (c->in_callback)
+		return luaL_error(L, "rewatch: not from inside the client's callbacks (use after())");
 	for (size_t i = 0; i < c->n_followed; i++) {
 		struct followed *f = &c->followed[i];
 
 		if (strcmp(f->kind, kind) != 0)
 			continue;
+		if (f->watch) {
+			struct kube_watch_stats stats;
+
+			kube_watch_stats(f->watch, &stats);
+			f->before.restarts += stats.restarts;
+			f->before.relists += stats.relists;
+			f->before.events += stats.events;
+		}
 		kube_watch_stop(f->watch);
+		f->watch = NULL;
 		options = f->options;
 		options.query = luaL_optstring(L, 3, NULL);
 		f->watch = kube_watch_start(c->http, &options, &LUA_SINK, f, &e);
@@ -341,10 +373,11 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
-static bool on_pending_data(void *ctx, const char *data, size_t len)
+static bool on_pending_data(void *ctx, long status, const char *data, size_t len)
 {
 	struct pending *p = ctx;
 
+	(void)status; /* the callback gets it with the whole body */
 	if (p->len + len + 1 > p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 4096;
 		char *grown;
@@ -366,7 +399,8 @@ static bool on_pending_data(void *ctx, const char *data, size_t len)
 static void on_pending_done(void *ctx, long status, const char *error, bool aborted)
 {
 	struct pending *p = ctx;
-	lua_State *L = p->client->L;
+	struct lua_kube *p_client = p->client;
+	lua_State *L = p_client->L;
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->callback_ref);
 	lua_pushinteger(L, status);
@@ -377,7 +411,7 @@ static void on_pending_done(void *ctx, long status, const char *error, bool abor
 		lua_pushnil(L);
 	p->request = NULL;
 	pending_free(p);
-	call_lua(L, 3, 0, "request callback", NULL);
+	call_lua_in_callback(p_client, 3, 0, "request callback", NULL);
 }
 
 static const struct kube_request_ops PENDING_OPS = {on_pending_data, on_pending_done};
@@ -487,6 +521,10 @@ static int client_stats(lua_State *L)
 		lua_createtable(L, 0, 5);
 		lua_binding_set_string(L, "state", stats.state);
 		lua_binding_set_bool(L, "synced", stats.synced);
+		/* counters go on across a rewatch */
+		stats.restarts += c->followed[i].before.restarts;
+		stats.relists += c->followed[i].before.relists;
+		stats.events += c->followed[i].before.events;
 		lua_binding_set_number(L, "restarts", (lua_Number)stats.restarts);
 		lua_binding_set_number(L, "relists", (lua_Number)stats.relists);
 		lua_binding_set_number(L, "events", (lua_Number)stats.events);
@@ -535,6 +573,8 @@ static int client_close(lua_State *L)
 
 	if (!c->http)
 		return 0;
+	if (c->in_callback)
+		return luaL_error(L, "close: not from inside the client's callbacks (use after())");
 	for (size_t i = 0; i < c->n_followed; i++) {
 		kube_watch_stop(c->followed[i].watch);
 		luaL_unref(L, LUA_REGISTRYINDEX, c->followed[i].sink_ref);

@@ -195,6 +195,9 @@ function Agent:sync()
     return false
   end
   if not self.synced and self.source.synced and not self.source:synced() then
+    if self.source.take_received then
+      self.source:take_received() -- (not a change's latency, and must not pile up meanwhile)
+    end
     return false -- the first round waits for every kind: a half-listed cluster would remove backends
   end
   local owners = self.store:take_dirty()

@@ -141,7 +141,7 @@ function M.new(store, options)
     return nil, err
   end
   local self = setmetatable({ store = store, client = client, node_name = options.node_name,
-    sources = {}, kinds = M.kinds(options), received = {}, patching = {}, pod_scope = "node",
+    sources = {}, kinds = M.kinds(options), received = {}, patching = {}, pod_scope = "node", refused = {},
     counters = { patches = 0, patch_conflicts = 0, patch_errors = 0 } }, KubeSource)
   for _, kind in ipairs(self.kinds) do
     local src = source.new(store, kind.kind)
@@ -219,8 +219,9 @@ end
 -- again a little later.
 local function send_patch(self, kind, name, patch)
   local path = patch_path(self, kind, name)
-  if self.patching[path] then
-    return
+  local version = patch.metadata.resourceVersion
+  if self.patching[path] or (version ~= nil and self.refused[path] == version) then
+    return -- in flight, or refused for this very version of the object
   end
   self.patching[path] = true
   self.counters.patches = self.counters.patches + 1
@@ -229,15 +230,25 @@ local function send_patch(self, kind, name, patch)
     on_done = function(status, body, transport_error)
       self.patching[path] = nil
       if status >= 200 and status < 300 then
+        self.refused[path] = nil
         log.info("annotated", { kind = kind, name = name, annotations = patch.metadata.annotations })
       elseif status == 409 then
         self.counters.patch_conflicts = self.counters.patch_conflicts + 1
         log.debug("annotation conflict: the newer object decides", { kind = kind, name = name })
       else
         self.counters.patch_errors = self.counters.patch_errors + 1
-        log.warn("annotation not written: retrying", { kind = kind, name = name, status = status,
-          error = transport_error or body:sub(1, 300) })
-        self.client:after(IDENTITY_RETRY_SECONDS, function() self:write_identity() end)
+        -- a transport error, 429 or 5xx passes; another answer (403: RBAC, 422) is said
+        -- once per object until it changes, for trying again would only repeat it
+        local passing = status == 0 or status == 429 or status >= 500
+        if passing or not self.refused[path] then
+          log.warn(passing and "annotation not written: retrying" or "annotation refused", { kind = kind,
+            name = name, status = status, error = transport_error or body:sub(1, 300) })
+        end
+        if passing then
+          self.client:after(IDENTITY_RETRY_SECONDS, function() self:write_identity() end)
+        else
+          self.refused[path] = version or true
+        end
       end
     end })
   if not ok then

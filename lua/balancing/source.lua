@@ -4,7 +4,7 @@
 --
 --   local src = source.new(store, "Service")
 --   local page = src:list_page(body)   -- { continue = token | nil, synced = bool } | nil, err
---   local what = src:watch_line(line)  -- "event" | "bookmark" | "relist" | "skipped"
+--   local what = src:watch_line(line)  -- "event" | "bookmark" | "relist" | "error" | "skipped"
 --   src.resource_version               -- where the next WATCH starts (or resumes)
 --
 -- A LIST is complete when a page has no continue token: only then are the
@@ -103,7 +103,8 @@ local function status_code(obj)
 end
 
 -- watch_line(line) → "event" (ingested), "bookmark", "relist" (410 Gone:
--- list again from scratch) or "skipped" (logged: nothing changed).
+-- list again from scratch), "error" (another ERROR event, logged: the
+-- watch failed) or "skipped" (logged: nothing changed).
 function Source:watch_line(line)
   local ok, event = pcall(cjson.decode, line)
   if not ok or type(event) ~= "table" then
@@ -115,8 +116,9 @@ function Source:watch_line(line)
     if status_code(obj) == 410 then
       return "relist"
     end
+    -- the server ends the watch after it: started again after a backoff
     log.warn("watch error", { kind = self.kind, code = status_code(obj), error = tostring(field(obj, "message")) })
-    return "skipped"
+    return "error"
   end
   if type(obj) ~= "table" then
     log.warn("watch event refused", { kind = self.kind, type = tostring(event_type), error = "no object" })

@@ -111,7 +111,9 @@ class Handler(ReadsMixin, WritesMixin, ControlMixin, BaseHTTPRequestHandler):
     # -- responses
 
     def send_json(self, code, document, headers=None):
-        data = json.dumps(document).encode()
+        # ended by a newline, as kube-apiserver's (Go's json.Encoder) are: a
+        # client that splits a non-200 watch answer into lines sees one
+        data = json.dumps(document).encode() + b"\n"
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

@@ -501,6 +501,40 @@ describe("balancing-agent following the API server", function()
       end)
     end)
 
+    it("a watch refused again and again (503 with a Status) is retried less and less often", function()
+      local server = cluster()
+      if not server then
+        return
+      end
+      local agent = start_agent(server)
+      server:control("/_fake/faults", { failRequests = 100000, failCode = 503, failPath = "/api/v1/nodes" })
+      server:control("/_fake/faults", { dropWatches = true })
+      local started = system.monotime()
+      -- over 6 s a doubling backoff from 0.25 s allows about 5 tries (each wait ±50 %)
+      eventually(6, function() return false end)
+      local tries = 0
+      for _, line in ipairs(log_lines(agent, "API request failed: retrying")) do
+        if line.kind == "Node" and line.status == "503" then
+          tries = tries + 1
+        end
+      end
+      assert.is_true(tries >= 2 and tries <= 8, string.format("%d tries in %.1f s", tries, system.monotime() - started))
+      -- and once the server answers again, the Node watch is back: a change reaches the agent
+      local function node_events()
+        local _, text = http_get(agent.port, "/metrics")
+        for _, sample in ipairs(metrics.parse(text or "").balancing_watch_events_total or {}) do
+          if sample.labels.kind == "Node" then
+            return sample.value
+          end
+        end
+        return 0
+      end
+      local before = node_events()
+      server:control("/_fake/faults", { clear = true })
+      server:seed({ node("node-1", { ["example.com/touched"] = "yes" }) })
+      assert.truthy(eventually(40, function() return node_events() > before end), "the Node watch did not come back")
+    end)
+
     it("a stalled watch (no byte, no bookmark) is given up and started again", function()
       local server = cluster({ bookmark_interval = 0.5 })
       if not server then

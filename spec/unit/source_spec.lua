@@ -109,7 +109,8 @@ describe("source", function()
       message = "too old resource version" })))
   end)
 
-  it("skips a malformed line, an object without a name, or another error, with one log line each", function()
+  it("skips a malformed line and an object without a name, and says another ERROR ends the watch (\"error\"), "
+    .. "with one log line each", function()
     src:list_page(page({ service_item("a", "10.96.0.1") }))
     local results = {}
     local lines = logged(function()
@@ -117,7 +118,7 @@ describe("source", function()
       results[2] = src:watch_line(watch("ADDED", { metadata = { namespace = "default" } }))
       results[3] = src:watch_line(watch("ERROR", { kind = "Status", code = 500, message = "boom" }))
     end)
-    assert.same({ "skipped", "skipped", "skipped" }, results)
+    assert.same({ "skipped", "skipped", "error" }, results)
     assert.equals(3, #lines)
     assert.equals("Service", lines[1].kind)
     assert.equals("(no metadata.name)", lines[2].name)
