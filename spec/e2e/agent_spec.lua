@@ -11,23 +11,26 @@ local eventually, http_get = agent_run.eventually, agent_run.http_get
 local FIXTURES = "spec/fixtures/kernel"
 local VIP = "127.10.0.78"
 
-local function service_yaml(backend_port)
+-- The Service (default web on VIP) and its EndpointSlice: one endpoint,
+-- 127.0.0.1 on backend_port.
+local function service_yaml(backend_port, name, vip)
+  name, vip = name or "web", vip or VIP
   return table.concat({
     "apiVersion: v1", "kind: Service",
-    "metadata: {name: web, namespace: demo, uid: web-uid}",
-    "spec: {clusterIP: " .. VIP .. ", ports: [{name: http, port: 80}]}",
+    "metadata: {name: " .. name .. ", namespace: demo, uid: " .. name .. "-uid}",
+    "spec: {clusterIP: " .. vip .. ", ports: [{name: http, port: 80}]}",
     "---",
     "apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice",
-    "metadata: {name: web-1, namespace: demo, labels: {kubernetes.io/service-name: web}}",
+    "metadata: {name: " .. name .. "-1, namespace: demo, labels: {kubernetes.io/service-name: " .. name .. "}}",
     "addressType: IPv4",
     "ports: [{name: http, port: " .. backend_port .. "}]",
     "endpoints: [{addresses: [127.0.0.1]}]", "" }, "\n")
 end
 
 -- The backend one connect from inside the cgroup reached ("127.0.0.1:port"), or nil.
-local function connect_once(cgroup)
+local function connect_once(cgroup, vip)
   local _, out = scratch.run("sh -c " .. scratch.quote("echo $$ > " .. scratch.quote(cgroup .. "/cgroup.procs")
-    .. " && exec python3 " .. FIXTURES .. "/client.py tcp " .. VIP .. " 80 1"))
+    .. " && exec python3 " .. FIXTURES .. "/client.py tcp " .. (vip or VIP) .. " 80 1"))
   local ok, run = pcall(cjson.decode, out)
   return ok and run.results and run.results[1] and run.results[1].backend or nil
 end
@@ -118,6 +121,36 @@ describe("balancing-agent, standalone", function()
     assert(os.execute("ln -s ..2026_11_30_2 " .. scratch.quote(manifests .. "/..data_tmp")) == 0)
     assert(os.rename(manifests .. "/..data_tmp", manifests .. "/..data"))
     assert.is_true(eventually(5, function() return connect_once(agent.cgroup) == agent.second end))
+  end)
+
+  it("says a full map with the owner it refused, in the log and the metrics, and keeps serving the rest", function()
+    env = core_env.open(pending)
+    if not env then
+      return
+    end
+    dir = scratch.temp_dir()
+    local info = agent_run.spawn_json("python3 " .. FIXTURES .. "/servers.py tcp 127.0.0.1 127.0.0.1", "servers.py")
+    local port = info.backends[1]:match(":(%d+)$")
+    -- three Services, room for two frontends
+    for i = 1, 3 do
+      scratch.write_file(dir .. "/manifests/web" .. i .. ".yaml", service_yaml(port, "web" .. i, "127.10.0." .. (80 + i)))
+    end
+    local agent = agent_run.start({ manifests = dir .. "/manifests", cgroup = env:cgroup(), bpffs = env:pin_dir(),
+      log = dir .. "/agent.log", env = "BALANCING_MAX_SERVICES=2" })
+    agent_pid = agent.pid
+    local refused = agent_run.log_lines(agent.log, "apply failed")
+    assert.is_true(#refused >= 1, agent:log_tail())
+    assert.matches("^service/demo/web%d$", refused[1].owner)
+    assert.matches("map_service", refused[1].error, 1, true)
+    assert.matches("map is full (max_entries 2)", refused[1].error, 1, true)
+    assert.is_true(agent:metric("balancing_map_write_errors_total") >= 1)
+    local served = 0
+    for i = 1, 3 do
+      if connect_once(agent.cgroup, "127.10.0." .. (80 + i)) == info.backends[1] then
+        served = served + 1
+      end
+    end
+    assert.equals(2, served)
   end)
 
   it("answers /healthz, /readyz and /metrics", function()
