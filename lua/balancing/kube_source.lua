@@ -105,10 +105,22 @@ end
 
 -- The C watch's sink for one kind: balancing.source's answers in the
 -- watch's terms, and the time each change came.
+-- A full collection every this many pages of a LIST: decoding a page makes
+-- several times its size in garbage and keeps a little of it; collected
+-- this often, the next pages reuse that memory instead of spreading the
+-- survivors over ever more of it (10,000 Services: RSS added by the load
+-- 119 MiB instead of 200, for 20 % more load CPU; docs/benchmarks.md).
+local PAGES_PER_COLLECTION = 4
+
 local function sink_of(self, src)
+  local pages = 0
   return {
     list_page = function(body)
       local page, err = src:list_page(body)
+      pages = pages + 1
+      if pages % PAGES_PER_COLLECTION == 0 then
+        collectgarbage()
+      end
       if not page then
         return nil, err
       end

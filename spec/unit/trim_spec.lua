@@ -111,6 +111,28 @@ describe("trim", function()
     assert.same({ a = "b" }, node.metadata.labels)
   end)
 
+  it("keeps an endpoint's addresses, conditions, node, zone and hints in a table of their own, "
+    .. "one conditions table per combination", function()
+    local cjson = require("cjson")
+    local slice = trim.object({ kind = "EndpointSlice", metadata = { name = "s", namespace = "n" },
+      endpoints = {
+        { addresses = { "10.0.0.1" }, conditions = { ready = true, serving = true, terminating = false },
+          nodeName = "node-1", zone = "a", targetRef = { kind = "Pod", name = "p1" } },
+        { addresses = { "10.0.0.2" }, conditions = { ready = true, serving = true, terminating = false },
+          nodeName = "node-2", hints = { forZones = { { name = "a" } } } },
+        { addresses = { "10.0.0.3" }, conditions = { ready = false, serving = true, terminating = true } },
+        { addresses = { "10.0.0.4" }, conditions = { ready = cjson.null, serving = true } },
+      } })
+    local e = slice.endpoints
+    assert.same({ addresses = { "10.0.0.1" }, conditions = { ready = true, serving = true, terminating = false },
+      nodeName = "node-1", zone = "a" }, e[1])
+    assert.same({ forZones = { { name = "a" } } }, e[2].hints)
+    assert.equals(e[1].conditions, e[2].conditions) -- the same table: one per combination
+    assert.are_not.equal(e[1].conditions, e[3].conditions)
+    assert.same({ ready = false, serving = true, terminating = true }, e[3].conditions)
+    assert.equals(cjson.null, e[4].conditions.ready) -- a null is kept as it came, in its own table
+  end)
+
   it("returns an object of another kind as it is", function()
     local deployment = { kind = "Deployment", metadata = { name = "x", managedFields = { {} } }, spec = { a = 1 } }
     assert.equals(deployment, trim.object(deployment))
