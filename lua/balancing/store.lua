@@ -8,8 +8,8 @@
 -- Every index is maintained per event from what the object was indexed under
 -- before (kept per object, so a caller that changes a table in place and
 -- upserts it again still unindexes correctly) and what it is indexed under now:
--- no event scans all objects, except a change of this agent's own Node, which
--- can change what every owner programs.
+-- no event scans all objects, except a change of this agent's own Node's
+-- labels or addresses, which can change what every owner programs.
 --
 -- Services and policies are checked once, here, as they enter
 -- (balancing.service_spec, balancing.policy_spec), and their IDs settled:
@@ -570,26 +570,33 @@ local function sorted_pairs_text(t)
   return table.concat(parts, "\0")
 end
 
-local function node_fingerprint(obj)
+-- What every owner reads of this agent's Node (the node context: its uid,
+-- labels and addresses), and its annotations (its ID and proxy IP: the node
+-- tables' and the node-mode policies' business, as for any node).
+local function node_fingerprints(obj)
   local addresses = {}
   for i, entry in ipairs(field(obj, "status", "addresses") or {}) do
     addresses[i] = tostring(type(entry) == "table" and entry.type) .. " "
       .. tostring(type(entry) == "table" and entry.address)
   end
   return table.concat({ tostring(field(obj, "metadata", "uid")), sorted_pairs_text(field(obj, "metadata", "labels")),
-    sorted_pairs_text(field(obj, "metadata", "annotations")), table.concat(addresses, "\0") }, "\1")
+    table.concat(addresses, "\0") }, "\1"), sorted_pairs_text(field(obj, "metadata", "annotations"))
 end
 
 handlers.Node = {
-  index = function(_, _, obj) return { fingerprint = node_fingerprint(obj) } end,
+  index = function(_, _, obj)
+    local context, annotations = node_fingerprints(obj)
+    return { context = context, annotations = annotations }
+  end,
   unindex = function() end,
   mark = function(self, old, new)
-    if old and new and old.fingerprint == new.fingerprint then
+    local context_changed = not (old and new and old.context == new.context)
+    if not context_changed and old.annotations == new.annotations then
       return -- nothing reconciliation reads has changed
     end
     local d = new or old
     self.dirty[M.NODE_OWNER] = true
-    if self.node_name ~= nil and d.name == self.node_name then
+    if self.node_name ~= nil and d.name == self.node_name and context_changed then
       mark_all(self)
     else
       -- hostPort and nodeProxy backends are addresses of the pods' nodes.
