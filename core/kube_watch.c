@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json_strip.h"
 #include "log.h"
 
 /* A watch asks the server to end it after a random 5 to 10 minutes, as
@@ -250,6 +251,8 @@ static void on_list_done(void *ctx, long status, const char *error, bool aborted
 		failed(w, "list", status, NULL);
 		return;
 	}
+	if (w->buf.data)
+		w->buf.len = json_strip_members(w->buf.data, w->buf.len, JSON_STRIP_UNREAD);
 	if (w->sink->list_page(w->ctx, w->buf.data ? w->buf.data : "", w->buf.len, &next)) {
 		failed(w, "list", status, "the page was refused");
 		return;
@@ -330,7 +333,9 @@ static bool on_watch_data(void *ctx, long status, const char *data, size_t len)
 
 		*newline = '\0';
 		if (line_len) {
-			enum kube_line_result result = w->sink->watch_line(w->ctx, w->buf.data + start, line_len);
+			char *line = w->buf.data + start;
+			enum kube_line_result result =
+			    w->sink->watch_line(w->ctx, line, json_strip_members(line, line_len, JSON_STRIP_UNREAD));
 
 			if (result == KUBE_LINE_RELIST) {
 				w->relist_wanted = true;

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -25,6 +26,7 @@
 #include "kernel_features.h"
 #include "loader.h"
 #include "lua_apply.h"
+#include "json_strip.h"
 #include "lua_kube.h"
 #include "lua_binding.h"
 #include "lua_events.h"
@@ -483,10 +485,28 @@ static int core_ensure_cgroup2(lua_State *L)
 	return 2;
 }
 
+/* core.json_strip(text) → text without the members the agent never reads
+ * (json_strip.h), as its API client hands pages and watch lines on. */
+static int core_json_strip(lua_State *L)
+{
+	size_t len;
+	const char *text = luaL_checklstring(L, 1, &len);
+	char *copy = malloc(len ? len : 1);
+
+	if (!copy)
+		return luaL_error(L, "json_strip: out of memory");
+	memcpy(copy, text, len);
+	len = json_strip_members(copy, len, JSON_STRIP_UNREAD);
+	lua_pushlstring(L, copy, len);
+	free(copy);
+	return 1;
+}
+
 static const luaL_Reg core_functions[] = {
     {"load", core_load},
     {"applier", lua_apply_new},
     {"kube_client", lua_kube_new},
+    {"json_strip", core_json_strip},
     {"open_maps", core_open_maps},
     {"configure", lua_map_configure},
     {"open_events", core_open_events},
