@@ -114,18 +114,23 @@ static int call_lua_in_callback(struct lua_kube *c, int nargs, int nresults, con
 	return result;
 }
 
-/* Pushes sink[name] of f; false when the sink has no such function. */
-static bool push_sink_function(struct followed *f, const char *name)
+/* sink[name](arg) — arg a string when given — with nresults left on the
+ * stack; false, with the stack as it was, when the sink has no such
+ * function or it failed (logged). */
+static bool call_sink(struct followed *f, const char *name, const char *arg, size_t len, int nresults)
 {
 	lua_State *L = f->client->L;
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, f->sink_ref);
 	lua_getfield(L, -1, name);
 	lua_remove(L, -2);
-	if (lua_isfunction(L, -1))
-		return true;
-	lua_pop(L, 1);
-	return false;
+	if (!lua_isfunction(L, -1)) {
+		lua_pop(L, 1);
+		return false;
+	}
+	if (arg)
+		lua_pushlstring(L, arg, len);
+	return call_lua_in_callback(f->client, arg ? 1 : 0, nresults, name, f->kind) == 0;
 }
 
 static int sink_list_page(void *ctx, const char *body, size_t len, char **next)
@@ -135,10 +140,7 @@ static int sink_list_page(void *ctx, const char *body, size_t len, char **next)
 	int top = lua_gettop(L), result = -1;
 
 	*next = NULL;
-	if (!push_sink_function(f, "list_page"))
-		return -1;
-	lua_pushlstring(L, body, len);
-	if (call_lua_in_callback(f->client, 1, 1, "list_page", f->kind) == 0) {
+	if (call_sink(f, "list_page", body, len, 1)) {
 		if (lua_type(L, -1) == LUA_TSTRING) {
 			*next = strdup(lua_tostring(L, -1));
 			result = *next ? 0 : -1;
@@ -153,10 +155,7 @@ static int sink_list_page(void *ctx, const char *body, size_t len, char **next)
 
 static void sink_list_restarted(void *ctx)
 {
-	struct followed *f = ctx;
-
-	if (push_sink_function(f, "list_restarted"))
-		call_lua_in_callback(f->client, 0, 0, "list_restarted", f->kind);
+	call_sink(ctx, "list_restarted", NULL, 0, 0);
 }
 
 static enum kube_line_result sink_watch_line(void *ctx, const char *line, size_t len)
@@ -167,11 +166,7 @@ static enum kube_line_result sink_watch_line(void *ctx, const char *line, size_t
 	int top = lua_gettop(L);
 	enum kube_line_result result = KUBE_LINE_SKIPPED;
 
-	if (!push_sink_function(f, "watch_line"))
-		return result;
-	lua_pushlstring(L, line, len);
-	if (call_lua_in_callback(f->client, 1, 1, "watch_line", f->kind) == 0 &&
-	    lua_type(L, -1) == LUA_TSTRING) {
+	if (call_sink(f, "watch_line", line, len, 1) && lua_type(L, -1) == LUA_TSTRING) {
 		for (int i = 0; names[i]; i++)
 			if (strcmp(names[i], lua_tostring(L, -1)) == 0)
 				result = (enum kube_line_result)i;
@@ -189,9 +184,7 @@ static char *sink_resource_version(void *ctx)
 	int top = lua_gettop(L);
 	char *version = NULL;
 
-	if (push_sink_function(f, "resource_version") &&
-	    call_lua_in_callback(f->client, 0, 1, "resource_version", f->kind) == 0 &&
-	    lua_type(L, -1) == LUA_TSTRING)
+	if (call_sink(f, "resource_version", NULL, 0, 1) && lua_type(L, -1) == LUA_TSTRING)
 		version = strdup(lua_tostring(L, -1));
 	lua_settop(L, top);
 	return version;

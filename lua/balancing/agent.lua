@@ -40,14 +40,11 @@ local function api_access(options)
   return kubeconfig.in_cluster(os.getenv)
 end
 
--- The source of objects: the manifest directory, or the API server.
-local function open_source(store, options)
+-- The source of objects: the manifest directory, or the API server with
+-- the access start() read.
+local function open_source(store, options, access)
   if options.manifests then
     return manifest_source.new(store, options.manifests)
-  end
-  local access, err = api_access(options)
-  if not access then
-    return nil, err
   end
   return kube_source.new(store, { access = access, node_name = options.node_name,
     service_proxy_name = options.service_proxy_name,
@@ -56,11 +53,6 @@ local function open_source(store, options)
     page_size = tonumber(os.getenv("BALANCING_LIST_PAGE_SIZE")) })
 end
 
--- start(options) → agent | nil, err[, how]: how "usage" when the command line
--- is at fault (nothing was touched), "logged" when the reason is logged
--- already. options: node_name, manifests,
--- kubeconfig, cgroup, bpffs, bpf_log_level, redirect_qos_limit, events,
--- out_cluster, service_proxy_name (as core/options.c parsed them).
 -- Map sizes from the environment (docs/agent.md "Map sizes"): each of
 -- core.load's max_* and event_ring_bytes as BALANCING_MAX_SERVICES, ...;
 -- the defaults hold a 10,000-Service cluster. The loader checks the values.
@@ -90,14 +82,19 @@ local function stdout_sink(line)
   io.stdout:flush()
 end
 
+-- start(options) → agent | nil, err[, how]: how "usage" when the command line
+-- is at fault (nothing was touched), "logged" when the reason is logged
+-- already. options: node_name, manifests,
+-- kubeconfig, cgroup, bpffs, bpf_log_level, redirect_qos_limit, events,
+-- out_cluster, service_proxy_name (as core/options.c parsed them).
 function M.start(options)
   log.set_sink(stdout_sink)
   local store = store_module.new({ node_name = options.node_name,
     service_proxy_name = options.service_proxy_name })
   -- the API access first: a broken kubeconfig loads nothing
-  local access_err
+  local access
   if not options.manifests then
-    local access
+    local access_err
     access, access_err = api_access(options)
     if not access then
       return nil, access_err, "usage" -- a bad kubeconfig is a bad command line (CONTRACTS.md)
@@ -134,7 +131,7 @@ function M.start(options)
     return nil, "applier: " .. tostring(err)
   end
   local src
-  src, err = open_source(store, options)
+  src, err = open_source(store, options, access)
   if not src then
     applier:close()
     dp:close()
@@ -234,7 +231,7 @@ function Agent:sync()
       swept = type(swept) == "table" and swept or nil })
   end
   if self.source.write_identity then
-    self.source:write_identity()
+    self.source:write_identity(owners)
   end
   self.meters.syncs:inc()
   return true

@@ -106,18 +106,21 @@ function M.policy_patch(store, kind, name)
   return patch_of(policy, { [ids.ANNOTATION] = string.format("%d", id) })
 end
 
--- The policies policy_patch has something to write for, by kind then name.
+-- The policies policy_patch has something to write for, by kind then name,
+-- and (a second list, in the same order) those patches.
 function M.policies_to_patch(store)
-  local out = {}
+  local out, patches = {}, {}
   for _, kind in ipairs({ "LocalRedirectPolicy", "BalancingPolicy" }) do
     for _, policy in ipairs(store:list(kind)) do
       local name = present(policy.metadata.name)
-      if M.policy_patch(store, kind, name) then
+      local patch = M.policy_patch(store, kind, name)
+      if patch then
         out[#out + 1] = { kind = kind, name = name }
+        patches[#out] = patch
       end
     end
   end
-  return out
+  return out, patches
 end
 
 return M

@@ -10,7 +10,7 @@
 --   src:synced()                      -- every kind listed completely once
 --   src:follow_pods_as_needed()       -- the Pod watch to the scope the policies need (on_change does it)
 --   src:take_received()               -- when this turn's changes came (for latency)
---   src:write_identity()              -- PATCH what identity says is missing
+--   src:write_identity([owners])      -- PATCH what identity says is missing (after a round over owners)
 --   src:stats()                       -- per kind: state, restarts, relists, events
 --   src:close()
 --
@@ -39,6 +39,7 @@ local identity = require("balancing.identity")
 local log = require("balancing.log")
 local object = require("balancing.object")
 local source = require("balancing.source")
+local store_module = require("balancing.store")
 local system = require("system")
 
 local M = {}
@@ -159,7 +160,8 @@ function M.new(store, options)
     local src = source.new(store, kind.kind)
     self.sources[kind.kind] = src
     local ok, watch_err = client:watch({ kind = kind.kind, path = kind.path, query = kind.query,
-      optional = kind.optional, page_size = options.page_size, stall_seconds = options.stall_seconds or M.DEFAULT_STALL_SECONDS,
+      optional = kind.optional, page_size = options.page_size,
+      stall_seconds = options.stall_seconds or M.DEFAULT_STALL_SECONDS,
       backoff_initial = options.backoff_initial, backoff_max = options.backoff_max,
       sink = sink_of(self, src) })
     if not ok then
@@ -245,8 +247,12 @@ local function send_patch(self, kind, name, patch)
         self.refused[path] = nil
         log.info("annotated", { kind = kind, name = name, annotations = patch.metadata.annotations })
       elseif status == 409 then
+        -- another writer came first: the watch brings the newer object, and
+        -- a little later identity is asked again with it (a kubelet's update
+        -- of the Node alone reconciles nothing, so no round would ask)
         self.counters.patch_conflicts = self.counters.patch_conflicts + 1
         log.debug("annotation conflict: the newer object decides", { kind = kind, name = name })
+        self.client:after(IDENTITY_RETRY_SECONDS, function() self:write_identity() end)
       else
         self.counters.patch_errors = self.counters.patch_errors + 1
         -- a transport error, 429 or 5xx passes; another answer (403: RBAC, 422) is said
@@ -269,14 +275,32 @@ local function send_patch(self, kind, name, patch)
   end
 end
 
--- The node's ID and proxy IP, and every policy's serviceId, when missing.
-function KubeSource:write_identity()
+-- Whether a round over owners can have changed what identity writes: the
+-- Nodes (the node tables' owner) or a policy. Other rounds — most of them,
+-- one per EndpointSlice change — skip the scan of every Node and policy.
+local function identity_may_change(owners)
+  for owner in pairs(owners) do
+    local kind = store_module.parse_owner(owner)
+    if kind == "Node" or kind == "LocalRedirectPolicy" or kind == "BalancingPolicy" then
+      return true
+    end
+  end
+  return false
+end
+
+-- The node's ID and proxy IP, and every policy's serviceId, when missing;
+-- with owners (a round's), only when that round can have changed them.
+function KubeSource:write_identity(owners)
+  if owners and not identity_may_change(owners) then
+    return
+  end
   local node_patch = identity.node_patch(self.store, self.node_name)
   if node_patch then
     send_patch(self, "Node", self.node_name, node_patch)
   end
-  for _, policy in ipairs(identity.policies_to_patch(self.store)) do
-    send_patch(self, policy.kind, policy.name, identity.policy_patch(self.store, policy.kind, policy.name))
+  local policies, patches = identity.policies_to_patch(self.store)
+  for i, policy in ipairs(policies) do
+    send_patch(self, policy.kind, policy.name, patches[i])
   end
 end
 

@@ -66,9 +66,10 @@ describe("core.kube_client", function()
 
   it("answers a request's callback with the status and the body", function()
     local answer
-    assert.is_true(client:request({ path = "/api/v1/namespaces/demo/services/missing", on_done = function(status, body, err)
-      answer = { status = status, body = body, err = err }
-    end }))
+    assert.is_true(client:request({ path = "/api/v1/namespaces/demo/services/missing",
+      on_done = function(status, body, err)
+        answer = { status = status, body = body, err = err }
+      end }))
     assert.truthy(run_until(client, 10, function() return answer end))
     assert.equals(404, answer.status)
     assert.matches('"reason": *"NotFound"', answer.body)

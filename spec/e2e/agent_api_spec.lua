@@ -5,7 +5,6 @@
 -- second; faults (a dropped watch, 410 Gone, 500s, a stall, a malformed
 -- object) recover with nothing stale; the identity annotations are written
 -- once, by PATCH with a precondition, even when two agents race.
-local cjson = require("cjson")
 local abi = require("balancing.abi")
 local apiserver = require("helpers.apiserver")
 local agent_run = require("helpers.agent_run")
@@ -44,27 +43,11 @@ local function local_redirect(name)
         toPorts = { { port = "53", protocol = "UDP" } } } } }
 end
 
--- The backend one connect from inside the cgroup reached ("127.0.0.1:port"), or nil.
 local function connect_once(cgroup, vip)
-  local _, out = scratch.run("sh -c " .. scratch.quote("echo $$ > " .. scratch.quote(cgroup .. "/cgroup.procs")
-    .. " && exec env -u LD_PRELOAD python3 " .. FIXTURES .. "/client.py tcp " .. (vip or VIP) .. " 80 1"))
-  local ok, run = pcall(cjson.decode, out)
-  return ok and run.results and run.results[1] and run.results[1].backend or nil
+  return agent_run.connect_once(cgroup, vip or VIP)
 end
 
--- The sum of a metric's samples (every label set) on the agent's /metrics, or nil.
-local function metric_sum(port, name)
-  local code, text = http_get(port, "/metrics")
-  if code ~= 200 then
-    return nil
-  end
-  local samples = metrics.parse(text)[name]
-  local sum = 0
-  for _, sample in ipairs(samples or {}) do
-    sum = sum + sample.value
-  end
-  return samples and sum
-end
+local metric_sum = agent_run.metric_value
 
 -- The backend ports in the agent's pinned map_backend (read-only, in
 -- process: polled without starting a client each time).
@@ -172,7 +155,8 @@ describe("balancing-agent following the API server", function()
       assert.is_number(took, "the new Service was not programmed")
       assert.is_true(took < 1, string.format("programmed in %.2f s", took))
       server:seed({ slice("api", backends.first_port) })
-      assert.equals(backends.backends[1], eventually(5, function() return connect_once(agent.cgroup, "127.10.0.79") end))
+      assert.equals(backends.backends[1],
+        eventually(5, function() return connect_once(agent.cgroup, "127.10.0.79") end))
 
       server:control("/_fake/objects", { items = { service("web", VIP) } }, "DELETE")
       took = time_until(5, function() return not programmed_ports(agent.bpffs)[second] end)
@@ -187,12 +171,7 @@ describe("balancing-agent following the API server", function()
       assert.is_true(samples.balancing_sync_latency_seconds_count[1].value >= 4)
       assert.is_true(samples.balancing_reconcile_duration_seconds_count[1].value >= 4)
       assert.is_true(samples.balancing_map_writes_total[1].value >= 4)
-      local services
-      for _, sample in ipairs(samples.balancing_objects) do
-        if sample.labels.kind == "Service" then
-          services = sample.value
-        end
-      end
+      local services = agent_run.metric_value(agent.port, "balancing_objects", { kind = "Service" })
       assert.equals(1, services) -- api; web was deleted
       assert.equals(1, samples.balancing_build_info[1].value)
       assert.equals(6, #samples.balancing_watch_restarts_total) -- one series per kind
@@ -235,16 +214,8 @@ describe("balancing-agent following the API server", function()
       end
     end
     assert.equals(3, pages) -- 8 Services in pages of 2: the first page, then 3 continued
-    assert.same({ { labels = { kind = "Service" }, value = 8 } }, (function()
-      local _, text = http_get(agent.port, "/metrics")
-      local found = {}
-      for _, sample in ipairs(metrics.parse(text).balancing_objects) do
-        if sample.labels.kind == "Service" then
-          found[#found + 1] = sample
-        end
-      end
-      return found
-    end)())
+    assert.same({ { labels = { kind = "Service" }, value = 8 } },
+      agent_run.metric_samples(agent.port, "balancing_objects", { kind = "Service" }))
   end)
 
   -- Standard base64 of a file's bytes (for the kubeconfig's *-data fields).
@@ -353,12 +324,7 @@ describe("balancing-agent following the API server", function()
     server:seed({ node("node-2"), remote_pod })
     local agent = start_agent(server)
     local function pods_held()
-      local _, text = http_get(agent.port, "/metrics")
-      for _, sample in ipairs(metrics.parse(text).balancing_objects) do
-        if sample.labels.kind == "Pod" then
-          return sample.value
-        end
-      end
+      return agent_run.metric_value(agent.port, "balancing_objects", { kind = "Pod" })
     end
     assert.equals(0, pods_held()) -- node-2's pod is not this node's
     assert.is_nil(connect_once(agent.cgroup, "127.10.0.90"))
@@ -411,7 +377,9 @@ describe("balancing-agent following the API server", function()
     assert.is_table(ids, "both nodes should have an ID")
     assert.are_not.equal(ids[1], ids[2])
     local policy_path = "/apis/balancing.elf.io/v1beta1/localredirectpolicies/node-local-dns"
-    assert.truthy(eventually(5, function() return annotations_of(server, policy_path)["balancing.elf.io/serviceId"] end))
+    assert.truthy(eventually(5, function()
+      return annotations_of(server, policy_path)["balancing.elf.io/serviceId"]
+    end))
     -- the serviceId was written once: one PATCH succeeded; the other agent
     -- either found it written or lost the precondition (409)
     local written = 0
@@ -441,7 +409,8 @@ describe("balancing-agent following the API server", function()
     -- moved to the second backend, and a Service deleted meanwhile gone.
     local function change_during(server, agent, fault, release)
       server:seed({ service("old", "127.10.0.80"), slice("old", backends.first_port) })
-      assert.equals(backends.backends[1], eventually(5, function() return connect_once(agent.cgroup, "127.10.0.80") end))
+      assert.equals(backends.backends[1],
+        eventually(5, function() return connect_once(agent.cgroup, "127.10.0.80") end))
       fault()
       server:seed({ slice("web", backends.second_port) })
       server:control("/_fake/objects", { items = { service("old", "127.10.0.80") } }, "DELETE")
@@ -521,13 +490,7 @@ describe("balancing-agent following the API server", function()
       assert.is_true(tries >= 2 and tries <= 8, string.format("%d tries in %.1f s", tries, system.monotime() - started))
       -- and once the server answers again, the Node watch is back: a change reaches the agent
       local function node_events()
-        local _, text = http_get(agent.port, "/metrics")
-        for _, sample in ipairs(metrics.parse(text or "").balancing_watch_events_total or {}) do
-          if sample.labels.kind == "Node" then
-            return sample.value
-          end
-        end
-        return 0
+        return agent_run.metric_value(agent.port, "balancing_watch_events_total", { kind = "Node" }) or 0
       end
       local before = node_events()
       server:control("/_fake/faults", { clear = true })

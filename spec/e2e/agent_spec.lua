@@ -27,12 +27,8 @@ local function service_yaml(backend_port, name, vip)
     "endpoints: [{addresses: [127.0.0.1]}]", "" }, "\n")
 end
 
--- The backend one connect from inside the cgroup reached ("127.0.0.1:port"), or nil.
 local function connect_once(cgroup, vip)
-  local _, out = scratch.run("sh -c " .. scratch.quote("echo $$ > " .. scratch.quote(cgroup .. "/cgroup.procs")
-    .. " && exec python3 " .. FIXTURES .. "/client.py tcp " .. (vip or VIP) .. " 80 1"))
-  local ok, run = pcall(cjson.decode, out)
-  return ok and run.results and run.results[1] and run.results[1].backend or nil
+  return agent_run.connect_once(cgroup, vip or VIP)
 end
 
 
@@ -133,7 +129,8 @@ describe("balancing-agent, standalone", function()
     local port = info.backends[1]:match(":(%d+)$")
     -- three Services, room for two frontends
     for i = 1, 3 do
-      scratch.write_file(dir .. "/manifests/web" .. i .. ".yaml", service_yaml(port, "web" .. i, "127.10.0." .. (80 + i)))
+      scratch.write_file(dir .. "/manifests/web" .. i .. ".yaml",
+        service_yaml(port, "web" .. i, "127.10.0." .. (80 + i)))
     end
     local agent = agent_run.start({ manifests = dir .. "/manifests", cgroup = env:cgroup(), bpffs = env:pin_dir(),
       log = dir .. "/agent.log", env = "BALANCING_MAX_SERVICES=2" })

@@ -137,6 +137,48 @@ function Agent:kill(signal)
     string.format("the agent (pid %d) still runs 10 s after SIG%s", self.pid, signal))
 end
 
+-- The samples of a metric on the agent's /metrics (as balancing.metrics.parse
+-- gives them) whose labels include labels (all of them without); nil when
+-- /metrics does not answer.
+function M.metric_samples(port, name, labels)
+  local code, text = M.http_get(port, "/metrics")
+  if code ~= 200 then
+    return nil
+  end
+  local found = {}
+  for _, sample in ipairs(require("balancing.metrics").parse(text)[name] or {}) do
+    local matches = true
+    for key, value in pairs(labels or {}) do
+      matches = matches and sample.labels[key] == value
+    end
+    if matches then
+      found[#found + 1] = sample
+    end
+  end
+  return found
+end
+
+-- The sum of those samples' values (0 when there is none), or nil.
+function M.metric_value(port, name, labels)
+  local samples = M.metric_samples(port, name, labels)
+  if not samples then
+    return nil
+  end
+  local sum = 0
+  for _, sample in ipairs(samples) do
+    sum = sum + sample.value
+  end
+  return sum
+end
+
+-- The backend one connection from inside cgroup to vip:80 reached
+-- ("127.0.0.1:port"), or nil (refused, nothing translated).
+function M.connect_once(cgroup, vip)
+  local output = core_env.run_in_cgroup(cgroup, "exec python3 spec/fixtures/kernel/client.py tcp " .. vip .. " 80 1")
+  local ok, run = pcall(require("cjson").decode, output)
+  return ok and type(run) == "table" and run.results and run.results[1] and run.results[1].backend or nil
+end
+
 -- The value of an unlabelled metric on /metrics, or nil.
 function Agent:metric(name)
   local code, text = M.http_get(self.port, "/metrics")

@@ -113,7 +113,6 @@ describe("trim", function()
 
   it("keeps an endpoint's addresses, conditions, node, zone and hints in a table of their own, "
     .. "one conditions table per combination", function()
-    local cjson = require("cjson")
     local slice = trim.object({ kind = "EndpointSlice", metadata = { name = "s", namespace = "n" },
       endpoints = {
         { addresses = { "10.0.0.1" }, conditions = { ready = true, serving = true, terminating = false },
