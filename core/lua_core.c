@@ -13,6 +13,9 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #include <lauxlib.h>
@@ -28,6 +31,7 @@
 #include "lua_apply.h"
 #include "json_strip.h"
 #include "lua_kube.h"
+#include "lua_text_arena.h"
 #include "lua_binding.h"
 #include "lua_events.h"
 #include "lua_map.h"
@@ -487,6 +491,18 @@ static int core_ensure_cgroup2(lua_State *L)
 
 /* core.json_strip(text) → text without the members the agent never reads
  * (json_strip.h), as its API client hands pages and watch lines on. */
+/* core.trim_heap(): the free memory of the process's heap (the Lua heap's
+ * too: core/lua_host.c) given back to the system — after a phase that
+ * freed much, as the agent's first sync. A no-op without glibc. */
+static int core_trim_heap(lua_State *L)
+{
+	(void)L;
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+	return 0;
+}
+
 static int core_json_strip(lua_State *L)
 {
 	size_t len;
@@ -507,6 +523,8 @@ static const luaL_Reg core_functions[] = {
     {"applier", lua_apply_new},
     {"kube_client", lua_kube_new},
     {"json_strip", core_json_strip},
+    {"trim_heap", core_trim_heap},
+    {"text_arena", lua_text_arena_new},
     {"open_maps", core_open_maps},
     {"configure", lua_map_configure},
     {"open_events", core_open_events},
@@ -525,6 +543,7 @@ int luaopen_balancing_core(lua_State *L)
 	lua_map_register(L);
 	lua_apply_register(L);
 	lua_kube_register(L);
+	lua_text_arena_register(L);
 	lua_events_register(L);
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);

@@ -139,7 +139,9 @@ function M.start(options)
   end
   local self = setmetatable({
     options = options, dp = dp, applier = applier, store = store, source = src,
-    driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
+    -- (apply keeps what it wrote: the entries are not kept in Lua as well)
+    driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster,
+      keep_entries = false }),
     synced = false, retry = {},
   }, Agent)
   self.meters = agent_metrics.new(self)
@@ -165,12 +167,53 @@ local function apply_round(self, changed)
     if stats then
       self.retry[owner] = nil
       self.meters.map_writes:inc(stats.written + stats.deleted)
+      if #entries.frontends == 0 and next(entries.tables or {}) == nil then
+        self.driver:forget(owner) -- gone (or programs nothing): nothing to count
+      end
     else
       self.meters.map_write_errors:inc()
       self.retry[owner] = true
       log.error("apply failed", { owner = owner, error = tostring(err) })
     end
   end
+end
+
+-- Owners reconciled and applied at a time in a large round (the first,
+-- one after a relist or a change of this node): each part's entries and
+-- garbage are given back before the next, so that the heap does not grow to
+-- hold a whole cluster's entries at once (the allocator keeps what it was
+-- given: docs/benchmarks.md, "Agent at scale").
+local ROUND_PART = 1000
+
+-- reconcile_and_apply(self, owners) → reconcile seconds, apply seconds
+local function reconcile_and_apply(self, owners)
+  local order = {}
+  for owner in pairs(owners) do
+    order[#order + 1] = owner
+  end
+  table.sort(order)
+  local reconcile_seconds, apply_seconds = 0, 0
+  for first = 1, #order, ROUND_PART do
+    if first > 1 then
+      collectgarbage() -- (the part before is out of scope here)
+    end
+    local part = {}
+    for i = first, math.min(first + ROUND_PART - 1, #order) do
+      part[order[i]] = true
+    end
+    local started = monotime()
+    local round = self.driver:run(part)
+    local reconciled = monotime()
+    self.meters.lua_errors:inc(#round.failures)
+    apply_round(self, round.changed)
+    reconcile_seconds = reconcile_seconds + (reconciled - started)
+    apply_seconds = apply_seconds + (monotime() - reconciled)
+  end
+  if #order > ROUND_PART and self.synced then
+    collectgarbage()
+    core.trim_heap() -- (the first round's is done once the sync is complete)
+  end
+  return reconcile_seconds, apply_seconds
 end
 
 -- A manifest directory is read here; the API server's changes are already
@@ -204,14 +247,10 @@ function Agent:sync()
   if not self.synced then
     owners = self.store:owners() -- the first round: everything
   end
-  local started = monotime()
-  local round = self.driver:run(owners)
-  local reconciled = monotime()
-  self.meters.reconcile_duration:observe(reconciled - started)
-  self.meters.lua_errors:inc(#round.failures)
-  apply_round(self, round.changed)
+  local reconcile_seconds, apply_seconds = reconcile_and_apply(self, owners)
+  self.meters.reconcile_duration:observe(reconcile_seconds)
+  self.meters.apply_duration:observe(apply_seconds)
   local applied = monotime()
-  self.meters.apply_duration:observe(applied - reconciled)
   if self.source.take_received then
     -- (the first round waited for every kind's list: not a change's latency)
     for _, received in ipairs(self.source:take_received()) do
@@ -225,9 +264,11 @@ function Agent:sync()
     self.synced = true
     -- the lists' pages and the first round's garbage are most of the heap
     -- the agent will ever have: give it back now rather than at the
-    -- collector's next cycle, which the steady state takes long to reach
+    -- collector's next cycle, which the steady state takes long to reach —
+    -- and the pages it freed to the system
     collectgarbage("collect")
-    log.info("first sync applied", { objects = report.objects, owners = #self.driver:all_entries(),
+    core.trim_heap()
+    log.info("first sync applied", { objects = report.objects, owners = select(3, self.driver:programmed()),
       swept = type(swept) == "table" and swept or nil })
   end
   if self.source.write_identity then

@@ -12,17 +12,6 @@ local M = {}
 
 local KINDS = { "Service", "EndpointSlice", "Node", "Pod", "LocalRedirectPolicy", "BalancingPolicy" }
 
--- Frontends and backend slots of every owner's entries, at scrape time.
-local function programmed(agent)
-  local frontends, backends = 0, 0
-  for _, entries in ipairs(agent.driver:all_entries()) do
-    frontends = frontends + #entries.frontends
-    for _, frontend in ipairs(entries.frontends) do
-      backends = backends + #frontend.backends
-    end
-  end
-  return frontends, backends
-end
 
 -- A per-kind counter of the API client's watches (absent with --manifests).
 local function watch_counter(agent, field)
@@ -41,11 +30,15 @@ function M.new(agent)
   local registry = metrics.new()
   local self = { registry = registry }
   registry:collect("balancing_frontends", "Frontends programmed.", "gauge", function()
-    return { { {}, (programmed(agent)) } }
+    return { { {}, (agent.driver:programmed()) } }
   end)
   registry:collect("balancing_backends", "Backend slots programmed, summed over the frontends.", "gauge", function()
-    local _, backends = programmed(agent)
+    local _, backends = agent.driver:programmed()
     return { { {}, backends } }
+  end)
+  registry:collect("balancing_lua_heap_bytes", "Memory the agent's Lua state holds (live data and garbage"
+    .. " not yet collected).", "gauge", function()
+    return { { {}, math.floor(collectgarbage("count") * 1024) } }
   end)
   registry:collect("balancing_objects", "Objects of each kind in the store.", "gauge", function()
     local out = {}

@@ -48,8 +48,10 @@ M.older = object.older
 
 function M.new()
   return setmetatable({
-    services = {},          -- "ns/name" -> { id, uid, namespace, name }
-    service_by_id = {},     -- id -> the same record
+    -- (three flat maps rather than a record per Service: there are 10,000)
+    services = {},          -- "ns/name" -> id
+    service_uids = {},      -- "ns/name" -> the uid that id was given to (when it had one)
+    service_by_id = {},     -- id -> "ns/name"
     policies = {},          -- "Kind/name" -> { kind, name, object, id | nil, invalid | nil, provisional | nil }
     claims = {},            -- annotated id -> { ["Kind/name"] = record }
     provisional_by_id = {}, -- provisional id -> record
@@ -70,17 +72,17 @@ end
 
 -- service_id(service) → id (or nil, err for an object without namespace/name).
 function Registry:service_id(service)
-  local key, namespace, name, uid = service_identity(service)
+  local key, namespace, _, uid = service_identity(service)
   if not key then
     return nil, namespace
   end
-  local record = self.services[key]
-  if record and (uid == nil or record.uid == nil or record.uid == uid) then
-    record.uid = record.uid or uid
-    return record.id
+  local given, given_uid = self.services[key], self.service_uids[key]
+  if given and (uid == nil or given_uid == nil or given_uid == uid) then
+    self.service_uids[key] = given_uid or uid
+    return given
   end
-  if record then -- the same name, another UID: a new Service
-    self.service_by_id[record.id] = nil
+  if given then -- the same name, another UID: a new Service
+    self.service_by_id[given] = nil
   end
   local span = M.SERVICE_ID_MAX - M.SERVICE_ID_MIN + 1
   local id = M.SERVICE_ID_MIN + M.hash(uid or key) % span
@@ -95,9 +97,7 @@ function Registry:service_id(service)
       id = M.SERVICE_ID_MIN
     end
   end
-  record = { id = id, uid = uid, namespace = namespace, name = name }
-  self.services[key] = record
-  self.service_by_id[id] = record
+  self.services[key], self.service_uids[key], self.service_by_id[id] = id, uid, key
   return id
 end
 
@@ -105,12 +105,12 @@ end
 -- one given to that UID).
 function Registry:release_service(service)
   local key, _, _, uid = service_identity(service)
-  local record = key and self.services[key]
-  if not record or (uid and record.uid and record.uid ~= uid) then
+  local id = key and self.services[key]
+  local given_uid = id and self.service_uids[key]
+  if not id or (uid and given_uid and given_uid ~= uid) then
     return
   end
-  self.services[key] = nil
-  self.service_by_id[record.id] = nil
+  self.services[key], self.service_uids[key], self.service_by_id[id] = nil, nil, nil
 end
 
 -- Policies ------------------------------------------------------------------
@@ -308,8 +308,9 @@ function Registry:lookup(id)
     return nil
   end
   if id >= M.SERVICE_ID_MIN then
-    local record = self.service_by_id[id]
-    return record and { kind = "Service", namespace = record.namespace, name = record.name } or nil
+    local key = self.service_by_id[id]
+    local namespace, name = (key or ""):match("^([^/]*)/(.*)$")
+    return key and { kind = "Service", namespace = namespace, name = name } or nil
   end
   local record = holder(self, id) or self.provisional_by_id[id]
   return record and { kind = record.kind, namespace = "", name = record.name } or nil

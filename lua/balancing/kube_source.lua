@@ -108,10 +108,11 @@ end
 -- watch's terms, and the time each change came.
 -- A full collection every this many pages of a LIST: decoding a page makes
 -- several times its size in garbage and keeps a little of it; collected
--- this often, the next pages reuse that memory instead of spreading the
--- survivors over ever more of it (10,000 Services: RSS added by the load
--- 119 MiB instead of 200, for 20 % more load CPU; docs/benchmarks.md).
-local PAGES_PER_COLLECTION = 4
+-- after each page, the next page reuses that memory instead of spreading
+-- the survivors over ever more of it. With the store's objects kept as text
+-- (balancing.packed) the live heap is small and a collection cheap
+-- (docs/benchmarks.md, "Agent at scale").
+M.PAGES_PER_COLLECTION = 1
 
 local function sink_of(self, src)
   local pages = 0
@@ -119,7 +120,7 @@ local function sink_of(self, src)
     list_page = function(body)
       local page, err = src:list_page(body)
       pages = pages + 1
-      if pages % PAGES_PER_COLLECTION == 0 then
+      if pages % M.PAGES_PER_COLLECTION == 0 then
         collectgarbage()
       end
       if not page then

@@ -6,6 +6,11 @@
 --   local round = driver:run(store:take_dirty())     -- or store:owners(): everything
 --   for owner, entries in pairs(round.changed) do ... end   -- what apply writes
 --   driver.entries[owner], driver.rejections[owner]         -- the last good ones
+--   driver:programmed()                                     -- frontends, backend slots
+--
+-- keep_entries = false (the agent): the entries are not kept once a round
+-- has given them (apply keeps what it wrote, in C); driver.entries and
+-- all_entries are then empty, and programmed() still counts.
 --
 -- A module that fails for one owner (an error, or a result that is not
 -- entries) is logged with the owner and the module, with its traceback; that
@@ -41,15 +46,23 @@ local function traceback(err)
   return debug.traceback(tostring(err), 2)
 end
 
--- new{ store, node_name, out_cluster[, modules = { kind = module table }] }
+-- One shared list for the owners without rejections (most of them).
+local NO_REJECTIONS = setmetatable({}, { __newindex = function()
+  error("balancing.reconciler: NO_REJECTIONS is read-only", 2)
+end })
+
+-- new{ store, node_name, out_cluster[, modules = { kind = module table }][, keep_entries = true] }
 function M.new(opts)
   local self = setmetatable({
     store = assert(opts.store, "reconciler.new: store is required"),
     node_name = opts.node_name,
     out_cluster = opts.out_cluster and true or false,
+    keep_entries = opts.keep_entries ~= false,
     modules = {},      -- kind -> module table
     load_errors = {},  -- kind -> { module, error }
-    entries = {},      -- owner -> the last entries that module gave
+    entries = {},      -- owner -> the last entries that module gave (keep_entries)
+    frontend_counts = {}, -- owner -> frontends of those entries
+    backend_counts = {},  -- owner -> their backend slots
     rejections = {},   -- owner -> the rejections that came with them
   }, Reconciler)
   for kind, name in pairs(M.MODULES) do
@@ -150,8 +163,15 @@ function Reconciler:run(owners)
     end
     if ok then
       round.changed[owner] = entries
-      self.entries[owner] = entries
-      self.rejections[owner] = rejections or {}
+      if self.keep_entries then
+        self.entries[owner] = entries
+      end
+      local backends = 0
+      for _, frontend in ipairs(entries.frontends) do
+        backends = backends + (frontend.backends and #frontend.backends or 0)
+      end
+      self.frontend_counts[owner], self.backend_counts[owner] = #entries.frontends, backends
+      self.rejections[owner] = (rejections and #rejections > 0) and rejections or NO_REJECTIONS
       for _, notice in ipairs(notices or {}) do
         round.notices[#round.notices + 1] = { owner = owner, module = module_name,
           message = notice.message, fields = notice.fields }
@@ -180,7 +200,18 @@ end
 -- been written (the agent calls it after apply; plan never needs to).
 function Reconciler:forget(owner)
   self.entries[owner] = nil
+  self.frontend_counts[owner], self.backend_counts[owner] = nil, nil
   self.rejections[owner] = nil
+end
+
+-- programmed() → frontends, backend slots, owners: the totals of every
+-- owner's last entries.
+function Reconciler:programmed()
+  local frontends, backends, owners = 0, 0, 0
+  for owner, count in pairs(self.frontend_counts) do
+    frontends, backends, owners = frontends + count, backends + self.backend_counts[owner], owners + 1
+  end
+  return frontends, backends, owners
 end
 
 -- Every owner's last entries, in owner order (what the frontend view shows).

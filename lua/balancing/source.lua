@@ -7,12 +7,14 @@
 --   local what = src:watch_line(line)  -- "event" | "bookmark" | "relist" | "error" | "skipped"
 --   src.resource_version               -- where the next WATCH starts (or resumes)
 --
--- A LIST is complete when a page has no continue token: only then are the
--- collected items made the store's objects of the kind (store:resync), so
--- that an object deleted while no watch was open is deleted, and a list cut
--- short (an expired continue token: the client starts the LIST again) changes
--- nothing. The items of a LIST carry no kind (the API server leaves it to the
--- list's own kind): it is set here.
+-- Each page's items go into the store as the page comes (store:resync_page:
+-- a page is garbage once read, and a large cluster's list is many times the
+-- store's size as tables). A LIST is complete when a page has no continue
+-- token: only then are the objects it did not have deleted
+-- (store:resync_finish), so that an object deleted while no watch was open
+-- is deleted, and a list cut short (an expired continue token: the client
+-- starts the LIST again) deletes nothing. The items of a LIST carry no kind
+-- (the API server leaves it to the list's own kind): it is set here.
 --
 -- Bad input never loses other state: a malformed line or page, an object the
 -- store refuses, is one log line naming the kind (and the object when it has
@@ -52,12 +54,13 @@ local function describe(obj)
 end
 
 function M.new(store, kind)
-  return setmetatable({ store = store, kind = kind, resource_version = nil, pending = nil, synced = false },
-    Source)
+  return setmetatable({ store = store, kind = kind, resource_version = nil, listed = nil, synced = false,
+    listed_upserts = 0 }, Source)
 end
 
--- list_page(body) → { continue, synced } | nil, err. An error (not JSON, not
--- a List) leaves the store and the pages collected so far as they were.
+-- list_page(body) → { continue, synced } (and upserted, deleted on the last
+-- page: the whole list's) | nil, err. An error (not JSON, not a List)
+-- leaves the store and the list so far as they were.
 function Source:list_page(body)
   local ok, list = pcall(cjson.decode, body)
   local items = ok and type(list) == "table" and present(list.items)
@@ -67,35 +70,41 @@ function Source:list_page(body)
     log.warn("list page refused", { kind = self.kind, error = err })
     return nil, err
   end
-  self.pending = self.pending or {}
+  if not self.listed then
+    self.listed, self.listed_upserts = {}, 0
+  end
+  local objects = {}
   for _, item in ipairs(items or {}) do
     if type(item) == "table" then
       item.kind = self.kind
-      self.pending[#self.pending + 1] = trim.object(item)
+      objects[#objects + 1] = trim.object(item)
     end
   end
+  local result = self.store:resync_page(self.kind, objects, self.listed)
+  for _, refused in ipairs(result.refused) do
+    log.warn("object refused", { kind = self.kind, name = describe(refused.object), error = tostring(refused.err) })
+  end
+  self.listed_upserts = self.listed_upserts + result.upserted
   local continue = field(list, "metadata", "continue")
   if type(continue) == "string" and continue ~= "" then
     return { continue = continue, synced = false }
   end
   -- the last page: the list is complete
-  local result = self.store:resync(self.kind, self.pending)
-  for _, refused in ipairs(result.refused) do
-    log.warn("object refused", { kind = self.kind, name = describe(refused.object), error = tostring(refused.err) })
-  end
-  self.pending = nil
+  local upserted, deleted = self.listed_upserts, self.store:resync_finish(self.kind, self.listed)
+  self.listed = nil
   self.synced = true
   local version = field(list, "metadata", "resourceVersion")
   if type(version) == "string" and version ~= "" then
     self.resource_version = version
   end
-  return { synced = true, upserted = result.upserted, deleted = result.deleted }
+  return { synced = true, upserted = upserted, deleted = deleted }
 end
 
--- A LIST started again (an expired continue token, a new connection): the
--- pages collected so far are dropped.
+-- A LIST started again (an expired continue token, a new connection): what
+-- the pages so far listed is forgotten (their objects stay until a complete
+-- list lacks them).
 function Source:restart_list()
-  self.pending = nil
+  self.listed = nil
 end
 
 local function status_code(obj)

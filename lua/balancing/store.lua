@@ -11,15 +11,20 @@
 -- no event scans all objects, except a change of this agent's own Node's
 -- labels or addresses, which can change what every owner programs.
 --
--- Services and policies are checked once, here, as they enter
--- (balancing.service_spec, balancing.policy_spec), and their IDs settled:
--- reconcile reads the checked form and never parses or allocates.
+-- Services and policies are checked as they enter (balancing.service_spec,
+-- balancing.policy_spec) and their IDs settled there: reconcile reads the
+-- checked form and never allocates an ID.
 --
--- Objects are kept as given (decoded JSON; cjson.null counts as absent) and
--- must not be modified by readers; nor must the checked specs and claims the
--- accessors return (shared). Arrays of objects returned are fresh.
+-- Services and EndpointSlices are kept as text (balancing.packed: the bulk
+-- of a large cluster, a fifth of the memory as tables) and decoded when read;
+-- a Service's checked spec is kept while something holds it (a weak cache)
+-- and checked again when read after the collector took it. Other objects
+-- are kept as given (decoded JSON; cjson.null counts as absent). Objects
+-- must not be modified by readers; nor must the checked specs and claims
+-- the accessors return (shared). Arrays of objects returned are fresh.
 local ids = require("balancing.ids")
 local object = require("balancing.object")
+local packed = require("balancing.packed")
 local policy_spec = require("balancing.policy_spec")
 local service_spec = require("balancing.service_spec")
 
@@ -36,6 +41,42 @@ M.SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 local KNOWN = {}
 for _, kind in ipairs(M.KINDS) do
   KNOWN[kind] = true
+end
+
+-- The kinds kept as text (see the top of this file).
+local PACKED = { Service = true, EndpointSlice = true }
+
+-- Where the texts live: a text arena of the C core when there is one (the
+-- agent, plan, the specs' build), so that they do not sit among the Lua
+-- heap's garbage (core/text_arena.h); else Lua strings.
+local core_loaded, core = pcall(require, "balancing.core")
+local new_text_arena = core_loaded and type(core) == "table" and core.text_arena or nil
+
+-- The text of what the store holds of a PACKED kind (a ref into the arena,
+-- or the text itself), or nil for a table.
+local function held_text(self, value)
+  if type(value) == "number" then
+    return self.texts:get(value)
+  elseif type(value) == "string" then
+    return value
+  end
+  return nil
+end
+
+-- An object as the store holds it → the object (decoded when it is text).
+local function unpacked(self, value)
+  local text = held_text(self, value)
+  if text then
+    return packed.unpack(text)
+  end
+  return value
+end
+
+-- Lets go of what the store held of an object (its text in the arena).
+local function release_held(self, value)
+  if type(value) == "number" then
+    self.texts:drop(value)
+  end
 end
 
 local POLICY_PREFIX = { LocalRedirectPolicy = "localRedirect/", BalancingPolicy = "balancing/" }
@@ -118,10 +159,10 @@ end
 
 local by_namespace_name = object.by_namespace_name
 
-local function sorted_values(items, less)
+local function sorted_values(self, items, less)
   local out = {}
   for _, obj in pairs(items or NONE) do
-    out[#out + 1] = obj
+    out[#out + 1] = unpacked(self, obj)
   end
   if #out > 1 then -- the usual index bucket holds one object
     table.sort(out, less or by_namespace_name)
@@ -142,11 +183,13 @@ function M.new(opts)
     objects = {},    -- kind -> "ns/name" -> object
     derived = {},    -- kind -> "ns/name" -> what the object is indexed under
     counts = {},     -- kind -> number of objects
-    sorted = {},     -- kind -> sorted array (cache, dropped on change)
+    sorted = {},     -- kind -> sorted array (cache, dropped on change; not for PACKED kinds)
+    service_specs = setmetatable({}, { __mode = "v" }), -- "ns/name" -> checked spec, while held
+    texts = new_text_arena and new_text_arena(), -- the texts of PACKED kinds (or nil: Lua strings)
     dirty = {},
-    slices_by_service = {},   -- "ns/service" -> bucket of EndpointSlices
-    services_by_ip = {},      -- ClusterIP -> bucket of Services
-    services_by_frontend = {},    -- frontend key -> claimants (see claim_add)
+    slices_by_service = {},   -- "ns/service" -> key set of EndpointSlices (see key_set_add)
+    services_by_ip = {},      -- ClusterIP -> key set of Services
+    services_by_frontend = {},    -- frontend key -> key set of the Services claiming it
     pods_by_node = {},        -- node name -> bucket of Pods
     pods_by_uid = {},         -- metadata.uid -> Pod (events name a client's pod by it)
     pods_by_label = {},       -- "key=value" -> bucket of Pods
@@ -215,8 +258,8 @@ function Store:owners()
     owners[M.service_owner_of_key(key)] = true
   end
   for _, kind in ipairs(M.POLICY_KINDS) do
-    for _, d in pairs(self.derived[kind]) do
-      owners[M.policy_owner(kind, d.name)] = true
+    for key in pairs(self.derived[kind]) do
+      owners[M.policy_owner(kind, key:sub(2))] = true
     end
   end
   return owners
@@ -343,46 +386,82 @@ local function refresh_service_policies(self, service_key)
   end
 end
 
--- Per-kind indexing: index(self, key, obj) → derived; unindex(self, key, derived);
--- mark(self, old_derived, new_derived) marks the owners the change can affect.
+-- Per-kind indexing: index(self, key, obj) → derived (what the object is
+-- indexed under: a table, or for a slice its Service's key); unindex(self,
+-- key, derived); mark(self, key, old_derived, new_derived) marks the owners
+-- the change can affect.
 local handlers = {}
 
--- The Services claiming a frontend: the store key of the one Service that
--- does (nearly every frontend), or a set of keys when several do. No table
--- per frontend for the usual case: the index holds every frontend of every
--- Service.
-local function claim_add(index, frontend_key, service_key)
-  local claimants = index[frontend_key]
-  if claimants == nil then
-    index[frontend_key] = service_key
-  elseif type(claimants) == "string" then
-    if claimants ~= service_key then
-      index[frontend_key] = { [claimants] = true, [service_key] = true }
+-- Key sets: the store keys under one index key — the one key itself (nearly
+-- always: a frontend, a ClusterIP, a Service's EndpointSlices), or a set of
+-- keys when there are several. No table per entry for the usual case: these
+-- indexes hold an entry per Service.
+local function key_set_add(index, index_key, store_key)
+  local keys = index[index_key]
+  if keys == nil then
+    index[index_key] = store_key
+  elseif type(keys) == "string" then
+    if keys ~= store_key then
+      index[index_key] = { [keys] = true, [store_key] = true }
     end
   else
-    claimants[service_key] = true
+    keys[store_key] = true
   end
 end
 
-local function claim_remove(index, frontend_key, service_key)
-  local claimants = index[frontend_key]
-  if claimants == service_key then
-    index[frontend_key] = nil
-  elseif type(claimants) == "table" then
-    claimants[service_key] = nil
-    local first = next(claimants)
-    if next(claimants, first) == nil then -- one left
-      index[frontend_key] = first
+local function key_set_remove(index, index_key, store_key)
+  local keys = index[index_key]
+  if keys == store_key then
+    index[index_key] = nil
+  elseif type(keys) == "table" then
+    keys[store_key] = nil
+    local first = next(keys)
+    if next(keys, first) == nil then -- one left
+      index[index_key] = first
     end
   end
+end
+
+-- The objects (decoded) of a key set, sorted by namespace and name.
+local function key_set_objects(self, keys, objects)
+  local out = {}
+  if type(keys) == "string" then
+    out[1] = unpacked(self, objects[keys])
+  elseif keys then
+    for key in pairs(keys) do
+      out[#out + 1] = unpacked(self, objects[key])
+    end
+    table.sort(out, by_namespace_name)
+  end
+  return out
+end
+
+-- What a Service is indexed under, as one flat array (there are 10,000 of
+-- them): its ID (false for none), how many ClusterIPs it has, those, then
+-- its frontend keys.
+local function service_derived(id, spec)
+  local d = { id or false, #spec.cluster_ips }
+  for i, ip in ipairs(spec.cluster_ips) do
+    d[2 + i] = ip
+  end
+  local first = 2 + #spec.cluster_ips
+  for i, frontend in ipairs(spec.frontends) do
+    d[first + i] = frontend.key
+  end
+  return d
+end
+
+-- where a Service's frontend keys start in its derived array
+local function first_frontend_key(d)
+  return 3 + d[2]
 end
 
 -- The other Services claiming one of the frontends (a conflict's winner can
 -- change when a claimant comes, goes or changes).
-local function mark_service_claimants(self, spec, own_key)
+local function mark_service_claimants(self, d, own_key)
   local index = self.services_by_frontend
-  for _, frontend in ipairs(spec.frontends) do
-    local claimants = index[frontend.key]
+  for i = first_frontend_key(d), #d do
+    local claimants = index[d[i]]
     if type(claimants) == "table" then
       for key in pairs(claimants) do
         if key ~= own_key then
@@ -395,69 +474,74 @@ local function mark_service_claimants(self, spec, own_key)
   end
 end
 
--- A Service is read once, here (service_spec); its ID is settled here too,
--- so that reconcile only reads it.
+-- A Service is checked here (service_spec) for what the indexes need — its
+-- ClusterIPs and frontend keys, kept — and its ID is settled here, so that
+-- reconcile only reads it. The spec itself is made again when it is read
+-- (service_spec below): kept, 10,000 of them were a fifth of the heap, and
+-- a reconcile reads it once.
 handlers.Service = {
   index = function(self, key, obj)
     local spec = service_spec.parse(obj, self.service_proxy_name)
-    local d = { spec = spec, id = self.ids:service_id(obj) }
-    for _, ip in ipairs(spec.cluster_ips) do
-      bucket_add(self.services_by_ip, ip, key, obj)
+    local d = service_derived(self.ids:service_id(obj), spec)
+    for i = 3, first_frontend_key(d) - 1 do
+      key_set_add(self.services_by_ip, d[i], key)
     end
-    for _, frontend in ipairs(spec.frontends) do
-      claim_add(self.services_by_frontend, frontend.key, key)
+    for i = first_frontend_key(d), #d do
+      key_set_add(self.services_by_frontend, d[i], key)
     end
     return d
   end,
   unindex = function(self, key, d)
-    for _, ip in ipairs(d.spec.cluster_ips) do
-      bucket_remove(self.services_by_ip, ip, key)
+    self.service_specs[key] = nil
+    for i = 3, first_frontend_key(d) - 1 do
+      key_set_remove(self.services_by_ip, d[i], key)
     end
-    for _, frontend in ipairs(d.spec.frontends) do
-      claim_remove(self.services_by_frontend, frontend.key, key)
+    for i = first_frontend_key(d), #d do
+      key_set_remove(self.services_by_frontend, d[i], key)
     end
   end,
   release = function(self, _, obj)
     self.ids:release_service(obj)
   end,
-  mark = function(self, old, new)
-    local d = new or old
-    local key = d.namespace .. "/" .. d.name
-    self.dirty[M.service_owner(d.namespace, d.name)] = true
+  mark = function(self, key, old, new)
+    self.dirty[M.service_owner_of_key(key)] = true
     if old then
-      mark_service_claimants(self, old.spec, key)
+      mark_service_claimants(self, old, key)
     end
     if new then
-      mark_service_claimants(self, new.spec, key)
+      mark_service_claimants(self, new, key)
     end
     refresh_service_policies(self, key)
   end,
 }
 
+-- An EndpointSlice is indexed under its Service's key "ns/name" (or false:
+-- a slice no Service of this agent's reads), which is all that is kept of it
+-- besides its text.
 handlers.EndpointSlice = {
   index = function(self, key, obj)
     local service = field(obj, "metadata", "labels", M.SERVICE_NAME_LABEL)
-    local d = {}
     -- kube-proxy ignores the slices of Services left to another proxy by
     -- their labels, whatever the Service itself says
     if type(service) == "string" and service ~= ""
         and not service_spec.left_to_another_proxy(obj, self.service_proxy_name) then
-      d.service = field(obj, "metadata", "namespace") .. "/" .. service
-      bucket_add(self.slices_by_service, d.service, key, obj)
+      local service_key = field(obj, "metadata", "namespace") .. "/" .. service
+      key_set_add(self.slices_by_service, service_key, key)
+      return service_key
     end
-    return d
+    return false
   end,
-  unindex = function(self, key, d)
-    if d.service then
-      bucket_remove(self.slices_by_service, d.service, key)
+  unindex = function(self, key, service_key)
+    if service_key then
+      key_set_remove(self.slices_by_service, service_key, key)
     end
   end,
-  mark = function(self, old, new)
-    if old and old.service then
-      self.dirty[M.service_owner_of_key(old.service)] = true
+  mark = function(self, _, old, new)
+    if old then
+      self.dirty[M.service_owner_of_key(old)] = true
     end
-    if new and new.service then
-      self.dirty[M.service_owner_of_key(new.service)] = true
+    if new then
+      self.dirty[M.service_owner_of_key(new)] = true
     end
   end,
 }
@@ -544,7 +628,7 @@ handlers.Pod = {
       bucket_remove(self.pods_by_label_key, label, key)
     end
   end,
-  mark = function(self, old, new)
+  mark = function(self, _, old, new)
     local sets = {}
     if old then
       sets[#sets + 1] = old
@@ -589,14 +673,13 @@ handlers.Node = {
     return { context = context, annotations = annotations }
   end,
   unindex = function() end,
-  mark = function(self, old, new)
+  mark = function(self, key, old, new)
     local context_changed = not (old and new and old.context == new.context)
     if not context_changed and old.annotations == new.annotations then
       return -- nothing reconciliation reads has changed
     end
-    local d = new or old
     self.dirty[M.NODE_OWNER] = true
-    if self.node_name ~= nil and d.name == self.node_name and context_changed then
+    if self.node_name ~= nil and key:sub(2) == self.node_name and context_changed then
       mark_all(self)
     else
       -- hostPort and nodeProxy backends are addresses of the pods' nodes.
@@ -689,9 +772,8 @@ local function policy_handler(kind)
     release = function(self, _, obj)
       self.ids:release_policy(obj)
     end,
-    mark = function(self, old, new)
-      local d = new or old
-      self.dirty[M.policy_owner(kind, d.name)] = true
+    mark = function(self, key, old, new)
+      self.dirty[M.policy_owner(kind, key:sub(2))] = true
       -- Conflicts: the other claimants of a frontend it claims or claimed.
       for _, version in ipairs({ old or false, new or false }) do
         if version then
@@ -724,26 +806,35 @@ handlers.BalancingPolicy = policy_handler("BalancingPolicy")
 
 -- Events --------------------------------------------------------------------------
 
-local function same_version(old, new)
-  if old == new then
-    return false -- the same table, maybe changed in place: process it
+-- Whether held (what the store would keep of obj) is the version the store
+-- holds (old_obj): the same text, or the same uid and resourceVersion. The
+-- very table the store holds is not: a caller may have changed it in place.
+local function same_version(self, old_obj, obj, held)
+  if type(held) == "string" then
+    return held == held_text(self, old_obj) -- (a relist's version encodes as it did)
   end
-  local rv_old, rv_new = field(old, "metadata", "resourceVersion"), field(new, "metadata", "resourceVersion")
-  return rv_old ~= nil and rv_old ~= "" and rv_old == rv_new
-    and field(old, "metadata", "uid") == field(new, "metadata", "uid")
+  if old_obj == obj or type(old_obj) ~= "table" then
+    return false
+  end
+  local rv = field(obj, "metadata", "resourceVersion")
+  return rv ~= nil and rv ~= "" and rv == field(old_obj, "metadata", "resourceVersion")
+    and field(obj, "metadata", "uid") == field(old_obj, "metadata", "uid")
 end
 
 -- upsert(obj) → true | nil, err. A MODIFIED for an unknown object adds it.
 function Store:upsert(obj)
-  local kind, namespace, name, key = identity(obj)
+  local kind, namespace, _, key = identity(obj)
   if not kind then
     return nil, namespace
   end
   local objects, derived, handler = self.objects[kind], self.derived[kind], handlers[kind]
   local old_obj, old = objects[key], derived[key]
-  if old_obj and same_version(old_obj, obj) then
-    -- a relist: nothing can change, and the table the indexes and the
-    -- sorted list hold stays the one they hold
+  -- what the store keeps: the text of a PACKED kind (the table itself when
+  -- it cannot be text)
+  local held = PACKED[kind] and packed.pack(obj) or obj
+  if old_obj and same_version(self, old_obj, obj, held) then
+    -- a relist: nothing can change, and what the indexes and the sorted
+    -- list hold stays what they hold
     return true
   end
   if old then
@@ -755,11 +846,16 @@ function Store:upsert(obj)
   end
   -- the sorted list holds the object's table: a new version replaces it
   self.sorted[kind] = nil
-  objects[key] = obj
+  if old_obj then
+    release_held(self, old_obj)
+  end
+  if self.texts and type(held) == "string" then
+    held = self.texts:put(held)
+  end
+  objects[key] = held
   local new = handler.index(self, key, obj)
-  new.namespace, new.name, new.uid = namespace, name, field(obj, "metadata", "uid")
   derived[key] = new
-  handler.mark(self, old, new)
+  handler.mark(self, key, old, new)
   return true
 end
 
@@ -779,9 +875,10 @@ function Store:delete(obj)
   self.counts[kind] = self.counts[kind] - 1
   self.sorted[kind] = nil
   if handler.release then
-    handler.release(self, key, old_obj)
+    handler.release(self, key, unpacked(self, old_obj))
   end
-  handler.mark(self, old, nil)
+  release_held(self, old_obj)
+  handler.mark(self, key, old, nil)
   return true
 end
 
@@ -789,19 +886,32 @@ end
 -- the store's objects of one kind made equal to a complete list of them (a
 -- relist after 410 Gone or an expired continue token, a manifest directory
 -- read again): every listed object is upserted (one seen before with the
--- same uid and resourceVersion marks nothing), and every object of the kind
--- the list lacks is deleted — what was deleted while no watch was open is
--- deleted here. An object without a name (or namespace, or of another kind)
--- is reported in refused and changes nothing; an object that is the very
--- table the store holds is taken as unchanged (a source that kept it).
+-- same uid and resourceVersion, or as it is, marks nothing), and every
+-- object of the kind the list lacks is deleted — what was deleted while no
+-- watch was open is deleted here. An object without a name (or namespace,
+-- or of another kind) is reported in refused and changes nothing; an object
+-- that is the very table the store holds is taken as unchanged (a source
+-- that kept it).
+--
+-- A list that comes in pages is the same in two steps, so that no page is
+-- kept once it is read: resync_page(kind, objects, listed) for each page
+-- (listed: a table the caller keeps for the list), then resync_finish(kind,
+-- listed) after the last.
 function Store:resync(kind, objects)
-  local result = { upserted = 0, deleted = 0, refused = {} }
+  local listed = {}
+  local result = self:resync_page(kind, objects, listed)
+  result.deleted = self:resync_finish(kind, listed)
+  return result
+end
+
+-- resync_page(kind, objects, listed) → { upserted, refused = { {object, err} } }
+function Store:resync_page(kind, objects, listed)
+  local result = { upserted = 0, refused = {} }
   if not KNOWN[kind] then
     result.refused[1] = { object = nil, err = string.format("kind %q is not one of %s", tostring(kind),
       table.concat(M.KINDS, ", ")) }
     return result
   end
-  local listed = {}
   for _, obj in ipairs(objects) do
     local obj_kind, namespace_or_err, _, key = identity(obj)
     if not obj_kind then
@@ -821,17 +931,25 @@ function Store:resync(kind, objects)
       end
     end
   end
+  return result
+end
+
+-- resync_finish(kind, listed) → how many objects of the kind were deleted:
+-- those no page of the list had.
+function Store:resync_finish(kind, listed)
+  if not KNOWN[kind] then
+    return 0
+  end
   local gone = {}
-  for key, obj in pairs(self.objects[kind]) do
+  for key, held in pairs(self.objects[kind]) do
     if not listed[key] then
-      gone[#gone + 1] = obj
+      gone[#gone + 1] = unpacked(self, held)
     end
   end
   for _, obj in ipairs(gone) do
     self:delete(obj)
-    result.deleted = result.deleted + 1
   end
-  return result
+  return #gone
 end
 
 -- ingest{ type = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK", object = obj } → true | nil, err:
@@ -862,7 +980,7 @@ function Store:get(kind, namespace, name)
   if M.CLUSTER_SCOPED[kind] then
     namespace = ""
   end
-  return objects[(namespace or "") .. "/" .. name]
+  return unpacked(self, objects[(namespace or "") .. "/" .. name])
 end
 
 -- list(kind) → array sorted by namespace, then name.
@@ -873,7 +991,10 @@ function Store:list(kind)
   end
   local sorted = self.sorted[kind]
   if not sorted then
-    sorted = sorted_values(objects)
+    sorted = sorted_values(self, objects)
+    if PACKED[kind] then
+      return sorted -- decoded afresh: kept, they would be the memory the text saves
+    end
     self.sorted[kind] = sorted
   end
   local out = {}
@@ -901,18 +1022,23 @@ end
 
 -- endpoint_slices_of(namespace, service_name) → array sorted by name.
 function Store:endpoint_slices_of(namespace, service_name)
-  local bucket = self.slices_by_service[namespace .. "/" .. service_name]
-  return sorted_values(bucket and bucket.items)
+  return key_set_objects(self, self.slices_by_service[namespace .. "/" .. service_name], self.objects.EndpointSlice)
 end
 
 -- service_spec(namespace, name) → the checked Service (balancing.service_spec)
 -- and its service ID, or nil when the store has no such Service.
 function Store:service_spec(namespace, name)
-  local d = self.derived.Service[namespace .. "/" .. name]
+  local key = namespace .. "/" .. name
+  local d = self.derived.Service[key]
   if not d then
     return nil
   end
-  return d.spec, d.id
+  local spec = self.service_specs[key]
+  if not spec then
+    spec = service_spec.parse(unpacked(self, self.objects.Service[key]), self.service_proxy_name)
+    self.service_specs[key] = spec
+  end
+  return spec, d[1] or nil
 end
 
 -- The Service that wins a frontend key against the Service namespace/name:
@@ -925,19 +1051,19 @@ function Store:older_service_claiming(frontend_key, namespace, name)
   end
   local services = self.objects.Service
   local own_key = namespace .. "/" .. name
-  local winner
+  local winner = unpacked(self, services[own_key])
+  local found = false
   for key in pairs(claimants) do
-    local service = services[key]
-    if key ~= own_key and object.older(service, winner or services[own_key]) then
-      winner = service
+    local service = key ~= own_key and unpacked(self, services[key])
+    if service and object.older(service, winner) then
+      winner, found = service, true
     end
   end
-  return winner
+  return found and winner or nil
 end
 
 function Store:services_by_cluster_ip(ip)
-  local bucket = self.services_by_ip[ip]
-  return sorted_values(bucket and bucket.items)
+  return key_set_objects(self, self.services_by_ip[ip], self.objects.Service)
 end
 
 -- pod_by_uid(uid) → the Pod with that metadata.uid, or nil.
@@ -947,7 +1073,7 @@ end
 
 function Store:pods_on_node(node_name)
   local bucket = self.pods_by_node[node_name]
-  return sorted_values(bucket and bucket.items)
+  return sorted_values(self, bucket and bucket.items)
 end
 
 -- pods_matching(compiled_selector) → array sorted by namespace, then name.
@@ -1001,7 +1127,7 @@ end
 function Store:policies_claiming(kind, frontend_key)
   local index = self.policies_by_frontend[kind]
   local bucket = index and index[frontend_key]
-  return sorted_values(bucket and bucket.items, ids.older)
+  return sorted_values(self, bucket and bucket.items, ids.older)
 end
 
 -- The frontend keys the store indexes a policy under (see policies_claiming).

@@ -17,7 +17,9 @@
 --                nodeName, zone, hints) — each endpoint a fresh table of
 --                just those, and equal conditions one shared table: there
 --                are 100,000 endpoints in a large cluster (580 → 324 bytes
---                each)
+--                each); of its labels only those kube-proxy reads (the
+--                Service's name, service-proxy-name, headless: the rest are
+--                copies of the Service's), and no annotations
 --   Node         status.addresses
 --   Pod          spec.nodeName and spec.hostNetwork; status.phase,
 --                conditions, podIP, podIPs, and each container status's
@@ -25,6 +27,7 @@
 --   policies     spec (small, and all of it is read)
 -- An object of another kind is returned as it is.
 local object = require("balancing.object")
+local service_spec = require("balancing.service_spec")
 
 local M = {}
 
@@ -129,8 +132,18 @@ local function compact_endpoint(endpoint)
   return out
 end
 
+-- The labels of an EndpointSlice that say which Service it serves and who
+-- proxies it (API.md "Service").
+local SLICE_LABELS = { [require("balancing.store").SERVICE_NAME_LABEL] = true,
+  [service_spec.PROXY_NAME_LABEL] = true, [service_spec.HEADLESS_LABEL] = true }
+
 by_kind.EndpointSlice = function(obj)
   obj.spec, obj.status = nil, nil
+  local metadata = present(obj.metadata)
+  if type(metadata) == "table" then
+    metadata.annotations = nil
+    keep_only(present(metadata.labels), SLICE_LABELS)
+  end
   local endpoints = present(obj.endpoints)
   if type(endpoints) == "table" then
     for i, endpoint in ipairs(endpoints) do

@@ -132,6 +132,29 @@ local function memory(pid)
   return out
 end
 
+-- The resident anonymous memory of the process's mappings (KiB): malloc's
+-- heap (the brk area: the C side's small allocations), and the rest (the
+-- Lua heap's mmaps, large mallocs, libraries' data)
+local function anon_split(pid)
+  local heap, other, name = 0, 0, nil
+  for line in (read_file("/proc/" .. pid .. "/smaps") or ""):gmatch("[^\n]+") do
+    local mapped = line:match("^%x+%-%x+ %S+ %S+ %S+ %S+%s*(.*)$")
+    if mapped then
+      name = mapped
+    else
+      local anon = tonumber(line:match("^Anonymous:%s+(%d+)"))
+      if anon then
+        if name == "[heap]" then
+          heap = heap + anon
+        else
+          other = other + anon
+        end
+      end
+    end
+  end
+  return heap, other
+end
+
 local function mib(kib)
   return format("%.1f MiB", kib / 1024)
 end
@@ -380,6 +403,8 @@ end
 -- 4. steady state: memory and idle CPU ------------------------------------------------------
 sleep(options.settle_seconds)
 local steady = memory(agent_pid)
+local malloc_heap_kib, other_anon_kib = anon_split(agent_pid)
+local lua_heap_kib = ((scrape().balancing_lua_heap_bytes or { { value = 0 } })[1].value) / 1024
 local cpu0, t0 = cpu_seconds(agent_pid), monotime()
 -- one sample a second, to tell a steady cost from a late burst
 local slices, previous = {}, cpu0
@@ -403,6 +428,10 @@ results.steady = { rss_kib = steady.VmRSS, hwm_kib = steady.VmHWM, anon_kib = st
 say("steady state (%g s after ready): RSS %s (anon %s, file %s), HWM %s; idle CPU over %g s: %.2f %% of one core",
   options.settle_seconds, mib(steady.VmRSS), mib(steady.RssAnon or 0), mib(steady.RssFile or 0), mib(steady.VmHWM),
   options.idle_seconds, idle_cpu * 100)
+results.steady.lua_heap_kib, results.steady.malloc_heap_kib = lua_heap_kib, malloc_heap_kib
+say("  anon: the Lua heap %s (the agent's balancing_lua_heap_bytes), malloc's brk heap %s, other anonymous"
+  .. " mappings %s (the Lua allocator's, large mallocs)", mib(lua_heap_kib), mib(malloc_heap_kib),
+  mib(other_anon_kib))
 say("  idle CPU second by second: %d of %d seconds with more than 1 ms, the busiest %.1f ms", busy_seconds,
   #slices, busiest * 1e3)
 

@@ -147,10 +147,16 @@ local rss_before = rss_kib()
 local heap_before = live_kib()
 local store = store_module.new({ node_name = "node-1" })
 local load_started = now()
+local pages_per_collection = options["pages-per-collection"] or require("balancing.kube_source").PAGES_PER_COLLECTION
+local pages = 0
 for _, list in ipairs(lists) do
   local src = source.new(store, list.kind)
   for _, page in ipairs(list.pages) do
     assert(src:list_page(page))
+    pages = pages + 1
+    if pages % pages_per_collection == 0 then
+      collectgarbage() -- as balancing.kube_source does
+    end
   end
 end
 local load_seconds = now() - load_started
@@ -177,29 +183,22 @@ local untrimmed_kib = live_kib() - base
 untrimmed = nil
 base = live_kib()
 
--- 1b. trimmed (balancing.trim) but outside the store, per kind; and what a
--- slice's endpoints weigh (each endpoint a table, its addresses and
--- conditions two more, its address a string of its own)
+-- 1b. trimmed (balancing.trim) but outside the store, as tables (what the
+-- store held before it kept Services and EndpointSlices as text)
 local trim = require("balancing.trim")
-local trimmed_kib, held = {}, {}
-for _, list in ipairs(lists) do
-  local b = live_kib()
-  local out = {}
-  for _, page in ipairs(list.pages) do
-    for _, item in ipairs(cjson.decode(page).items) do
-      item.kind = list.kind
-      out[#out + 1] = trim.object(item)
+local trimmed_kib = 0
+do
+  local held = {}
+  for _, list in ipairs(lists) do
+    for _, page in ipairs(list.pages) do
+      for _, item in ipairs(cjson.decode(page).items) do
+        item.kind = list.kind
+        held[#held + 1] = trim.object(item)
+      end
     end
   end
-  held[list.kind] = out
-  trimmed_kib[list.kind] = live_kib() - b
+  trimmed_kib = live_kib() - base
 end
-local b = live_kib()
-for _, slice in ipairs(held.EndpointSlice) do
-  slice.endpoints = nil
-end
-local endpoints_kib = b - live_kib()
-held = nil
 base = live_kib()
 
 -- 2. the store, through balancing.source (decode, trim, ingest), as the
@@ -218,8 +217,9 @@ collectgarbage("restart")
 local store_kib = live_kib() - base
 local objects = store:count()
 
--- 3. the first full round: every owner's desired entries, kept by the driver
-local driver = reconciler.new({ store = store, node_name = "node-1" })
+-- 3. the first full round: every owner's desired entries, counted by the
+-- driver as the agent's (keep_entries = false: apply keeps what it wrote)
+local driver = reconciler.new({ store = store, node_name = "node-1", keep_entries = false })
 local before_round = live_kib()
 collectgarbage("stop")
 before = collectgarbage("count")
@@ -232,31 +232,22 @@ local with_round = live_kib()
 round = nil
 local driver_kib = live_kib() - before_round
 local round_kib = with_round - before_round
+local frontends, backends = driver:programmed()
 
-local frontends, backends = 0, 0
-for _, entries in ipairs(driver:all_entries()) do
-  frontends = frontends + #entries.frontends
-  for _, frontend in ipairs(entries.frontends) do
-    backends = backends + #frontend.backends
-  end
-end
-
+-- the texts are in the store's text arena (C memory, not in the Lua heap)
+local arena = store.texts and store.texts:stats() or { texts = 0, live_bytes = 0, capacity = 0 }
+local arena_kib = arena.live_bytes / 1024
 local total = store_kib + driver_kib
-say("live Lua heap after full collections (LuaJIT 2.1, GC64: %s):", tostring(jit and jit.arch))
-say("  store (%d objects, trimmed by balancing.trim): %s — %.0f B per object, %.0f B per endpoint",
-  objects, mib(store_kib), store_kib * 1024 / objects, store_kib * 1024 / counts.endpoints)
-say("  the same objects decoded but untrimmed: %s (trimming saves %.0f %%)", mib(untrimmed_kib),
-  100 * (1 - store_kib / untrimmed_kib))
-local trimmed_total = trimmed_kib.Service + trimmed_kib.EndpointSlice + trimmed_kib.Node
-say("  of the store: the trimmed objects themselves %s — Services %s (%.0f B each), EndpointSlices %s (%.0f B each;"
-  .. " their endpoints %s, %.0f B per endpoint), Nodes %s; the store's indexes and checked specs %s",
-  mib(trimmed_total), mib(trimmed_kib.Service), trimmed_kib.Service * 1024 / counts.services,
-  mib(trimmed_kib.EndpointSlice), trimmed_kib.EndpointSlice * 1024 / counts.slices, mib(endpoints_kib),
-  endpoints_kib * 1024 / counts.endpoints, mib(trimmed_kib.Node), mib(store_kib - trimmed_total))
-say("  reconcile driver's entries (%d frontends, %d backend slots): %s — %.0f B per backend slot",
-  frontends, backends, mib(driver_kib), driver_kib * 1024 / backends)
+say("live data after full collections (LuaJIT 2.1, GC64: %s):", tostring(jit and jit.arch))
+say("  store (%d objects): %s — %s in the Lua heap (keys, indexes, IDs) and %s of text in its text arena"
+  .. " (%d texts, buffer %s); %.0f B per object, %.0f B per endpoint", objects, mib(store_kib + arena_kib),
+  mib(store_kib), mib(arena_kib), arena.texts, mib(arena.capacity / 1024), (store_kib + arena_kib) * 1024 / objects,
+  (store_kib + arena_kib) * 1024 / counts.endpoints)
+say("  the same objects decoded but untrimmed: %s; trimmed, as tables: %s", mib(untrimmed_kib), mib(trimmed_kib))
+say("  reconcile driver (%d frontends, %d backend slots counted; their entries are not kept): %s",
+  frontends, backends, mib(driver_kib))
 say("  the round's result (round.changed, kept only until applied): %s", mib(round_kib - driver_kib))
-say("  together %s live", mib(total))
+say("  together %s in the Lua heap, %s in the text arena", mib(total), mib(arena_kib))
 say("allocated (collector stopped): the LIST load %s (%.1f× the JSON text), the first round %s",
   mib(load_allocated), load_allocated * 1024 / text_bytes, mib(round_allocated))
 say("CPU: the LIST load %.2f s (collector running), the first round %.2f s (collector stopped)", load_seconds,

@@ -51,8 +51,8 @@ local function registry_snapshot(registry)
   for id, record in pairs(registry.provisional_by_id) do
     out.provisional[id] = record.key
   end
-  for key, record in pairs(registry.services) do
-    out.services[key] = record.id
+  for key, id in pairs(registry.services) do
+    out.services[key] = id
   end
   return out
 end

@@ -57,6 +57,25 @@ describe("reconciler", function()
     assert.equals(round.changed["service/default/web"], driver.entries["service/default/web"])
   end)
 
+  it("counts what every owner programs, and keeps no entries when told not to (the agent)", function()
+    local store = new_store()
+    local kept = reconciler.new{ store = store, node_name = NODE }
+    local counting = reconciler.new{ store = store, node_name = NODE, keep_entries = false }
+    local owners = store:owners()
+    kept:run(owners)
+    local round = counting:run(owners)
+    assert.same({}, round.failures)
+    assert.is_table(round.changed["service/default/web"]) -- apply still gets them
+    assert.same({}, counting.entries)
+    assert.same({}, counting:all_entries())
+    -- web: one frontend with one backend; api: one frontend, no endpoint
+    local frontends, backends, count = counting:programmed()
+    assert.same({ 2, 1, 3 }, { frontends, backends, count })
+    assert.same({ frontends, backends, count }, { kept:programmed() })
+    counting:forget("service/default/web")
+    assert.same({ 1, 0, 2 }, { counting:programmed() })
+  end)
+
   it("reconciles only the dirty owners on the next round", function()
     local store = new_store()
     local driver = reconciler.new{ store = store, node_name = NODE }

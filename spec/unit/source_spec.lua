@@ -52,7 +52,8 @@ describe("source", function()
     assert(store:upsert({ kind = "Service", metadata = { namespace = "default", name = "deleted-meanwhile" },
       spec = { clusterIP = "10.96.0.9" } }))
     assert.same({ continue = "c1", synced = false }, src:list_page(page({ service_item("a", "10.96.0.1") }, "c1")))
-    assert.same({ "deleted-meanwhile" }, names(store)) -- nothing changes before the last page
+    -- a page's objects come in at once; nothing is deleted before the last page
+    assert.same({ "a", "deleted-meanwhile" }, names(store))
     local result = src:list_page(page({ service_item("b", "10.96.0.2") }, nil, "120"))
     assert.is_true(result.synced)
     assert.same({ "a", "b" }, names(store))
@@ -72,6 +73,16 @@ describe("source", function()
     src:restart_list()
     src:list_page(page({ service_item("fresh", "10.96.0.2") }))
     assert.same({ "fresh" }, names(store))
+  end)
+
+  it("deletes nothing when a list is cut short and started again, until the new list is complete", function()
+    src:list_page(page({ service_item("a", "10.96.0.1"), service_item("b", "10.96.0.2") }))
+    src:list_page(page({ service_item("a", "10.96.0.1") }, "c1"))
+    src:restart_list()
+    assert.same({ "a", "b" }, names(store))
+    local result = src:list_page(page({ service_item("b", "10.96.0.2") }))
+    assert.same({ "b" }, names(store))
+    assert.equals(1, result.deleted)
   end)
 
   it("refuses a page that is not a List with one log line, and keeps everything", function()

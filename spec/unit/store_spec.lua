@@ -110,7 +110,7 @@ describe("store: the cache", function()
   it("keeps an object and gives it back by kind, namespace and name", function()
     local svc = service("default", "web", { "10.96.0.1" })
     local s = new_store(svc)
-    assert.equals(svc, s:get("Service", "default", "web"))
+    assert.same(svc, s:get("Service", "default", "web"))
     assert.is_nil(s:get("Service", "other", "web"))
   end)
 
@@ -151,7 +151,7 @@ describe("store: the cache", function()
     local s = new_store(service("default", "web", { "10.96.0.1" }))
     local newer = service("default", "web", { "10.96.0.2" })
     assert.is_true(s:ingest({ type = "MODIFIED", object = newer }))
-    assert.equals(newer, s:get("Service", "default", "web"))
+    assert.same(newer, s:get("Service", "default", "web"))
     assert.equals(1, #s:list("Service"))
   end)
 
@@ -549,7 +549,9 @@ describe("store: dirty owners", function()
         bp("global-dns", { service = "kube-system/kube-dns" }),
         lrp("other", { service = "default/web" }),
         lrp("vip", { ip = "169.254.0.1", ports = ports("53/UDP") }))
-      s:upsert(service("kube-system", "kube-dns", { "10.96.0.10" }, { { port = 53, protocol = "UDP" } }))
+      local changed = service("kube-system", "kube-dns", { "10.96.0.10" }, { { port = 53, protocol = "UDP" } })
+      changed.metadata.labels = { changed = "yes" }
+      s:upsert(changed)
       assert.same({ "balancing/global-dns", "localRedirect/dns", "service/kube-system/kube-dns" }, dirty_list(s))
     end)
 
@@ -574,7 +576,9 @@ describe("store: dirty owners", function()
     it("marks only its Service", function()
       local s = new_store(service("default", "web", { "10.96.0.1" }), service("default", "api", { "10.96.0.2" }),
         slice("default", "web-1", "web"), lrp("dns", { service = "default/web" }))
-      s:upsert(slice("default", "web-1", "web"))
+      local changed = slice("default", "web-1", "web")
+      changed.metadata.generation = 2
+      s:upsert(changed)
       assert.same({ "service/default/web" }, dirty_list(s))
     end)
 
@@ -851,7 +855,8 @@ describe("store: scale", function()
     local started = os.clock()
     for i = 1, 1000 do
       local sl = s:get("EndpointSlice", "ns-" .. (i % 20), "svc-" .. i .. "-abcde")
-      local copy = { kind = sl.kind, metadata = sl.metadata, endpoints = sl.endpoints, addressType = "IPv4" }
+      local copy = { kind = sl.kind, metadata = sl.metadata, addressType = "IPv4",
+        endpoints = { { addresses = { "10.9." .. (i % 250) .. ".1" } } } } -- an endpoint moved
       assert(s:upsert(copy))
       local dirty = s:take_dirty()
       assert.same({ ["service/ns-" .. (i % 20) .. "/svc-" .. i] = true }, dirty)
@@ -896,14 +901,58 @@ describe("store: list after a change", function()
   end)
 
   it("keeps the table it holds when a relist brings the same uid and resourceVersion", function()
+    local first = node("node-1", { zone = "a" })
+    first.metadata.resourceVersion, first.metadata.uid = "7", "u1"
+    local s = new_store(first)
+    local again = node("node-1", { zone = "b" }) -- (not read: the version says it is the same)
+    again.metadata.resourceVersion, again.metadata.uid = "7", "u1"
+    assert(s:upsert(again))
+    assert.equals(first, s:get("Node", "", "node-1"))
+    assert.equals(first, s:list("Node")[1])
+    assert.same({}, dirty_list(s))
+  end)
+
+  it("takes a Service or EndpointSlice by what it holds: a relist's same text marks nothing", function()
     local first = service("default", "web", { "10.96.0.1" })
     first.metadata.resourceVersion = "7"
     local s = new_store(first)
     local again = service("default", "web", { "10.96.0.1" })
     again.metadata.resourceVersion = "7"
     assert(s:upsert(again))
-    assert.equals(first, s:get("Service", "default", "web"))
-    assert.equals(first, s:list("Service")[1])
+    assert.same({}, dirty_list(s))
+    local changed = service("default", "web", { "10.96.0.2" })
+    changed.metadata.resourceVersion = "7"
+    assert(s:upsert(changed))
+    assert.same({ "service/default/web" }, dirty_list(s))
+  end)
+
+  it("keeps the texts of Services and EndpointSlices in its text arena, and lets go of them", function()
+    local s = new_store(service("default", "web", { "10.96.0.1" }), slice("default", "web-1", "web"),
+      node("node-1"))
+    assert.is_not_nil(s.texts, "the store has a text arena where balancing.core is")
+    assert.equals(2, s.texts:stats().texts)
+    assert(s:upsert(service("default", "web", { "10.96.0.2" }))) -- a new version replaces the text
+    assert.equals(2, s.texts:stats().texts)
+    assert(s:delete(slice("default", "web-1", "web")))
+    assert(s:resync("Service", {}))
+    assert.equals(0, s.texts:stats().texts)
+  end)
+
+  it("marks nothing when an object comes again as it is, without a resourceVersion", function()
+    local s = new_store(service("default", "web", { "10.96.0.1" }), slice("default", "web-1", "web"))
+    assert(s:upsert(service("default", "web", { "10.96.0.1" })))
+    assert(s:upsert(slice("default", "web-1", "web")))
+    assert.same({}, dirty_list(s))
+  end)
+
+  it("gives Services and EndpointSlices back as fresh tables equal to what it was given", function()
+    local svc, sl = service("default", "web", { "10.96.0.1" }), slice("default", "web-1", "web")
+    local s = new_store(svc, sl)
+    local got = s:get("Service", "default", "web")
+    assert.same(svc, got)
+    got.spec.clusterIP = "10.0.0.1" -- a reader's change stays its own
+    assert.same(svc, s:get("Service", "default", "web"))
+    assert.same({ sl }, s:endpoint_slices_of("default", "web"))
   end)
 end)
 
@@ -915,7 +964,8 @@ describe("store: resync (a relist after 410 Gone, a directory read again)", func
     assert.equals(1, result.deleted)
     assert.same({}, result.refused)
     assert.same({ "default/web" }, names(s:list("Service")))
-    assert.same({ "service/default/gone", "service/default/web" }, dirty_list(s))
+    -- web came as it was: only what was deleted is marked
+    assert.same({ "service/default/gone" }, dirty_list(s))
   end)
 
   it("adds and changes what the list has", function()

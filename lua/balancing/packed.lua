@@ -1,0 +1,219 @@
+-- Objects kept as text: the store holds its Services and EndpointSlices —
+-- 20,000 objects and 100,000 endpoints in a large cluster — as one string
+-- each rather than as decoded tables, and decodes one when it is read. A
+-- Lua table costs its header, its hash part and a string or table per
+-- field; the text of a trimmed Service is 0.9 KB, and an endpoint packed as
+-- below about 30 bytes (a decoded, trimmed one: 324). A string is also
+-- one object for the collector, which never looks inside it.
+--
+--   local text = packed.pack(obj)        -- nil when obj cannot be kept as text
+--   local obj = packed.unpack(text)      -- a fresh table equal to obj
+--
+-- The text is the object's JSON (lua-cjson), except that an EndpointSlice's
+-- endpoints are one string, an endpoint a line of tab-separated fields: the
+-- addresses joined by ",", the conditions as one letter, nodeName, zone (""
+-- when absent). Only endpoints of just those fields, of the usual types and
+-- without a separator in a value, are written this way; a slice with any
+-- other (hints, a null, another field) keeps its endpoints as JSON. A slice
+-- whose endpoints field is a string already (never valid) is not packed.
+-- Unpacked objects are fresh tables, but equal conditions are one shared
+-- table, as balancing.trim makes them: objects in the store are read, never
+-- changed.
+local cjson = require("cjson").new()
+
+local M = {}
+
+-- "/" is written as it is (lua-cjson 2.1.0 would write "\/" where the
+-- version has the switch): labels and API versions are full of them.
+if cjson.encode_escape_forward_slash then
+  cjson.encode_escape_forward_slash(false)
+end
+-- (numbers keep lua-cjson's 14 significant digits: what the objects hold as
+-- numbers — ports, generations, seconds — is far smaller; resourceVersion
+-- and the IDs are text)
+
+-- An endpoint's conditions: each of ready, serving, terminating absent, true
+-- or false — 27 combinations, one letter each ("A" + code).
+local CONDITION_NAMES = { "ready", "serving", "terminating" }
+local BASE = string.byte("A")
+local shared_conditions = {}
+for code = 0, 26 do
+  local conditions, rest = {}, code
+  for _, name in ipairs(CONDITION_NAMES) do
+    local digit = rest % 3
+    rest = (rest - digit) / 3
+    if digit == 1 then
+      conditions[name] = true
+    elseif digit == 2 then
+      conditions[name] = false
+    end
+  end
+  shared_conditions[code] = conditions
+end
+
+local CONDITION_DIGIT = { [true] = 1, [false] = 2 }
+
+-- The letter of a conditions table, or nil when it holds anything else.
+local function condition_letter(conditions)
+  if type(conditions) ~= "table" then
+    return nil
+  end
+  local code, weight = 0, 1
+  for _, name in ipairs(CONDITION_NAMES) do
+    local value = conditions[name]
+    if value ~= nil then
+      local digit = CONDITION_DIGIT[value]
+      if not digit then
+        return nil
+      end
+      code = code + digit * weight
+    end
+    weight = weight * 3
+  end
+  for key in pairs(conditions) do
+    if key ~= "ready" and key ~= "serving" and key ~= "terminating" then
+      return nil
+    end
+  end
+  return string.char(BASE + code)
+end
+
+-- A value a field may hold: absent, or text without a separator (an empty
+-- text would read back as absent).
+local function plain_text(value)
+  return value == nil or (type(value) == "string" and value ~= "" and not value:find("[,\t\n]"))
+end
+
+local ENDPOINT_FIELDS = { addresses = true, conditions = true, nodeName = true, zone = true }
+
+-- One endpoint's line, or nil when it cannot be written as one.
+local function endpoint_line(endpoint)
+  if type(endpoint) ~= "table" then
+    return nil
+  end
+  for key in pairs(endpoint) do
+    if not ENDPOINT_FIELDS[key] then
+      return nil
+    end
+  end
+  local addresses = endpoint.addresses
+  if type(addresses) ~= "table" or #addresses == 0 then
+    return nil
+  end
+  local count = 0
+  for _ in pairs(addresses) do
+    count = count + 1
+  end
+  if count ~= #addresses then
+    return nil
+  end
+  for _, address in ipairs(addresses) do
+    if address == nil or not plain_text(address) then
+      return nil
+    end
+  end
+  local letter = condition_letter(endpoint.conditions)
+  if endpoint.conditions == nil then
+    letter = "-"
+  end
+  if not letter or not plain_text(endpoint.nodeName) or not plain_text(endpoint.zone) then
+    return nil
+  end
+  return table.concat(addresses, ",") .. "\t" .. letter .. "\t" .. (endpoint.nodeName or "") .. "\t"
+    .. (endpoint.zone or "")
+end
+
+-- The endpoints as lines, or nil when one of them cannot be.
+local function pack_endpoints(endpoints)
+  if type(endpoints) ~= "table" or #endpoints == 0 then
+    return nil
+  end
+  local lines = {}
+  for i, endpoint in ipairs(endpoints) do
+    local line = endpoint_line(endpoint)
+    if not line then
+      return nil
+    end
+    lines[i] = line
+  end
+  local count = 0
+  for _ in pairs(endpoints) do
+    count = count + 1
+  end
+  if count ~= #lines then
+    return nil
+  end
+  return table.concat(lines, "\n")
+end
+
+local function split_addresses(text)
+  local out, at = {}, 1
+  while true do
+    local comma = text:find(",", at, true)
+    out[#out + 1] = text:sub(at, (comma or 0) - 1)
+    if not comma then
+      return out
+    end
+    at = comma + 1
+  end
+end
+
+local function unpack_endpoints(text)
+  local endpoints, at = {}, 1
+  local length = #text
+  while at <= length do
+    local line_end = text:find("\n", at, true) or length + 1
+    local tab1 = text:find("\t", at, true)
+    local tab2 = text:find("\t", tab1 + 1, true)
+    local tab3 = text:find("\t", tab2 + 1, true)
+    local endpoint = { addresses = split_addresses(text:sub(at, tab1 - 1)) }
+    local letter = text:byte(tab1 + 1)
+    if letter ~= 45 then -- "-": no conditions
+      endpoint.conditions = shared_conditions[letter - BASE]
+    end
+    if tab3 > tab2 + 1 then
+      endpoint.nodeName = text:sub(tab2 + 1, tab3 - 1)
+    end
+    if line_end > tab3 + 1 then
+      endpoint.zone = text:sub(tab3 + 1, line_end - 1)
+    end
+    endpoints[#endpoints + 1] = endpoint
+    at = line_end + 1
+  end
+  return endpoints
+end
+
+-- pack(obj) → text, or nil when obj cannot be written as JSON (a table
+-- lua-cjson refuses: a function, a cycle, a sparse array), and for an
+-- EndpointSlice whose endpoints field is a string (unpack would read it as
+-- packed endpoints): the caller keeps such an object as it is.
+function M.pack(obj)
+  if type(obj) ~= "table" then
+    return nil
+  end
+  local slice = obj.kind == "EndpointSlice"
+  if slice and type(obj.endpoints) == "string" then
+    return nil
+  end
+  local lines = slice and pack_endpoints(obj.endpoints)
+  if lines then
+    local endpoints = obj.endpoints
+    obj.endpoints = lines
+    local ok, text = pcall(cjson.encode, obj)
+    obj.endpoints = endpoints
+    return ok and text or nil
+  end
+  local ok, text = pcall(cjson.encode, obj)
+  return ok and text or nil
+end
+
+-- unpack(text) → the object pack was given (a fresh table).
+function M.unpack(text)
+  local obj = cjson.decode(text)
+  if obj.kind == "EndpointSlice" and type(obj.endpoints) == "string" then
+    obj.endpoints = unpack_endpoints(obj.endpoints)
+  end
+  return obj
+end
+
+return M

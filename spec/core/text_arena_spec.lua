@@ -1,0 +1,69 @@
+-- The text arena (core/text_arena.c) through its binding: the store keeps
+-- its Services' and EndpointSlices' texts in one, out of the Lua heap.
+local core = require("balancing.core")
+
+describe("core.text_arena", function()
+  it("gives back each text by its ref, until it is dropped", function()
+    local arena = core.text_arena()
+    local a, b = arena:put("first"), arena:put("second\0with a zero byte")
+    assert.are_not.equal(a, b)
+    assert.equals("first", arena:get(a))
+    assert.equals("second\0with a zero byte", arena:get(b))
+    assert.is_true(arena:drop(a))
+    assert.is_nil(arena:get(a))
+    assert.is_false(arena:drop(a)) -- (already dropped)
+    assert.equals("second\0with a zero byte", arena:get(b))
+    assert.same({ texts = 1, live_bytes = 23 }, { texts = arena:stats().texts, live_bytes = arena:stats().live_bytes })
+  end)
+
+  it("answers refs that name no text with nothing", function()
+    local arena = core.text_arena()
+    arena:put("x")
+    for _, ref in ipairs({ 0, -1, 2, 1.5, 2 ^ 40 }) do
+      assert.is_nil(arena:get(ref), tostring(ref))
+      assert.is_false(arena:drop(ref), tostring(ref))
+    end
+    assert.has_error(function() arena:get({}) end)
+  end)
+
+  it("keeps an empty text", function()
+    local arena = core.text_arena()
+    local ref = arena:put("")
+    assert.equals("", arena:get(ref))
+  end)
+
+  it("reuses the refs of dropped texts", function()
+    local arena = core.text_arena()
+    local first = arena:put("a")
+    arena:put("b")
+    arena:drop(first)
+    assert.equals(first, arena:put("c"))
+    assert.equals("c", arena:get(first))
+  end)
+
+  it("compacts when the holes outweigh the live texts, and every live text stays as it was", function()
+    local arena = core.text_arena()
+    local refs = {}
+    for i = 1, 20000 do
+      refs[i] = arena:put(string.rep(string.char(65 + i % 26), 100 + i % 400) .. i)
+    end
+    local before = arena:stats()
+    for i = 1, 20000 do
+      if i % 10 ~= 0 then
+        arena:drop(refs[i])
+      end
+    end
+    local after = arena:stats()
+    assert.is_true(after.compactions > before.compactions)
+    assert.equals(2000, after.texts)
+    -- what the buffer holds is within twice what lives (or the 1 MiB it leaves alone)
+    assert.is_true(after.used_bytes <= 2 * after.live_bytes + 2 ^ 20,
+      string.format("used %d for %d live", after.used_bytes, after.live_bytes))
+    for i = 10, 20000, 10 do
+      assert.equals(string.rep(string.char(65 + i % 26), 100 + i % 400) .. i, arena:get(refs[i]))
+    end
+    -- and it keeps taking texts
+    local ref = arena:put("after the compaction")
+    assert.equals("after the compaction", arena:get(ref))
+  end)
+end)
