@@ -312,9 +312,10 @@ function Env:netns(label)
   local name = self.name .. "-" .. label
   self.netns_names = self.netns_names or {}
   self.netns_names[#self.netns_names + 1] = name
-  local output, ok = read_command("ip netns add " .. quote(name) .. " 2>&1 && ip -n " .. quote(name)
-    .. " link set lo up 2>&1")
-  if not ok then
+  -- (the status is echoed: LuaJIT's pipe:close() does not give it)
+  local output = read_command("ip netns add " .. quote(name) .. " 2>&1 && ip -n " .. quote(name)
+    .. " link set lo up 2>&1 && echo netns-ready")
+  if not output:match("netns%-ready%s*$") then
     error("creating network namespace " .. name .. ": " .. output, 2)
   end
   return name
@@ -633,8 +634,8 @@ end
 local function remove_netns(self)
   local problems = {}
   for _, name in ipairs(self.netns_names or {}) do
-    local output, ok = read_command("ip netns del " .. quote(name) .. " 2>&1")
-    if not ok then
+    local output = read_command("ip netns del " .. quote(name) .. " 2>&1 && echo netns-deleted")
+    if not output:match("netns%-deleted%s*$") then
       problems[#problems + 1] = "ip netns del " .. name .. ": " .. output
     end
   end
