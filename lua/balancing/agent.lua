@@ -24,6 +24,7 @@ local kube_source = require("balancing.kube_source")
 local kubeconfig = require("balancing.kubeconfig")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
+local map_fill = require("balancing.map_fill")
 local lfs = require("lfs")
 local monotime = require("system").monotime
 
@@ -143,6 +144,9 @@ function M.start(options)
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
     synced = false, retry = {},
   }, Agent)
+  -- the maps that are neither LRU nor written through the applier (whose
+  -- refusals are reported per owner): a full one is said, never silent
+  self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
   self.meters = agent_metrics.new(self)
   self.formatter = event.new({ store = store, node_name = options.node_name,
     cgroup_path = function(id) return self:cgroup_path(id) end })
@@ -234,6 +238,7 @@ function Agent:sync()
   if self.source.write_identity then
     self.source:write_identity(owners)
   end
+  self.map_fill:check()
   self.meters.syncs:inc()
   return true
 end

@@ -106,6 +106,16 @@ function M.new(agent)
   registry:collect("balancing_translations_total",
     "Translations by frontend owner and result (ok, or the failure reason), counted in the datapath "
       .. "whatever --events says.", "counter", translations(agent))
+  registry:collect("balancing_map_entries",
+    "Entries of the maps the agent watches for filling up (map_redirect_loop), counted at scrape.", "gauge",
+    function()
+      agent.map_fill:check()
+      return agent.map_fill:samples("entries")
+    end)
+  registry:collect("balancing_map_max_entries", "Capacity of those maps (their configured size).", "gauge",
+    function()
+      return agent.map_fill:samples("max_entries")
+    end)
   self.sync_latency = registry:histogram("balancing_sync_latency_seconds",
     "An object's change received from the API server to its entries in the kernel.", metrics.LATENCY_BUCKETS)
   self.reconcile_duration = registry:histogram("balancing_reconcile_duration_seconds",
