@@ -86,8 +86,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } map_redirect_loop SEC(".maps");
 
-/* Per-CPU, so counting is a plain add on this CPU's copy (no atomic, no
- * shared cache line); an LRU, so owners that come and go never fill it: a
+/* Per-CPU, so counting touches only this CPU's copy (no cache line shared
+ * between CPUs); an LRU, so owners that come and go never fill it: a
  * counter evicted while idle starts again from 0, which Prometheus reads as
  * a counter reset. */
 struct {
