@@ -13,6 +13,7 @@
  *   lookup.bpf.h      which frontend (priority, NodePort, LocalRedirect guards)
  *   select.bpf.h      which backend (affinity, random or per-socket slot)
  *   nat_record.bpf.h  the reverse record, and reverse translation
+ *   counters.bpf.h    the per-owner counter of a translation
  *   events.bpf.h      the event of a translation
  */
 #include "vmlinux.h"
@@ -26,6 +27,7 @@
 #include "lookup.bpf.h"
 #include "select.bpf.h"
 #include "nat_record.bpf.h"
+#include "counters.bpf.h"
 #include "events.bpf.h"
 
 static __always_inline bool sock4_is_balanced_protocol(__u32 protocol)
@@ -48,6 +50,15 @@ static __always_inline int sock4_xlate_init(struct bpf_sock_addr *ctx, __u8 hook
 	return 0;
 }
 
+/* Every translation that matched a frontend, success or failure, is counted
+ * for its owner (map_translations, whatever --events says) and offered to
+ * the event ring (which --events filters). */
+static __always_inline void sock4_report(const struct sock4_xlate *x)
+{
+	counter_add(x);
+	event_submit(x);
+}
+
 /* A LocalRedirect entry passed over for its QoS limit with nothing behind
  * it: the client goes to the address it dialed, and the event says why. */
 static __always_inline void sock4_report_unserved_redirect(struct sock4_xlate *x)
@@ -55,7 +66,7 @@ static __always_inline void sock4_report_unserved_redirect(struct sock4_xlate *x
 	if (!(x->flags & EVENT_FLAG_REDIRECT_HIT_LIMIT))
 		return;
 	x->reason = REASON_REDIRECT_LIMIT;
-	event_submit(x);
+	sock4_report(x);
 }
 
 /* Rewrites ctx towards a backend: 0 when translated, -EHOSTUNREACH when the
@@ -78,7 +89,7 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook)
 	if (err) {
 		BALANCING_LOG(BPF_LOG_INFO, "%pI4:%u rejected, reason %u", &x.dialed_address,
 			      bpf_ntohs(x.dialed_port), x.reason);
-		event_submit(&x);
+		sock4_report(&x);
 		return err;
 	}
 	if (nat_record_store(&x)) {
@@ -91,7 +102,7 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook)
 	x.flags |= EVENT_FLAG_SUCCESS;
 	BALANCING_LOG(BPF_LOG_INFO, "%pI4:%u -> %pI4:%u", &x.dialed_address,
 		      bpf_ntohs(x.dialed_port), &x.backend.address, bpf_ntohs(x.backend.port));
-	event_submit(&x);
+	sock4_report(&x);
 	return 0;
 }
 

@@ -150,6 +150,7 @@ enum balancing_map_defaults {
 	DEFAULT_MAX_NODE_PROXY_IPS = 4096,
 	DEFAULT_MAX_REDIRECT_QOS = 4096,
 	DEFAULT_MAX_REDIRECT_LOOP = 16384,
+	DEFAULT_MAX_TRANSLATION_COUNTERS = 32768, /* LRU: (owner, result) pairs */
 	DEFAULT_EVENT_RING_BYTES = 4194304,
 	/* slots a datapath lookup may scan: bounds every loop for the verifier */
 	MAX_BACKENDS_PER_FRONTEND = 65535,
@@ -277,6 +278,22 @@ struct redirect_loop_key {
 
 struct redirect_loop_value {
 	__u32 service_id; /* the policy that asked for it */
+};
+
+/* map_translations (per-CPU LRU hash): how many translations of one
+ * frontend owner ended how, counted whatever map_configure.events says, so
+ * /metrics names the Service failing with EHOSTUNREACH without any event
+ * (balancing_translations_total{type,owner,result}). One key per owner and
+ * result that happened: an idle pair is what an LRU evicts first. */
+struct translation_key {
+	__u32 service_id; /* the owner: Service ID or the policy's serviceId */
+	__u8 nat_type;    /* enum nat_type */
+	__u8 reason;      /* enum balancing_reason: REASON_OK when translated */
+	__u16 pad;
+};
+
+struct translation_value {
+	__u64 count; /* of this CPU; readers sum over the possible CPUs */
 };
 
 /* map_event (ring buffer): one record per translation, success or failure. */

@@ -86,6 +86,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } map_redirect_loop SEC(".maps");
 
+/* Per-CPU, so counting touches only this CPU's copy (no cache line shared
+ * between CPUs); an LRU, so owners that come and go never fill it: a
+ * counter evicted while idle starts again from 0, which Prometheus reads as
+ * a counter reset. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, DEFAULT_MAX_TRANSLATION_COUNTERS);
+	__type(key, struct translation_key);
+	__type(value, struct translation_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} map_translations SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, DEFAULT_EVENT_RING_BYTES);

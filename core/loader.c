@@ -73,7 +73,9 @@ void loader_options_init(struct loader_options *o, const char *bpffs)
 	    .max_node_proxy_ips = DEFAULT_MAX_NODE_PROXY_IPS,
 	    .max_redirect_qos = DEFAULT_MAX_REDIRECT_QOS,
 	    .max_redirect_loop = DEFAULT_MAX_REDIRECT_LOOP,
+	    .max_translation_counters = DEFAULT_MAX_TRANSLATION_COUNTERS,
 	    .event_ring_bytes = DEFAULT_EVENT_RING_BYTES,
+	    .count_translations = true,
 	};
 }
 
@@ -122,6 +124,7 @@ static int set_sizes(struct balancing_bpf *skel, const struct loader_options *o,
 	    {skel->maps.map_node_proxy_ip, "max_node_proxy_ips", o->max_node_proxy_ips},
 	    {skel->maps.map_redirect_qos, "max_redirect_qos", o->max_redirect_qos},
 	    {skel->maps.map_redirect_loop, "max_redirect_loop", o->max_redirect_loop},
+	    {skel->maps.map_translations, "max_translation_counters", o->max_translation_counters},
 	    {skel->maps.map_event, "event_ring_bytes", o->event_ring_bytes},
 	};
 	long page = sysconf(_SC_PAGESIZE);
@@ -304,6 +307,7 @@ int loader_load(struct datapath **out, const struct loader_options *o,
 	err = set_sizes(dp->skel, o, e);
 	if (err)
 		goto out;
+	dp->skel->rodata->count_translations = o->count_translations;
 	err = bpffs_prepare_dir(dp->pin_dir, e);
 	if (err)
 		goto out;

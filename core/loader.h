@@ -26,7 +26,11 @@ struct loader_options {
 	__u32 max_node_proxy_ips;
 	__u32 max_redirect_qos;
 	__u32 max_redirect_loop;
+	__u32 max_translation_counters;
 	__u32 event_ring_bytes;
+	/* false only to measure what counting costs (scripts/bench/connect):
+	 * the programs then leave map_translations alone */
+	bool count_translations;
 };
 
 /* What map_configure should hold; a negative field keeps the current

@@ -80,6 +80,20 @@ static int opt_u32(lua_State *L, int idx, const char *field, __u32 *out, struct 
 	return err;
 }
 
+/* opts[field], when present, as a boolean. */
+static int opt_boolean(lua_State *L, int idx, const char *field, bool *out, struct errmsg *e)
+{
+	int err = 0;
+
+	lua_getfield(L, idx, field);
+	if (lua_isboolean(L, -1))
+		*out = lua_toboolean(L, -1);
+	else if (!lua_isnil(L, -1))
+		err = errmsg_plain(e, -EINVAL, "%s: expected true or false", field);
+	lua_pop(L, 1);
+	return err;
+}
+
 /* An enum field: one of its names (names[value], count of them), or its
  * number; expected lists the names for the message. */
 static int opt_enum(lua_State *L, int idx, const char *field, const char *const *names, int count,
@@ -150,6 +164,7 @@ static int read_sizes(lua_State *L, int idx, struct loader_options *o, struct er
 	    {"max_node_proxy_ips", &o->max_node_proxy_ips},
 	    {"max_redirect_qos", &o->max_redirect_qos},
 	    {"max_redirect_loop", &o->max_redirect_loop},
+	    {"max_translation_counters", &o->max_translation_counters},
 	    {"event_ring_bytes", &o->event_ring_bytes},
 	};
 	int err;
@@ -189,6 +204,8 @@ static int core_load(lua_State *L)
 		return lua_binding_push_plain_error(L, -EINVAL,
 						    "load: bpffs (the pin directory) is required");
 	err = read_sizes(L, 1, &o, &e);
+	if (!err)
+		err = opt_boolean(L, 1, "count_translations", &o.count_translations, &e);
 	if (!err)
 		err = read_config(L, 1, &c, &e);
 	if (err)

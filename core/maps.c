@@ -122,6 +122,13 @@ static void format_node_proxy_ip_key(const void *key, char *buf, size_t len)
 	snprintf(buf, len, "node %u", k->node_id);
 }
 
+static void format_translation_key(const void *key, char *buf, size_t len)
+{
+	const struct translation_key *k = key;
+
+	snprintf(buf, len, "owner %u type %u reason %u", k->service_id, k->nat_type, k->reason);
+}
+
 static void format_configure_key(const void *key, char *buf, size_t len)
 {
 	const struct configure_key *k = key;
@@ -143,6 +150,7 @@ static const struct key_format {
     {"map_node_ip", sizeof(struct node_ip_key), format_node_ip_key},
     {"map_node_proxy_ip", sizeof(struct node_proxy_ip_key), format_node_proxy_ip_key},
     {"map_configure", sizeof(struct configure_key), format_configure_key},
+    {"map_translations", sizeof(struct translation_key), format_translation_key},
 };
 
 static void format_hex(const void *key, size_t size, char *buf, size_t len)

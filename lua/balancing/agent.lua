@@ -24,6 +24,7 @@ local kube_source = require("balancing.kube_source")
 local kubeconfig = require("balancing.kubeconfig")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
+local map_fill = require("balancing.map_fill")
 local lfs = require("lfs")
 local monotime = require("system").monotime
 
@@ -57,7 +58,8 @@ end
 -- core.load's max_* and event_ring_bytes as BALANCING_MAX_SERVICES, ...;
 -- the defaults hold a 10,000-Service cluster. The loader checks the values.
 local MAP_SIZES = { "max_services", "max_backends", "max_affinity", "max_nat_records", "max_node_ips",
-  "max_node_proxy_ips", "max_redirect_qos", "max_redirect_loop", "event_ring_bytes" }
+  "max_node_proxy_ips", "max_redirect_qos", "max_redirect_loop", "max_translation_counters",
+  "event_ring_bytes" }
 
 local function map_sizes(load_options, getenv)
   for _, name in ipairs(MAP_SIZES) do
@@ -144,6 +146,9 @@ function M.start(options)
       keep_entries = false }),
     synced = false, retry = {},
   }, Agent)
+  -- the maps that are neither LRU nor written through the applier (whose
+  -- refusals are reported per owner): a full one is said, never silent
+  self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
   self.meters = agent_metrics.new(self)
   self.formatter = event.new({ store = store, node_name = options.node_name,
     cgroup_path = function(id) return self:cgroup_path(id) end })
@@ -274,6 +279,7 @@ function Agent:sync()
   if self.source.write_identity then
     self.source:write_identity(owners)
   end
+  self.map_fill:check()
   self.meters.syncs:inc()
   return true
 end

@@ -6,7 +6,9 @@
 --   m.syncs:inc()  m.sync_latency:observe(seconds)  ...
 --   m:render()                           -- the text of /metrics
 local core = require("balancing.core")
+local log = require("balancing.log")
 local metrics = require("balancing.metrics")
+local translation_counters = require("balancing.translation_counters")
 
 local M = {}
 
@@ -23,6 +25,30 @@ local function watch_counter(agent, field)
       end
     end
     return out
+  end
+end
+
+-- balancing_translations_total: the datapath's per-CPU counters summed at
+-- scrape time (map_translations, opened once). A scrape that cannot read
+-- them leaves the family out and says why in the log (the registry names
+-- the failed collector too).
+local function translations(agent)
+  local map
+  return function()
+    if not map then
+      local err
+      map, err = agent.dp:map("map_translations")
+      if not map then
+        log.warn("translation counters not read", { error = tostring(err) })
+        error(err)
+      end
+    end
+    local counters, err = translation_counters.read(map)
+    if not counters then
+      log.warn("translation counters not read", { error = tostring(err) })
+      error(err)
+    end
+    return translation_counters.samples(counters, agent.store.ids)
   end
 end
 
@@ -69,6 +95,19 @@ function M.new(agent)
       end
       return { { { result = "sent" }, counters.patches }, { { result = "conflict" }, counters.patch_conflicts },
         { { result = "error" }, counters.patch_errors } }
+    end)
+  registry:collect("balancing_translations_total",
+    "Translations by frontend owner and result (ok, or the failure reason), counted in the datapath "
+      .. "whatever --events says.", "counter", translations(agent))
+  registry:collect("balancing_map_entries",
+    "Entries of the maps the agent watches for filling up (map_redirect_loop), counted at scrape.", "gauge",
+    function()
+      agent.map_fill:check()
+      return agent.map_fill:samples("entries")
+    end)
+  registry:collect("balancing_map_max_entries", "Capacity of those maps (their configured size).", "gauge",
+    function()
+      return agent.map_fill:samples("max_entries")
     end)
   self.sync_latency = registry:histogram("balancing_sync_latency_seconds",
     "An object's change received from the API server to its entries in the kernel.", metrics.LATENCY_BUCKETS)

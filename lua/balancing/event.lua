@@ -123,19 +123,6 @@ function Formatter:client(ev)
   return known
 end
 
--- The Service's namespace/name or the policy's name for a service ID; "" when
--- the registry does not know it.
-local function owner_name(ids, id)
-  local found = ids and ids:lookup(id)
-  if not found then
-    return ""
-  end
-  if found.kind == "Service" then
-    return found.namespace .. "/" .. found.name
-  end
-  return found.name
-end
-
 -- RFC 3339 with milliseconds (log.timestamp makes the date part once per
 -- second)
 local rfc3339 = log.timestamp
@@ -164,7 +151,7 @@ function Formatter:fields(ev)
     natType = abi.nat_type_names[ev.nat_type] or tostring(ev.nat_type),
     natMode = abi.nat_mode_names[ev.nat_mode] or tostring(ev.nat_mode),
     serviceId = ev.service_id or 0,
-    policyName = owner_name(self.store.ids, ev.service_id),
+    policyName = self.store.ids and self.store.ids:owner_name(ev.service_id) or "",
     clientPid = ev.pid or 0,
     clientPodName = metadata and present(metadata.name) or "",
     clientNamespace = metadata and present(metadata.namespace) or "",

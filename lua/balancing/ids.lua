@@ -316,6 +316,19 @@ function Registry:lookup(id)
   return record and { kind = record.kind, namespace = "", name = record.name } or nil
 end
 
+-- owner_name(id) → "namespace/name" for a Service, the name for a policy,
+-- "" for an ID no object holds (as events and /metrics show owners).
+function Registry:owner_name(id)
+  local found = self:lookup(id)
+  if not found then
+    return ""
+  end
+  if found.kind == "Service" then
+    return found.namespace .. "/" .. found.name
+  end
+  return found.name
+end
+
 M.Registry = Registry
 
 return M

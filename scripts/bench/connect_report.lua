@@ -12,7 +12,9 @@
 -- ratio is the least disturbed by other work on the machine. "same-netns
 -- paired" is that ratio against the baseline in the same kind of network
 -- namespace: "direct" for the hook (the host's), "direct-netns" for the
--- kube-proxy variants (each in a fresh namespace of its own).
+-- kube-proxy variants (each in a fresh namespace of its own). Below the
+-- table, the cost of the per-owner translation counters: per size, the median
+-- over the slots of "hook" divided by "hook-uncounted" of the same slot.
 
 local path = assert(arg[1], "usage: connect_report.lua RESULTS")
 
@@ -73,7 +75,7 @@ local function median(list)
   return (sorted[n / 2] + sorted[n / 2 + 1]) / 2
 end
 
-local rank = { direct = 1, ["direct-netns"] = 2, hook = 3, iptables = 4, nftables = 5 }
+local rank = { direct = 1, ["direct-netns"] = 2, hook = 3, ["hook-uncounted"] = 4, iptables = 5, nftables = 6 }
 table.sort(order, function(a, b)
   local ea, eb = samples[a], samples[b]
   if ea.variant ~= eb.variant then
@@ -99,6 +101,7 @@ local names = {
   direct = "direct (no hook)",
   ["direct-netns"] = "direct, in a fresh netns",
   hook = "Balancing hook",
+  ["hook-uncounted"] = "Balancing hook, no counters",
   iptables = "kube-proxy iptables",
   nftables = "kube-proxy nftables",
 }
@@ -118,4 +121,28 @@ for _, key in ipairs(order) do
     fmt(all),
     direct_like and "–" or ratio(first), direct_like and "–" or ratio(middle), direct_like and "–" or ratio(last),
     ratio(all), paired and string.format("%.2f", paired) or "–", same and string.format("%.2f", same) or "–"))
+end
+
+-- hook against hook-uncounted, slot by slot, per size
+local uncounted_slot = {} -- "size round target" -> ns
+for _, run in ipairs(lines) do
+  if run.variant == "hook-uncounted" then
+    uncounted_slot[run.size .. " " .. run.slot] = run.ns
+  end
+end
+local counter_ratios, sizes = {}, {}
+for _, run in ipairs(lines) do
+  local uncounted = run.variant == "hook" and uncounted_slot[run.size .. " " .. run.slot]
+  if uncounted then
+    if not counter_ratios[run.size] then
+      counter_ratios[run.size] = {}
+      sizes[#sizes + 1] = run.size
+    end
+    table.insert(counter_ratios[run.size], run.ns / uncounted)
+  end
+end
+table.sort(sizes, function(a, b) return tonumber(a) < tonumber(b) end)
+for _, size in ipairs(sizes) do
+  print(string.format("\nper-owner counters, %s frontends: hook / hook without counters, "
+    .. "paired median %.3f over %d slots", size, median(counter_ratios[size]), #counter_ratios[size]))
 end

@@ -8,11 +8,13 @@
 --   luajit connect_setup.lua nft N BACKEND_PORT BACKENDS PREFIX
 --       `nft -f` files PREFIX.000.nft, PREFIX.001.nft, ... (load them in
 --       order) laid out as kube-proxy's nftables mode writes its table
---   luajit connect_setup.lua hook N BACKEND_PORT BACKENDS BPFFS CGROUP
+--   luajit connect_setup.lua hook N BACKEND_PORT BACKENDS BPFFS CGROUP [uncounted]
 --       loads Balancing's programs with balancing.core into the pin dir
 --       BPFFS, attaches them to CGROUP, writes N frontends into map_service
 --       and map_backend, prints "ready", then waits for EOF on stdin and
 --       detaches and unpins everything (also when anything above failed).
+--       "uncounted": programs loaded with count_translations = false, the
+--       baseline that shows what the per-owner counters cost.
 --
 -- Every frontend is VIP:80/TCP; its backends are 127.0.0.2:PORT,
 -- 127.0.0.3:PORT, ... (not 127.0.0.1, the client's source address, so no
@@ -184,12 +186,12 @@ end
 
 -- Balancing: the real programs through balancing.core, N frontends written
 -- through the applier.
-local function hook(n, port, backends, bpffs, cgroup)
+local function hook(n, port, backends, bpffs, cgroup, uncounted)
   local ffi = require("ffi")
   local core = require("balancing.core")
   local abi = require("balancing.abi")
 
-  local dp, err = core.load{ bpffs = bpffs, bpf_log_level = "off" }
+  local dp, err = core.load{ bpffs = bpffs, bpf_log_level = "off", count_translations = not uncounted }
   if not dp then
     io.stderr:write("connect_setup hook: core.load: ", tostring(err), "\n")
     os.exit(1)
@@ -240,10 +242,11 @@ elseif command == "iptables" and n and tonumber(arg[3]) and tonumber(arg[4]) the
   iptables(n, tonumber(arg[3]), tonumber(arg[4]))
 elseif command == "nft" and n and tonumber(arg[3]) and tonumber(arg[4]) and arg[5] then
   nft(n, tonumber(arg[3]), tonumber(arg[4]), arg[5])
-elseif command == "hook" and n and tonumber(arg[3]) and tonumber(arg[4]) and arg[5] and arg[6] then
-  hook(n, tonumber(arg[3]), tonumber(arg[4]), arg[5], arg[6])
+elseif command == "hook" and n and tonumber(arg[3]) and tonumber(arg[4]) and arg[5] and arg[6]
+  and (arg[7] == nil or arg[7] == "uncounted") then
+  hook(n, tonumber(arg[3]), tonumber(arg[4]), arg[5], arg[6], arg[7] == "uncounted")
 else
   io.stderr:write("usage: connect_setup.lua vip N I | iptables N PORT BACKENDS | nft N PORT BACKENDS PREFIX"
-    .. " | hook N PORT BACKENDS BPFFS CGROUP\n")
+    .. " | hook N PORT BACKENDS BPFFS CGROUP [uncounted]\n")
   os.exit(2)
 end

@@ -1,7 +1,9 @@
 -- Session affinity: per client network namespace (its netns cookie) and
 -- frontend, with the Service's timeout; a record whose backend is gone is not
--- used (ARCHITECTURE.md, "Datapath rules"). Every client here runs in the
--- spec's own network namespace, so they all are one affinity client.
+-- used (ARCHITECTURE.md, "Datapath rules"). Most clients here run in the
+-- spec's own network namespace, so they all are one affinity client; the
+-- last spec runs clients in two network namespaces it creates, as two pods.
+local abi = require("balancing.abi")
 local bit = require("bit")
 local ffi = require("ffi")
 local kernel = require("helpers.kernel")
@@ -125,5 +127,81 @@ describe("datapath: session affinity", function()
     local reached, event = one_connect(env, VIP)
     assert.is_false(affinity_hit(event), "the record naming " .. replaced .. " is not used")
     assert.are_not.equal(replaced, reached)
+  end)
+end)
+
+-- The records of map_affinity by client netns cookie (decimal text), then by
+-- frontend address: { [cookie] = { ["127.10.1.1"] = "127.0.0.2:41234" } }.
+local function affinity_records(env)
+  local records = {}
+  for _, entry in ipairs(env:map("map_affinity"):dump()) do
+    local key = ffi.cast("const struct affinity_key *", entry.key)
+    local value = ffi.cast("const struct affinity_value *", entry.value)
+    local cookie = kernel.u64_text(key.netns_cookie)
+    records[cookie] = records[cookie] or {}
+    local frontend = abi.u32_to_ipv4(key.frontend.address)
+    records[cookie][frontend] = abi.u32_to_ipv4(value.address) .. ":" .. abi.ntohs(value.port)
+  end
+  return records
+end
+
+-- One client of netns `netns`: `count` connects to each frontend in turn.
+-- Returns its backend per frontend (asserting it kept one) and its netns
+-- cookie, as its events carry it.
+local function netns_client(env, netns, frontends, count)
+  local run = env:client_in_netns(netns, "tcp", table.concat(frontends, ","), PORT, count)
+  assert.same({}, kernel.failures(run.results))
+  local events = env:events(#run.results, 2)
+  assert.equals(#run.results, #events, "one event per connect")
+  local cookies = kernel.distinct(events, "netns_cookie")
+  assert.equals(1, #cookies, "one netns cookie for all connects of " .. netns)
+  local backend_of = {}
+  for i, result in ipairs(run.results) do
+    local frontend = frontends[math.floor((i - 1) / count) + 1]
+    backend_of[frontend] = backend_of[frontend] or result.backend
+    assert.equals(backend_of[frontend], result.backend, netns .. " keeps its backend for " .. frontend)
+  end
+  return backend_of, kernel.u64_text(cookies[1])
+end
+
+describe("datapath: session affinity per client network namespace", function()
+  after_each(kernel.close_all)
+
+  it("keeps one affinity record per client network namespace, each namespace on its own backend", function()
+    local env = kernel.open(pending)
+    local a, b = env:netns("a"), env:netns("b")
+    -- the same four backends answer inside both namespaces
+    local backends = env:tcp_servers_in_netns(a, { "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4" })
+    env:tcp_servers_in_netns(b, backends)
+    -- Ten frontends: that both namespaces land on the same backend of all ten
+    -- by chance has a probability of 4^-10, so independent records show.
+    local frontends = {}
+    for i = 1, 10 do
+      frontends[i] = "127.10.1." .. i
+      env:frontend{ address = frontends[i], port = PORT, id = 300 + i, backends = backends, affinity_seconds = 60 }
+    end
+
+    local first_a, cookie_a = netns_client(env, a, frontends, 3)
+    local first_b, cookie_b = netns_client(env, b, frontends, 3)
+    local again_a = netns_client(env, a, frontends, 3)
+    local again_b = netns_client(env, b, frontends, 3)
+
+    assert.are_not.equal(cookie_a, cookie_b, "two namespaces, two cookies")
+    local own = kernel.u64_text(kernel.core().netns_cookie())
+    assert.are_not.equal(own, cookie_a)
+    assert.are_not.equal(own, cookie_b)
+    assert.same(first_a, again_a, "namespace a keeps its backends while b connects")
+    assert.same(first_b, again_b, "namespace b keeps its backends")
+    local differ = 0
+    for _, frontend in ipairs(frontends) do
+      if first_a[frontend] ~= first_b[frontend] then
+        differ = differ + 1
+      end
+    end
+    assert.is_true(differ >= 1, "both namespaces on the same backend of all ten frontends: one shared record?")
+
+    local records = affinity_records(env)
+    assert.same({ [cookie_a] = first_a, [cookie_b] = first_b }, records,
+      "map_affinity holds one record per (netns cookie, frontend), naming that namespace's backend")
   end)
 end)

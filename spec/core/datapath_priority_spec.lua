@@ -140,4 +140,21 @@ describe("datapath: lookup priority", function()
 
     assert.same({ backend.localRedirect }, kernel.distinct(run.results, "backend"))
   end)
+
+  it("keeps skipping for every pair map_redirect_loop holds when it is full, and refuses one more pair "
+    .. "with an error (a plain hash: an LRU would drop an exemption without a word)", function()
+    local env = kernel.open(pending, { max_redirect_loop = 2 })
+    local backend, keys = frontend_of_every_kind(env, { "service", "localRedirect" })
+    local own = ffi.new("uint64_t", kernel.core().netns_cookie())
+    env:redirect_loop(own, keys.localRedirect, REDIRECT_ID)
+    env:redirect_loop(own + 1000, keys.localRedirect, REDIRECT_ID) -- the map is full now
+
+    local refused = pcall(env.redirect_loop, env, own + 2000, keys.localRedirect, REDIRECT_ID)
+    local run = env:client_inside("tcp", VIP, PORT, 5)
+
+    assert.is_false(refused, "a third pair in a map of two is refused, not written over another")
+    assert.equals(2, #env:map("map_redirect_loop"):dump())
+    assert.same({}, kernel.failures(run.results))
+    assert.same({ backend.service }, kernel.distinct(run.results, "backend"), "the client's pair still skips")
+  end)
 end)

@@ -167,6 +167,28 @@ describe("core.load", function()
     assert.truthy(second:map("map_service"):lookup(key))
   end)
 
+  it("upgrades a pin set from before map_translations: every old map reused, the new one created and pinned", function()
+    local env = core_env.open(pending)
+    local first, dir = env:load()
+    local key = put_service(first, "127.10.0.1", 42)
+    first:close()
+    -- what an agent without per-owner counters left pinned
+    assert.is_true(os.remove(dir .. "/map_translations"))
+
+    local second = env:load{ bpffs = dir }
+
+    local states = second:map_states()
+    assert.equals("created", states.map_translations)
+    for name, state in pairs(states) do
+      if name ~= "map_translations" then
+        assert.equals("reused", state, name .. " is reused")
+      end
+    end
+    assert.truthy(second:map("map_service"):lookup(key), "the old entries are kept")
+    assert.is_true(has(core_env.listdir(dir), "map_translations"), "the new map is pinned")
+    assert.equals("lru_percpu_hash", assert(env.core.open_maps(dir)).map_translations.type)
+  end)
+
   it("recreates a pinned map whose layout differs, keeping the others", function()
     local env = core_env.open(pending)
     local first, dir = env:load()

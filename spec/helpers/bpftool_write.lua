@@ -30,12 +30,17 @@ local function hex(data)
 end
 
 -- bpftool without the sanitizer runtime a BALANCING_SANITIZE=1 run preloads.
+-- Its exit status is echoed and read back: LuaJIT's pipe:close() returns
+-- true whatever the command's status (Lua 5.1), so a refused write (a full
+-- map) would pass unseen.
 local function bpftool(args)
   local pipe = assert(io.popen("unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; bpftool "
-    .. args .. " 2>&1", "r"))
+    .. args .. " 2>&1; echo \"bpftool-status:$?\"", "r"))
   local output = pipe:read("*a")
-  local ok, _, status = pipe:close()
-  assert(ok == true or ok == 0, "bpftool " .. args .. ": " .. output .. " (status " .. tostring(status) .. ")")
+  pipe:close()
+  local status = tonumber(output:match("bpftool%-status:(%d+)%s*$"))
+  output = output:gsub("bpftool%-status:%d+%s*$", "")
+  assert(status == 0, "bpftool " .. args .. ": " .. output .. " (status " .. tostring(status) .. ")")
   return output
 end
 

@@ -15,8 +15,9 @@
 -- Test safety (shared machine, see CONTRACTS.md): an environment attaches only
 -- to a cgroup it creates (balancing-kspec-<pid>-<n> under the cgroup2 mount),
 -- pins only under /sys/fs/bpf/balancing-kspec-<pid>-<n>, listens and connects
--- only on 127.0.0.0/8, and its close() kills the servers it started (by pid),
--- unpins, and removes the cgroup. It never moves any process but its own
+-- only on 127.0.0.0/8 (its own or that of a network namespace it created),
+-- and its close() kills the servers it started (by pid), deletes its network
+-- namespaces, unpins, and removes the cgroup. It never moves any process but its own
 -- clients, and never kills a process it did not start.
 local abi = require("balancing.abi")
 local bpftool_write = require("helpers.bpftool_write")
@@ -302,6 +303,24 @@ function Env:cgroup_id()
   return lfs.attributes(self.cgroup, "ino")
 end
 
+-- Network namespaces ---------------------------------------------------------------------
+
+-- A network namespace of this environment's own, <name>-<label>, with its
+-- loopback up (127.0.0.0/8 answers inside it); close() deletes it after the
+-- servers in it are gone. Returns its name, for `ip netns exec`.
+function Env:netns(label)
+  local name = self.name .. "-" .. label
+  self.netns_names = self.netns_names or {}
+  self.netns_names[#self.netns_names + 1] = name
+  -- (the status is echoed: LuaJIT's pipe:close() does not give it)
+  local output = read_command("ip netns add " .. quote(name) .. " 2>&1 && ip -n " .. quote(name)
+    .. " link set lo up 2>&1 && echo netns-ready")
+  if not output:match("netns%-ready%s*$") then
+    error("creating network namespace " .. name .. ": " .. output, 2)
+  end
+  return name
+end
+
 -- Servers --------------------------------------------------------------------------------
 
 local function start_server_process(self, command)
@@ -321,6 +340,14 @@ end
 function Env:tcp_servers(addresses)
   return start_server_process(self, string.format("exec timeout %d %s %s tcp %s", SERVER_LIFETIME_SECONDS, python(),
     quote(FIXTURES .. "/servers.py"), table.concat(addresses, " "))).backends
+end
+
+-- The same TCP listeners inside a network namespace of this environment
+-- (Env:netns): endpoints "address:port" (e.g. what tcp_servers returned), so
+-- that one frontend's backends answer in every namespace alike.
+function Env:tcp_servers_in_netns(netns, endpoints)
+  return start_server_process(self, string.format("exec ip netns exec %s timeout %d %s %s tcp %s", quote(netns),
+    SERVER_LIFETIME_SECONDS, python(), quote(FIXTURES .. "/servers.py"), table.concat(endpoints, " "))).backends
 end
 
 function Env:udp_servers(addresses)
@@ -353,10 +380,12 @@ end
 
 -- Clients -------------------------------------------------------------------------------
 
-local function run_client(prefix, mode, host, port, count, options)
+-- prefix: shell run first (entering the cgroup); wrapper: words the client
+-- is exec'd through (`ip netns exec NAME `).
+local function run_client(prefix, mode, host, port, count, options, wrapper)
   local command = string.format("timeout -k 1 %d sh -c %s", CLIENT_TIMEOUT_SECONDS,
-    quote(string.format("%sexec %s %s %s %s %d %d %s", prefix, python(), quote(FIXTURES .. "/client.py"),
-      mode, host, port, count or 1, options or "")))
+    quote(string.format("%sexec %s%s %s %s %s %d %d %s", prefix, wrapper or "", python(),
+      quote(FIXTURES .. "/client.py"), mode, host, port, count or 1, options or "")))
   local output, ok = read_command(command)
   local decoded_ok, run = pcall(cjson.decode, output)
   if not ok or not decoded_ok or type(run) ~= "table" then
@@ -374,6 +403,13 @@ end
 -- "--align-second". Returns {pid = N, results = {...}} (see client.py).
 function Env:client_inside(mode, host, port, count, options)
   return run_client(enter_cgroup(self.cgroup), mode, host, port, count, options)
+end
+
+-- client.py inside the cgroup and inside network namespace `netns` (one of
+-- Env:netns): a client of another netns cookie, as a pod is.
+function Env:client_in_netns(netns, mode, host, port, count, options)
+  return run_client(enter_cgroup(self.cgroup), mode, host, port, count, options,
+    "ip netns exec " .. quote(netns) .. " ")
 end
 
 -- The same client in a process outside the cgroup (not translated).
@@ -595,6 +631,21 @@ local function remove_cgroup(self)
   return false, "cannot remove cgroup " .. self.cgroup
 end
 
+local function remove_netns(self)
+  local problems = {}
+  for _, name in ipairs(self.netns_names or {}) do
+    local output = read_command("ip netns del " .. quote(name) .. " 2>&1 && echo netns-deleted")
+    if not output:match("netns%-deleted%s*$") then
+      problems[#problems + 1] = "ip netns del " .. name .. ": " .. output
+    end
+  end
+  self.netns_names = nil
+  if #problems > 0 then
+    return false, table.concat(problems, "; ")
+  end
+  return true
+end
+
 -- Removes what an unpin left behind, only ever inside our own directory.
 local function remove_pin_dir(self)
   if not exists(self.bpffs) then
@@ -632,7 +683,7 @@ function Env:close()
     self.dp:close()
     self.dp = nil
   end
-  for _, step in ipairs({ remove_pin_dir, remove_cgroup }) do
+  for _, step in ipairs({ remove_netns, remove_pin_dir, remove_cgroup }) do
     local ok, err = step(self)
     if not ok then
       problems[#problems + 1] = err

@@ -1,0 +1,76 @@
+-- The datapath's per-owner translation counters (map_translations, a
+-- per-CPU LRU hash) read back: each CPU's copy summed, and labelled for
+-- balancing_translations_total{type,owner,result} (CONTRACTS.md).
+--
+--   local counters = translation_counters.read(dp:map("map_translations"))
+--   -- { { service_id = 2147483650, nat_type = 0, reason = 1, count = 3 }, ... }
+--   local samples = translation_counters.samples(counters, store.ids)
+--   -- { { { type = "service", owner = "default/web", result = "no backend" }, 3 }, ... }
+--
+-- result is "ok" or the failure reason in the words of the event log's
+-- `failure` field, so a metric and an event of one failure read alike.
+local abi = require("balancing.abi")
+local ffi = require("ffi")
+
+local M = {}
+
+local key_ptr = ffi.typeof("const struct translation_key *")
+local count_ptr = ffi.typeof("const uint64_t *")
+local COUNT_BYTES = 8 -- the kernel hands per-CPU values 8-byte aligned, one per possible CPU
+
+-- One entry's per-CPU values summed. A double holds 2^53 translations
+-- exactly: some centuries at a million per second.
+local function sum_cpus(value)
+  local counts = ffi.cast(count_ptr, value)
+  local total = 0
+  for cpu = 0, #value / COUNT_BYTES - 1 do
+    total = total + tonumber(counts[cpu])
+  end
+  return total
+end
+
+-- read(map) → the counters, or nil, err when the map cannot be read.
+function M.read(map)
+  local entries, err = map:dump()
+  if not entries then
+    return nil, err
+  end
+  local counters = {}
+  for i, entry in ipairs(entries) do
+    local key = ffi.cast(key_ptr, entry.key)
+    counters[i] = { service_id = tonumber(key.service_id), nat_type = key.nat_type, reason = key.reason,
+      count = sum_cpus(entry.value) }
+  end
+  return counters
+end
+
+function M.result_name(reason)
+  if reason == ffi.C.REASON_OK then
+    return "ok"
+  end
+  return abi.reason_names[reason] or tostring(reason)
+end
+
+-- samples(counters, ids) → metric samples { { labels, value }, ... }; counters
+-- whose labels coincide (owners no longer known) are added up, since one
+-- label set may appear once on /metrics.
+function M.samples(counters, ids)
+  local by_labels, samples = {}, {}
+  for _, counter in ipairs(counters) do
+    local labels = { type = abi.nat_type_names[counter.nat_type] or tostring(counter.nat_type),
+      -- "" for an owner deleted since (its counter is evicted once idle)
+      owner = ids and ids:owner_name(counter.service_id) or "", result = M.result_name(counter.reason) }
+    local text = labels.type .. "\0" .. labels.owner .. "\0" .. labels.result
+    local sample = by_labels[text]
+    if sample then
+      sample[2] = sample[2] + counter.count
+    else
+      sample = { labels, counter.count }
+      by_labels[text] = sample
+      samples[#samples + 1] = sample
+    end
+  end
+  return samples
+end
+
+return M
