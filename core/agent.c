@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "dir_watch.h"
 #include "kernel_features.h"
 #include "log.h"
 #include "lua_binding.h"
@@ -42,6 +43,7 @@ struct agent {
 	int http_fd;
 	ev_io http_io;
 	ev_io events_io; /* the ring buffer's epoll fd (none with --events off) */
+	struct dir_watch lua_dir; /* --lua-dir, for live overrides */
 };
 
 /* One HTTP request being read: GET lines only, answered and closed. */
@@ -81,6 +83,22 @@ static void on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (call_agent(a, "sync", 0) == 0)
 		log_line(LOG_LEVEL_DEBUG, "manifests synced", NULL);
+}
+
+static void on_lua_dir_changed(void *data)
+{
+	call_agent(data, "lua_dir_changed", 0);
+}
+
+/* --lua-dir followed, so that an override is swapped in live; a missing
+ * directory (no ConfigMap mounted) is said once and not followed. */
+static void watch_lua_dir(struct agent *a)
+{
+	int err = dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, on_lua_dir_changed, a);
+
+	if (err)
+		log_line(LOG_LEVEL_INFO, "Lua override directory not followed", "path",
+			 a->host.override_dir, "error", strerror(-err), NULL);
 }
 
 static void on_events(struct ev_loop *loop, ev_io *w, int revents)
@@ -350,6 +368,9 @@ int agent_run(const struct agent_options *opts)
 	}
 	if (opts->manifests && watch_manifests(&a, opts->manifests))
 		goto out;
+	/* before the first sync (which reads the directory), so that a change
+	 * made meanwhile is seen once the loop runs */
+	watch_lua_dir(&a);
 	ret = start_lua_agent(&a, opts);
 	if (ret) {
 		status = ret == -2 ? 2 : 1;
@@ -378,6 +399,7 @@ int agent_run(const struct agent_options *opts)
 	call_agent(&a, "stop", 0);
 	status = 0;
 out:
+	dir_watch_stop(&a.lua_dir);
 	if (a.http_fd >= 0)
 		close(a.http_fd);
 	if (a.inotify_fd >= 0)

@@ -9,6 +9,7 @@
 --   agent:metrics()     -- the Prometheus text of /metrics
 --   agent:event_fd()    -- the ring buffer's fd for the loop (nil with --events off)
 --   agent:drain_events() -- the fd is readable: each event as a "formatted ebpf event" line
+--   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- It follows a manifest directory (--manifests) or the API server
@@ -19,6 +20,7 @@ local core = require("balancing.core")
 local log = require("balancing.log")
 local store_module = require("balancing.store")
 local reconciler = require("balancing.reconciler")
+local overrides = require("balancing.overrides")
 local agent_metrics = require("balancing.agent_metrics")
 local kube_source = require("balancing.kube_source")
 local kubeconfig = require("balancing.kubeconfig")
@@ -137,9 +139,15 @@ function M.start(options)
     dp:close()
     return nil, err
   end
+  -- the reconcile modules start as the built-in ones; the directory's are
+  -- checked against the complete store at the first sync (lua_dir_changed)
+  local host = package.loaded["balancing.host"] or {}
+  local live = overrides.new({ dir = host.override_dir or options.lua_dir or "/etc/balancing/lua",
+    builtin_dir = host.builtin_dir or "lua" })
   local self = setmetatable({
-    options = options, dp = dp, applier = applier, store = store, source = src,
-    driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster }),
+    options = options, dp = dp, applier = applier, store = store, source = src, overrides = live,
+    driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster,
+      modules = live.modules }),
     synced = false, retry = {},
   }, Agent)
   self.meters = agent_metrics.new(self)
@@ -186,6 +194,34 @@ local function read_source(self)
   return report
 end
 
+-- The override directory's live modules checked and, when they pass,
+-- swapped in (balancing.overrides): the dry run reconciles every owner of
+-- the store as it is, nothing applied. → "accepted" | "refused" | nil.
+function Agent:reload_overrides()
+  local options = self.options
+  local outcome = self.overrides:reload(function(modules)
+    return reconciler.dry_run({ store = self.store, node_name = options.node_name,
+      out_cluster = options.out_cluster, modules = modules })
+  end)
+  if outcome then
+    self.meters.lua_reloads:inc(1, { result = outcome })
+  end
+  if outcome == "accepted" then
+    self.driver:use_modules(self.overrides.modules)
+  end
+  return outcome
+end
+
+-- The C side's watch of --lua-dir saw a change (a burst is one call). Before
+-- the first sync nothing is done: that sync checks the directory itself,
+-- against a complete store.
+function Agent:lua_dir_changed()
+  if self.synced and self:reload_overrides() == "accepted" then
+    self.reconcile_all = true
+    self:sync()
+  end
+end
+
 function Agent:sync()
   local report = read_source(self)
   if not report then
@@ -202,8 +238,14 @@ function Agent:sync()
     owners[owner] = true
   end
   if not self.synced then
-    owners = self.store:owners() -- the first round: everything
+    -- the first round: everything, with the directory's overrides if they
+    -- survive a dry run of the complete store
+    self:reload_overrides()
+    owners = self.store:owners()
+  elseif self.reconcile_all then
+    owners = self.store:owners() -- other modules: every owner again
   end
+  self.reconcile_all = false
   local started = monotime()
   local round = self.driver:run(owners)
   local reconciled = monotime()
