@@ -182,9 +182,10 @@ describe("live Lua overrides in the running agent", function()
     end
   end
 
-  -- The agent on manifests (text) and an empty override directory; backends
-  -- on 127.0.0.1 and 127.0.0.2. nil when the kernel specs cannot run.
-  local function start(manifests_of)
+  -- The agent on manifests (text) and an override directory (empty, or
+  -- with files published before it starts); backends on 127.0.0.1 and
+  -- 127.0.0.2. nil when the kernel specs cannot run.
+  local function start(manifests_of, files)
     env = core_env.open(pending)
     if not env then
       return nil
@@ -192,6 +193,9 @@ describe("live Lua overrides in the running agent", function()
     dir = scratch.temp_dir()
     lua_dir, versions = dir .. "/lua", 0
     assert(os.execute("mkdir -p " .. scratch.quote(lua_dir)) == 0)
+    if files then
+      publish(files)
+    end
     local info = agent_run.spawn_json("python3 spec/fixtures/kernel/servers.py tcp 127.0.0.1 127.0.0.2", "servers.py")
     local backends = { first = info.backends[1], second = info.backends[2],
       first_port = info.backends[1]:match(":(%d+)$"), second_port = info.backends[2]:match(":(%d+)$") }
@@ -266,6 +270,39 @@ describe("live Lua overrides in the running agent", function()
       assert.equals(1, #agent_run.log_lines(agent.log, REFUSED))
       assert.equals(1, reloads(agent, "refused"))
       assert.is_true(agent:alive())
+    end)
+  end)
+
+  describe("an override in the directory when the agent starts", function()
+    local VIP = "127.10.0.95"
+
+    local function manifests(backends)
+      return NODE_YAML .. "---\n" .. service_yaml("demo", "web", VIP, {
+        { address = "127.0.0.1", port = backends.first_port, zone = "zone-a" },
+        { address = "127.0.0.2", port = backends.second_port, zone = "zone-b" } })
+    end
+
+    it("is checked against the complete store at the first sync, and runs from it", function()
+      local agent = start(manifests, { [SERVICE_MODULE] = assert(scratch.read_file(PREFER_ZONE)) })
+      if not agent then
+        return
+      end
+      assert.same({ [0] = agent.backends.first }, (programmed(agent.bpffs, VIP)))
+      assert.equals(1, #agent_run.log_lines(agent.log, LOADED))
+      assert.equals(1, reloads(agent, "accepted"))
+    end)
+
+    it("is refused when broken, with one line, and the built-in module runs", function()
+      local agent = start(manifests, { [SERVICE_MODULE] = "return { desired = 42 }\n" })
+      if not agent then
+        return
+      end
+      assert.same({ [0] = agent.backends.first, [1] = agent.backends.second }, (programmed(agent.bpffs, VIP)))
+      local refused = agent_run.log_lines(agent.log, REFUSED)
+      assert.equals(1, #refused)
+      assert.matches("no function desired", refused[1].error, 1, true)
+      assert.equals(0, reloads(agent, "accepted"))
+      assert.equals(1, reloads(agent, "refused"))
     end)
   end)
 
