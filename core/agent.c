@@ -43,7 +43,8 @@ struct agent {
 	int http_fd;
 	ev_io http_io;
 	ev_io events_io; /* the ring buffer's epoll fd (none with --events off) */
-	struct dir_watch lua_dir; /* --lua-dir, for live overrides */
+	/* --lua-dir followed, for live overrides */
+	struct dir_watch lua_dir;
 };
 
 /* One HTTP request being read: GET lines only, answered and closed. */
@@ -94,8 +95,9 @@ static void on_lua_dir_changed(void *data)
  * directory (no ConfigMap mounted) is said once and not followed. */
 static void watch_lua_dir(struct agent *a)
 {
-	int err = dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, on_lua_dir_changed, a);
+	int err;
 
+	err = dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, on_lua_dir_changed, a);
 	if (err)
 		log_line(LOG_LEVEL_INFO, "Lua override directory not followed", "path",
 			 a->host.override_dir, "error", strerror(-err), NULL);

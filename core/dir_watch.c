@@ -18,8 +18,8 @@
  * is balancing/reconcile/<module>.lua. */
 #define DIR_WATCH_DEPTH 3
 
-#define DIR_WATCH_EVENTS                                                                      \
-	(IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |   \
+#define DIR_WATCH_EVENTS                                                                           \
+	(IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |        \
 	 IN_MODIFY)
 
 /* Watches path and, depth levels down, its subdirectories (stat follows

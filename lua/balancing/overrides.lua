@@ -29,6 +29,7 @@
 -- tried (nor logged) again.
 local lfs = require("lfs")
 local log = require("balancing.log")
+local read_text = require("balancing.manifests").read_text -- text | nil, err
 local reconciler = require("balancing.reconciler")
 
 local M = {}
@@ -58,16 +59,6 @@ Overrides.__index = Overrides
 
 local function module_file(dir, name)
   return dir .. "/" .. name:gsub("%.", "/") .. ".lua"
-end
-
-local function read_text(path)
-  local file = io.open(path, "rb")
-  if not file then
-    return nil
-  end
-  local text = file:read("*a")
-  file:close()
-  return text
 end
 
 -- The error itself, without the traceback the protected calls add.
@@ -166,7 +157,7 @@ local function scan(dir, relative, depth, out)
       if mode == "directory" and depth > 0 then
         scan(path, rel, depth - 1, out)
       elseif mode == "file" and name:match("%.lua$") then
-        out[rel] = read_text(path)
+        out[rel] = (read_text(path))
       end
     end
   end
@@ -187,7 +178,11 @@ function M.new(opts)
     Overrides)
   for _, name in ipairs(M.LIVE) do
     local file = module_file(opts.builtin_dir, name)
-    self.builtin[name] = { file = file, text = assert(read_text(file), "built-in module missing: " .. file) }
+    local text, err = read_text(file)
+    if not text then
+      error("built-in module " .. name .. " not read: " .. tostring(err))
+    end
+    self.builtin[name] = { file = file, text = text }
   end
   local tables, problem = load_set(self.builtin, nil)
   if not tables then
@@ -211,7 +206,7 @@ function Overrides:sources()
   local sources = {}
   for _, name in ipairs(M.LIVE) do
     local file = module_file(self.dir, name)
-    local text = read_text(file)
+    local text = read_text(file) -- (absent or unreadable: the built-in module)
     if text then
       sources[name] = { file = file, text = text, override = true }
     else

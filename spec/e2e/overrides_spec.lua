@@ -210,15 +210,19 @@ describe("live Lua overrides in the running agent", function()
     return agent_run.metric_value(agent.port, "balancing_lua_reloads_total", { result = result })
   end
 
-  describe("prefer-zone", function()
-    local VIP = "127.10.0.91"
-
-    -- web: 127.0.0.1 in zone-a (the node's), 127.0.0.2 in zone-b.
-    local function manifests(backends)
-      return NODE_YAML .. "---\n" .. service_yaml("demo", "web", VIP, {
+  -- The node and Service demo/web on vip: 127.0.0.1 in zone-a (the node's),
+  -- 127.0.0.2 in zone-b.
+  local function zone_manifests(vip)
+    return function(backends)
+      return NODE_YAML .. "---\n" .. service_yaml("demo", "web", vip, {
         { address = "127.0.0.1", port = backends.first_port, zone = "zone-a" },
         { address = "127.0.0.2", port = backends.second_port, zone = "zone-b" } })
     end
+  end
+
+  describe("prefer-zone", function()
+    local VIP = "127.10.0.91"
+    local manifests = zone_manifests(VIP)
 
     it("is swapped in by a ConfigMap update: the maps keep the node's zone; a broken one is refused", function()
       local agent = start(manifests)
@@ -275,12 +279,7 @@ describe("live Lua overrides in the running agent", function()
 
   describe("an override in the directory when the agent starts", function()
     local VIP = "127.10.0.95"
-
-    local function manifests(backends)
-      return NODE_YAML .. "---\n" .. service_yaml("demo", "web", VIP, {
-        { address = "127.0.0.1", port = backends.first_port, zone = "zone-a" },
-        { address = "127.0.0.2", port = backends.second_port, zone = "zone-b" } })
-    end
+    local manifests = zone_manifests(VIP)
 
     it("is checked against the complete store at the first sync, and runs from it", function()
       local agent = start(manifests, { [SERVICE_MODULE] = assert(scratch.read_file(PREFER_ZONE)) })
