@@ -91,16 +91,11 @@ static void on_lua_dir_changed(void *data)
 	call_agent(data, "lua_dir_changed", 0);
 }
 
-/* --lua-dir followed, so that an override is swapped in live; a missing
- * directory (no ConfigMap mounted) is said once and not followed. */
-static void watch_lua_dir(struct agent *a)
+/* --lua-dir followed, so that an override is swapped in live: 0 or -errno
+ * (a missing directory: no ConfigMap mounted). */
+static int watch_lua_dir(struct agent *a)
 {
-	int err;
-
-	err = dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, on_lua_dir_changed, a);
-	if (err)
-		log_line(LOG_LEVEL_INFO, "Lua override directory not followed", "path",
-			 a->host.override_dir, "error", strerror(-err), NULL);
+	return dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, on_lua_dir_changed, a);
 }
 
 static void on_events(struct ev_loop *loop, ev_io *w, int revents)
@@ -340,7 +335,7 @@ int agent_run(const struct agent_options *opts)
 {
 	struct agent a = {.ref = LUA_NOREF, .inotify_fd = -1, .http_fd = -1};
 	char missing[256];
-	int status = 1, ret;
+	int status = 1, ret, lua_dir_err = 0;
 
 	log_set_stream(stdout);
 	/* a peer that closed its end (the API server cutting a connection, a
@@ -371,8 +366,9 @@ int agent_run(const struct agent_options *opts)
 	if (opts->manifests && watch_manifests(&a, opts->manifests))
 		goto out;
 	/* before the first sync (which reads the directory), so that a change
-	 * made meanwhile is seen once the loop runs */
-	watch_lua_dir(&a);
+	 * made meanwhile is seen once the loop runs; said after the start, so
+	 * that a start refused is one line */
+	lua_dir_err = watch_lua_dir(&a);
 	ret = start_lua_agent(&a, opts);
 	if (ret) {
 		status = ret == -2 ? 2 : 1;
@@ -394,6 +390,9 @@ int agent_run(const struct agent_options *opts)
 	a.http_io.data = &a;
 	ev_io_start(a.loop, &a.http_io);
 	watch_events(&a);
+	if (lua_dir_err)
+		log_line(LOG_LEVEL_INFO, "Lua override directory not followed", "path",
+			 a.host.override_dir, "error", strerror(-lua_dir_err), NULL);
 	log_line(LOG_LEVEL_INFO, "agent running", "node", opts->node_name, "source",
 		 opts->manifests ? opts->manifests : "API server", "listen", opts->listen, NULL);
 
