@@ -155,11 +155,14 @@ describe("live Lua overrides in the running agent", function()
   local env, dir, lua_dir, versions
   after_each(function()
     agent_run.cleanup()
+    -- (under BALANCING_SANITIZE=1 the agent is an ASan/UBSan build: nothing reported)
+    local report = dir and agent_run.sanitizer_report(dir .. "/agent.log")
     if dir then
       scratch.remove_dir(dir)
       dir = nil
     end
     core_env.close_all()
+    assert.is_nil(report)
   end)
 
   -- Publishes files ({ [relative path] = text }) as the kubelet updates a
