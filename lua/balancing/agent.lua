@@ -102,6 +102,12 @@ function M.start(options)
       return nil, access_err, "usage" -- a bad kubeconfig is a bad command line (CONTRACTS.md)
     end
   end
+  -- the reconcile modules start as the built-in ones (an installation
+  -- whose built-in modules do not load stops here, having touched nothing);
+  -- the directory's are checked against the complete store at the first sync
+  local host = package.loaded["balancing.host"] or {}
+  local live = overrides.new({ dir = host.override_dir or "/etc/balancing/lua",
+    builtin_dir = host.builtin_dir or "lua" })
   -- then the cgroup to attach to: cgroup2 mounted there when nothing is
   local usable, mounted = core.ensure_cgroup2(options.cgroup)
   if not usable then
@@ -139,11 +145,6 @@ function M.start(options)
     dp:close()
     return nil, err
   end
-  -- the reconcile modules start as the built-in ones; the directory's are
-  -- checked against the complete store at the first sync (lua_dir_changed)
-  local host = package.loaded["balancing.host"] or {}
-  local live = overrides.new({ dir = host.override_dir or options.lua_dir or "/etc/balancing/lua",
-    builtin_dir = host.builtin_dir or "lua" })
   local self = setmetatable({
     options = options, dp = dp, applier = applier, store = store, source = src, overrides = live,
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster,
