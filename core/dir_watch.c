@@ -14,10 +14,6 @@
  * callback, this long after its last event. */
 #define DIR_WATCH_DEBOUNCE_SECONDS 0.05
 
-/* Levels of subdirectories watched below the directory: an override tree
- * is balancing/reconcile/<module>.lua. */
-#define DIR_WATCH_DEPTH 3
-
 #define DIR_WATCH_EVENTS                                                                           \
 	(IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |        \
 	 IN_MODIFY)
@@ -57,7 +53,7 @@ static void on_debounce(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	/* directories created by the burst are followed from now on */
-	add_watches(w->fd, w->dir, DIR_WATCH_DEPTH);
+	add_watches(w->fd, w->dir, w->depth);
 	w->changed(w->data);
 }
 
@@ -75,7 +71,7 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
 	ev_timer_start(loop, &w->debounce);
 }
 
-int dir_watch_start(struct dir_watch *w, struct ev_loop *loop, const char *dir,
+int dir_watch_start(struct dir_watch *w, struct ev_loop *loop, const char *dir, int depth,
 		    void (*changed)(void *data), void *data)
 {
 	int err;
@@ -92,9 +88,10 @@ int dir_watch_start(struct dir_watch *w, struct ev_loop *loop, const char *dir,
 	}
 	w->loop = loop;
 	w->dir = dir;
+	w->depth = depth;
 	w->changed = changed;
 	w->data = data;
-	add_watches(w->fd, dir, DIR_WATCH_DEPTH);
+	add_watches(w->fd, dir, depth);
 	ev_timer_init(&w->debounce, on_debounce, DIR_WATCH_DEBOUNCE_SECONDS, 0.);
 	w->debounce.data = w;
 	ev_io_init(&w->io, on_inotify, w->fd, EV_READ);
