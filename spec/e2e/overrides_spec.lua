@@ -134,6 +134,17 @@ local function programmed(bpffs, vip)
   return slots, service and tonumber(service.total_count) or nil
 end
 
+-- An override of the Service module that runs body (Lua lines with store,
+-- ctx, namespace and name in scope) before the built-in module's desired.
+local function service_override(body)
+  return table.concat({
+    "local builtin = dofile(package.loaded['balancing.host'].builtin_dir .. '/" .. SERVICE_MODULE .. "')",
+    "return { desired = function(store, ctx, namespace, name)",
+    body,
+    "  return builtin.desired(store, ctx, namespace, name)",
+    "end }", "" }, "\n")
+end
+
 -- The backends count connections from inside cgroup to vip:80 reached:
 -- { ["127.0.0.1:port"] = n }, and the number that reached none.
 local function reached(cgroup, vip, count)
@@ -334,12 +345,7 @@ describe("live Lua overrides in the running agent", function()
 
       -- an override that fails the dry reconcile for one owner: refused
       -- naming it, and the maps stay
-      publish({ [SERVICE_MODULE] = table.concat({
-        "local builtin = dofile(package.loaded['balancing.host'].builtin_dir .. '/" .. SERVICE_MODULE .. "')",
-        "return { desired = function(store, ctx, namespace, name)",
-        "  if namespace == 'legacy' then error('no legacy today') end",
-        "  return builtin.desired(store, ctx, namespace, name)",
-        "end }", "" }, "\n") })
+      publish({ [SERVICE_MODULE] = service_override("  if namespace == 'legacy' then error('no legacy today') end") })
       local refused = eventually(5, function()
         local lines = agent_run.log_lines(agent.log, REFUSED)
         return #lines > 0 and lines
@@ -361,15 +367,11 @@ describe("live Lua overrides in the running agent", function()
         local b = agent.backends
         assert.equals(b.first, eventually(5, function() return agent_run.connect_once(agent.cgroup, WEB_VIP) end))
         -- fails for a Service annotated so, which none is yet
-        publish({ [SERVICE_MODULE] = table.concat({
-          "local builtin = dofile(package.loaded['balancing.host'].builtin_dir .. '/" .. SERVICE_MODULE .. "')",
-          "return { desired = function(store, ctx, namespace, name)",
+        publish({ [SERVICE_MODULE] = service_override(table.concat({
           "  local service = store:get('Service', namespace, name)",
           "  if service and (service.metadata.annotations or {})['spec.example/fail'] then",
           "    error('asked to fail')",
-          "  end",
-          "  return builtin.desired(store, ctx, namespace, name)",
-          "end }", "" }, "\n") })
+          "  end" }, "\n")) })
         assert.equals(1, eventually(5, function() return reloads(agent, "accepted") == 1 and 1 end), agent:log_tail())
 
         -- one write: web annotated (and moved to the second backend), a new
