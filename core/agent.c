@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,16 +17,13 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "dir_watch.h"
 #include "kernel_features.h"
 #include "log.h"
 #include "lua_binding.h"
 #include "lua_host.h"
 
 #define PROGRAM "balancing-agent"
-
-/* A burst of file events (an editor's save, a ConfigMap swap) is one sync,
- * this long after its last event. */
-#define SYNC_DEBOUNCE_SECONDS 0.05
 
 enum { HTTP_REQUEST_MAX = 4096 };
 
@@ -36,12 +32,13 @@ struct agent {
 	struct lua_host host;
 	int ref; /* the Lua agent object, in the registry */
 	ev_signal sigterm, sigint;
-	int inotify_fd;
-	ev_io inotify_io;
-	ev_timer debounce;
+	/* --manifests followed: a burst of changes is one sync */
+	struct dir_watch manifests;
 	int http_fd;
 	ev_io http_io;
 	ev_io events_io; /* the ring buffer's epoll fd (none with --events off) */
+	/* --lua-dir followed, for live overrides */
+	struct dir_watch lua_dir;
 };
 
 /* One HTTP request being read: GET lines only, answered and closed. */
@@ -73,14 +70,23 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static void on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_manifests_changed(void *data)
 {
-	struct agent *a = w->data;
-
-	(void)loop;
-	(void)revents;
-	if (call_agent(a, "sync", 0) == 0)
+	if (call_agent(data, "sync", 0) == 0)
 		log_line(LOG_LEVEL_DEBUG, "manifests synced", NULL);
+}
+
+static void on_lua_dir_changed(void *data)
+{
+	call_agent(data, "lua_dir_changed", 0);
+}
+
+/* --lua-dir followed, so that an override is swapped in live: 0 or -errno
+ * (a missing directory: no ConfigMap mounted). */
+static int watch_lua_dir(struct agent *a)
+{
+	return dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, DIR_WATCH_OVERRIDE_DEPTH,
+			       on_lua_dir_changed, a);
 }
 
 static void on_events(struct ev_loop *loop, ev_io *w, int revents)
@@ -105,20 +111,6 @@ static void watch_events(struct agent *a)
 	ev_io_init(&a->events_io, on_events, fd, EV_READ);
 	a->events_io.data = a;
 	ev_io_start(a->loop, &a->events_io);
-}
-
-static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct agent *a = w->data;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-
-	(void)revents;
-	/* the events themselves do not matter: the directory is read again */
-	while (read(w->fd, buf, sizeof(buf)) > 0)
-		;
-	ev_timer_stop(loop, &a->debounce);
-	ev_timer_set(&a->debounce, SYNC_DEBOUNCE_SECONDS, 0.);
-	ev_timer_start(loop, &a->debounce);
 }
 
 static void http_close(struct http_conn *c)
@@ -251,16 +243,15 @@ static int http_listen(const char *listen_on)
 	return fd;
 }
 
-/* The directory of --manifests watched: a burst of changes is one sync. */
+/* The directory of --manifests watched (the files directly in it; a
+ * ConfigMap's swap shows there too): a burst of changes is one sync. */
 static int watch_manifests(struct agent *a, const char *dir)
 {
-	a->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (a->inotify_fd < 0 ||
-	    inotify_add_watch(a->inotify_fd, dir,
-			      IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
-				  IN_ATTRIB | IN_MODIFY) < 0) {
+	int err = dir_watch_start(&a->manifests, a->loop, dir, 0, on_manifests_changed, a);
+
+	if (err) {
 		log_line(LOG_LEVEL_ERROR, "agent cannot start", "manifests", dir, "error",
-			 strerror(errno), NULL);
+			 strerror(-err), NULL);
 		return -1;
 	}
 	return 0;
@@ -318,9 +309,9 @@ static int start_lua_agent(struct agent *a, const struct agent_options *opts)
 
 int agent_run(const struct agent_options *opts)
 {
-	struct agent a = {.ref = LUA_NOREF, .inotify_fd = -1, .http_fd = -1};
+	struct agent a = {.ref = LUA_NOREF, .http_fd = -1};
 	char missing[256];
-	int status = 1, ret;
+	int status = 1, ret, lua_dir_err = 0;
 
 	log_set_stream(stdout);
 	/* a peer that closed its end (the API server cutting a connection, a
@@ -350,6 +341,10 @@ int agent_run(const struct agent_options *opts)
 	}
 	if (opts->manifests && watch_manifests(&a, opts->manifests))
 		goto out;
+	/* before the first sync (which reads the directory), so that a change
+	 * made meanwhile is seen once the loop runs; said after the start, so
+	 * that a start refused is one line */
+	lua_dir_err = watch_lua_dir(&a);
 	ret = start_lua_agent(&a, opts);
 	if (ret) {
 		status = ret == -2 ? 2 : 1;
@@ -360,17 +355,13 @@ int agent_run(const struct agent_options *opts)
 	ev_signal_init(&a.sigint, on_signal, SIGINT);
 	ev_signal_start(a.loop, &a.sigterm);
 	ev_signal_start(a.loop, &a.sigint);
-	ev_timer_init(&a.debounce, on_debounce, SYNC_DEBOUNCE_SECONDS, 0.);
-	a.debounce.data = &a;
-	if (a.inotify_fd >= 0) {
-		ev_io_init(&a.inotify_io, on_inotify, a.inotify_fd, EV_READ);
-		a.inotify_io.data = &a;
-		ev_io_start(a.loop, &a.inotify_io);
-	}
 	ev_io_init(&a.http_io, on_http_accept, a.http_fd, EV_READ);
 	a.http_io.data = &a;
 	ev_io_start(a.loop, &a.http_io);
 	watch_events(&a);
+	if (lua_dir_err)
+		log_line(LOG_LEVEL_INFO, "Lua override directory not followed", "path",
+			 a.host.override_dir, "error", strerror(-lua_dir_err), NULL);
 	log_line(LOG_LEVEL_INFO, "agent running", "node", opts->node_name, "source",
 		 opts->manifests ? opts->manifests : "API server", "listen", opts->listen, NULL);
 
@@ -378,10 +369,10 @@ int agent_run(const struct agent_options *opts)
 	call_agent(&a, "stop", 0);
 	status = 0;
 out:
+	dir_watch_stop(&a.lua_dir);
 	if (a.http_fd >= 0)
 		close(a.http_fd);
-	if (a.inotify_fd >= 0)
-		close(a.inotify_fd);
+	dir_watch_stop(&a.manifests);
 	lua_host_close(&a.host);
 	return status;
 }

@@ -9,6 +9,7 @@
 --   agent:metrics()     -- the Prometheus text of /metrics
 --   agent:event_fd()    -- the ring buffer's fd for the loop (nil with --events off)
 --   agent:drain_events() -- the fd is readable: each event as a "formatted ebpf event" line
+--   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- It follows a manifest directory (--manifests) or the API server
@@ -19,6 +20,7 @@ local core = require("balancing.core")
 local log = require("balancing.log")
 local store_module = require("balancing.store")
 local reconciler = require("balancing.reconciler")
+local overrides = require("balancing.overrides")
 local agent_metrics = require("balancing.agent_metrics")
 local kube_source = require("balancing.kube_source")
 local kubeconfig = require("balancing.kubeconfig")
@@ -102,6 +104,12 @@ function M.start(options)
       return nil, access_err, "usage" -- a bad kubeconfig is a bad command line (CONTRACTS.md)
     end
   end
+  -- the reconcile modules start as the built-in ones (an installation
+  -- whose built-in modules do not load stops here, having touched nothing);
+  -- the directory's are checked against the complete store at the first sync
+  local host = package.loaded["balancing.host"] or {}
+  local live = overrides.new({ dir = host.override_dir or "/etc/balancing/lua",
+    builtin_dir = host.builtin_dir or "lua" })
   -- then the cgroup to attach to: cgroup2 mounted there when nothing is
   local usable, mounted = core.ensure_cgroup2(options.cgroup)
   if not usable then
@@ -140,10 +148,10 @@ function M.start(options)
     return nil, err
   end
   local self = setmetatable({
-    options = options, dp = dp, applier = applier, store = store, source = src,
+    options = options, dp = dp, applier = applier, store = store, source = src, overrides = live,
     -- (apply keeps what it wrote: the entries are not kept in Lua as well)
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster,
-      keep_entries = false }),
+      modules = live.modules, keep_entries = false }),
     synced = false, retry = {},
   }, Agent)
   -- the maps that are neither LRU nor written through the applier (whose
@@ -183,28 +191,18 @@ local function apply_round(self, changed)
   end
 end
 
--- Owners reconciled and applied at a time in a large round (the first,
--- one after a relist or a change of this node): each part's entries and
--- garbage are given back before the next, so that the heap does not grow to
--- hold a whole cluster's entries at once (the allocator keeps what it was
--- given: docs/benchmarks.md, "Agent at scale").
-local ROUND_PART = 1000
-
+-- A large round (the first, one after a relist or a change of this node)
+-- is reconciled and applied in parts (reconciler.parts), collected between
+-- them, so that the heap does not grow to hold a whole cluster's entries at
+-- once (the allocator keeps what it was given: docs/benchmarks.md, "Agent at
+-- scale").
 -- reconcile_and_apply(self, owners) → reconcile seconds, apply seconds
 local function reconcile_and_apply(self, owners)
-  local order = {}
-  for owner in pairs(owners) do
-    order[#order + 1] = owner
-  end
-  table.sort(order)
+  local parts = reconciler.parts(owners, reconciler.PART_SIZE)
   local reconcile_seconds, apply_seconds = 0, 0
-  for first = 1, #order, ROUND_PART do
-    if first > 1 then
+  for i, part in ipairs(parts) do
+    if i > 1 then
       collectgarbage() -- (the part before is out of scope here)
-    end
-    local part = {}
-    for i = first, math.min(first + ROUND_PART - 1, #order) do
-      part[order[i]] = true
     end
     local started = monotime()
     local round = self.driver:run(part)
@@ -214,7 +212,7 @@ local function reconcile_and_apply(self, owners)
     reconcile_seconds = reconcile_seconds + (reconciled - started)
     apply_seconds = apply_seconds + (monotime() - reconciled)
   end
-  if #order > ROUND_PART and self.synced then
+  if #parts > 1 and self.synced then
     collectgarbage()
     core.trim_heap() -- (the first round's is done once the sync is complete)
   end
@@ -234,6 +232,34 @@ local function read_source(self)
   return report
 end
 
+-- The override directory's live modules checked and, when they pass,
+-- swapped in (balancing.overrides): the dry run reconciles every owner of
+-- the store as it is, nothing applied. → "accepted" | "refused" | nil.
+function Agent:reload_overrides()
+  local options = self.options
+  local outcome = self.overrides:reload(function(modules)
+    return reconciler.dry_run({ store = self.store, node_name = options.node_name,
+      out_cluster = options.out_cluster, modules = modules })
+  end)
+  if outcome then
+    self.meters.lua_reloads:inc(1, { result = outcome })
+  end
+  if outcome == "accepted" then
+    self.driver:use_modules(self.overrides.modules)
+  end
+  return outcome
+end
+
+-- The C side's watch of --lua-dir saw a change (a burst is one call). Before
+-- the first sync nothing is done: that sync checks the directory itself,
+-- against a complete store.
+function Agent:lua_dir_changed()
+  if self.synced and self:reload_overrides() == "accepted" then
+    self.reconcile_all = true
+    self:sync()
+  end
+end
+
 function Agent:sync()
   local report = read_source(self)
   if not report then
@@ -250,8 +276,14 @@ function Agent:sync()
     owners[owner] = true
   end
   if not self.synced then
-    owners = self.store:owners() -- the first round: everything
+    -- the first round: everything, with the directory's overrides if they
+    -- survive a dry run of the complete store
+    self:reload_overrides()
+    owners = self.store:owners()
+  elseif self.reconcile_all then
+    owners = self.store:owners() -- other modules: every owner again
   end
+  self.reconcile_all = false
   local reconcile_seconds, apply_seconds = reconcile_and_apply(self, owners)
   self.meters.reconcile_duration:observe(reconcile_seconds)
   self.meters.apply_duration:observe(apply_seconds)

@@ -79,6 +79,10 @@ function M.new(agent)
   self.map_write_errors = registry:counter("balancing_map_write_errors_total",
     "Owners' applies the kernel refused (each retried at the next sync).")
   self.lua_errors = registry:counter("balancing_lua_errors_total", "Owners whose reconcile failed in a Lua module.")
+  self.lua_reloads = registry:counter("balancing_lua_reloads_total",
+    "Changes of the Lua override directory's live modules, by result (accepted, refused).", { "result" })
+  self.lua_reloads:inc(0, { result = "accepted" })
+  self.lua_reloads:inc(0, { result = "refused" })
   self.events = registry:counter("balancing_events_total", "Translation events written to the log.")
   registry:collect("balancing_watch_restarts_total",
     "Lists and watches of a kind started again after a failure (a drop, an error, a stall).", "counter",

@@ -51,13 +51,15 @@ local NO_REJECTIONS = setmetatable({}, { __newindex = function()
   error("balancing.reconciler: NO_REJECTIONS is read-only", 2)
 end })
 
--- new{ store, node_name, out_cluster[, modules = { kind = module table }][, keep_entries = true] }
+-- new{ store, node_name, out_cluster[, modules = { kind = module table }][, keep_entries = true][, quiet = true] }
+-- quiet: nothing is logged (a dry run, whose caller reports the outcome).
 function M.new(opts)
   local self = setmetatable({
     store = assert(opts.store, "reconciler.new: store is required"),
     node_name = opts.node_name,
     out_cluster = opts.out_cluster and true or false,
     keep_entries = opts.keep_entries ~= false,
+    quiet = opts.quiet and true or false,
     modules = {},      -- kind -> module table
     load_errors = {},  -- kind -> { module, error }
     entries = {},      -- owner -> the last entries that module gave (keep_entries)
@@ -179,21 +181,71 @@ function Reconciler:run(owners)
         for key, value in pairs(type(notice.fields) == "table" and notice.fields or {}) do
           fields[key] = value
         end
-        if notice.level == "debug" then
-          log.debug(tostring(notice.message), fields)
-        else
-          log.info(tostring(notice.message), fields)
+        -- (a dry run says nothing: its owners are reconciled again for real)
+        if not self.quiet then
+          local write = notice.level == "debug" and log.debug or log.info
+          write(tostring(notice.message), fields)
         end
       end
     else
       -- the owner keeps its last entries: nothing in round.changed
       round.failures[#round.failures + 1] = { owner = owner, module = module_name, error = tostring(entries) }
-      if not logged then
+      if not logged and not self.quiet then
         log.error("reconcile failed", { owner = owner, module = module_name, error = tostring(entries) })
       end
     end
   end
   return round
+end
+
+-- Reconciles with other modules from now on ({ kind = module table }, every
+-- kind of M.MODULES): a live override accepted by balancing.overrides. The
+-- last entries stay until the owners are reconciled again.
+function Reconciler:use_modules(modules)
+  for kind in pairs(M.MODULES) do
+    assert(type(modules[kind]) == "table", "use_modules: no module for " .. kind)
+  end
+  self.modules, self.load_errors = modules, {}
+end
+
+-- The first failure of a dry run of modules over every owner of store, or nil
+-- when every owner reconciles: { owner, module, error } (error with its
+-- traceback). Nothing is logged and no driver's entries change.
+function M.dry_run(opts)
+  local driver = M.new({ store = opts.store, node_name = opts.node_name, out_cluster = opts.out_cluster,
+    modules = opts.modules, quiet = true, keep_entries = false })
+  -- in parts, each part's entries garbage before the next: a large
+  -- cluster's entries all at once would be the agent's peak heap
+  for i, part in ipairs(M.parts(opts.store:owners(), M.PART_SIZE)) do
+    if i > 1 then
+      collectgarbage()
+    end
+    local failure = driver:run(part).failures[1]
+    if failure then
+      return failure
+    end
+  end
+  return nil
+end
+
+-- Owners reconciled at a time in a large round (the agent's first, one after
+-- a relist, a dry run): each part's entries and garbage can be collected
+-- before the next.
+M.PART_SIZE = 1000
+
+-- parts(owners, size) → the owner set as an array of sets of at most size
+-- owners, in owner order.
+function M.parts(owners, size)
+  local order = sorted_keys(owners)
+  local parts = {}
+  for first = 1, #order, size do
+    local part = {}
+    for i = first, math.min(first + size - 1, #order) do
+      part[order[i]] = true
+    end
+    parts[#parts + 1] = part
+  end
+  return parts
 end
 
 -- Forgets the owners whose objects are gone and whose empty entries have

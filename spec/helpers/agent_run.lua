@@ -95,7 +95,8 @@ Agent.__index = Agent
 -- prefix of VAR=value words; opts.wrapper: a command the agent runs under
 -- (it must exec it, so that the pid is the agent's). Waits at most
 -- opts.ready_seconds (20) for /readyz 200, i.e. its first sync applied;
--- fails the spec with the log's end otherwise.
+-- fails the spec with the log's end otherwise. opts.lua_dir: --lua-dir
+-- (else the agent's default).
 function M.start(opts)
   local port = core_env.free_port()
   local source
@@ -108,9 +109,9 @@ function M.start(opts)
     source = ""
   end
   local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s "
-    .. "--listen 127.0.0.1:%d --node-name %s >>%s 2>&1 & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
+    .. "--listen 127.0.0.1:%d --node-name %s %s >>%s 2>&1 & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
     source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), port, scratch.quote(opts.node_name or "node-1"),
-    scratch.quote(opts.log))))
+    opts.lua_dir and "--lua-dir " .. scratch.quote(opts.lua_dir) or "", scratch.quote(opts.log))))
   local pid = tonumber(launch:read("*l"))
   launch:close()
   assert(pid, "the agent did not start")

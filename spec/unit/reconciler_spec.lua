@@ -76,6 +76,15 @@ describe("reconciler", function()
     assert.same({ 1, 0, 2 }, { counting:programmed() })
   end)
 
+  it("splits an owner set into sorted parts of at most a size (a large round, a dry run)", function()
+    local owners = { ["service/a/x"] = true, ["node"] = true, ["service/b/y"] = true, ["balancing/p"] = true,
+      ["service/a/w"] = true }
+    local parts = reconciler.parts(owners, 2)
+    assert.same({ { ["balancing/p"] = true, node = true }, { ["service/a/w"] = true, ["service/a/x"] = true },
+      { ["service/b/y"] = true } }, parts)
+    assert.same({}, reconciler.parts({}, 2))
+  end)
+
   it("reconciles only the dirty owners on the next round", function()
     local store = new_store()
     local driver = reconciler.new{ store = store, node_name = NODE }
