@@ -508,9 +508,10 @@ static int core_ensure_cgroup2(lua_State *L)
 
 /* core.json_strip(text) → text without the members the agent never reads
  * (json_strip.h), as its API client hands pages and watch lines on. */
-/* core.trim_heap(): the free memory of the process's heap (the Lua heap's
- * too: core/lua_host.c) given back to the system — after a phase that
- * freed much, as the agent's first sync. A no-op without glibc. */
+/* core.trim_heap(): the free memory of malloc's heap (the C side's: the
+ * API client's page buffers, the applier's shadow) given back to the
+ * system — after a phase that freed much, as the agent's first sync. A
+ * no-op without glibc. */
 static int core_trim_heap(lua_State *L)
 {
 	(void)L;

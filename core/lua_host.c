@@ -96,25 +96,6 @@ static void set_search_path(lua_State *L, const char *field, const char *dirs[2]
 	lua_pop(L, 2);
 }
 
-/*
- * The Lua heap comes from malloc rather than from LuaJIT's own allocator:
- * what a large LIST or a full round has freed can then be given back to
- * the system (core.trim_heap, after the agent's first sync). LuaJIT's
- * allocator keeps every page it has mapped while one object on it lives,
- * which after a large cluster's first sync was a third of the agent's RSS
- * (docs/benchmarks.md, "Agent at scale"). (GC64 LuaJIT takes any allocator.)
- */
-static void *lua_host_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
-{
-	(void)ud;
-	(void)old_size;
-	if (new_size == 0) {
-		free(ptr);
-		return NULL;
-	}
-	return realloc(ptr, new_size);
-}
-
 int lua_host_open(struct lua_host *host, const char *program, const char *override_dir)
 {
 	const char *builtin_dir = getenv("BALANCING_LUA_BUILTIN_DIR");
@@ -141,7 +122,7 @@ int lua_host_open(struct lua_host *host, const char *program, const char *overri
 	if (setenv("BALANCING_HEADER", BALANCING_HEADER_PATH, 0) != 0)
 		return -errno;
 
-	host->L = lua_newstate(lua_host_alloc, NULL);
+	host->L = luaL_newstate();
 	if (!host->L) {
 		log_line(LOG_LEVEL_ERROR, "cannot create the Lua state", "reason", "out of memory",
 			 NULL);
