@@ -5,24 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Holes are left alone below this: compacting a small buffer buys nothing. */
-#define MIN_HOLES_TO_COMPACT (1u << 20)
-#define MIN_CAPACITY (64u << 10)
+/*
+ * Texts are appended to blocks of BLOCK_SIZE (a longer text gets a block of
+ * its own), never to one buffer that grows: growing by copying meant
+ * writing megabytes of fresh memory in one put, ~100 ms on a VM where
+ * first writes cost ~3 ms/MB. A block other than the one being filled
+ * whose live texts fall under half of what it holds is evacuated — its live
+ * texts appended anew, the block freed — so at most about twice the live
+ * bytes are ever held, and no one drop copies more than half a block.
+ */
+#define BLOCK_SIZE (1u << 20)
+
+struct block {
+	char *data; /* NULL: a free entry of blocks[] */
+	size_t size, used, live;
+};
 
 struct slot {
-	size_t offset;
+	uint32_t block;
+	uint32_t offset;
 	uint32_t len;
 	bool live;
 	uint32_t next_free; /* (free slots) the next free slot's index + 1, or 0 */
 };
 
 struct text_arena {
-	char *buf;
-	size_t capacity, used, live_bytes;
+	struct block *blocks;
+	uint32_t block_count, block_capacity;
+	uint32_t tail; /* the block being filled (valid when block_count > 0) */
 	struct slot *slots;
 	uint32_t slot_count, slot_capacity;
 	uint32_t free_head; /* a free slot's index + 1, or 0 */
-	size_t texts, compactions;
+	size_t texts, live_bytes, evacuations;
 };
 
 struct text_arena *text_arena_new(void)
@@ -34,63 +48,83 @@ void text_arena_free(struct text_arena *arena)
 {
 	if (!arena)
 		return;
-	free(arena->buf);
+	for (uint32_t i = 0; i < arena->block_count; i++)
+		free(arena->blocks[i].data);
+	free(arena->blocks);
 	free(arena->slots);
 	free(arena);
 }
 
-/* The live texts copied end to end into a new buffer with room for extra
- * bytes more (and half as much again, so that the next puts fit). */
-static int compact(struct text_arena *arena, size_t extra)
+/* Doubles an array's capacity (at least to first): 0 or -1. */
+static int grow_array(void **array, uint32_t *capacity, uint32_t first, size_t item_size)
 {
-	size_t capacity = (arena->live_bytes + extra) / 2 * 3 + MIN_CAPACITY;
-	char *buf = malloc(capacity);
-	size_t at = 0;
+	uint32_t wanted = *capacity ? *capacity * 2 : first;
+	void *grown;
 
-	if (!buf)
+	if (wanted <= *capacity) /* 2^32 items */
 		return -1;
-	for (uint32_t i = 0; i < arena->slot_count; i++) {
-		struct slot *s = &arena->slots[i];
-
-		if (!s->live)
-			continue;
-		memcpy(buf + at, arena->buf + s->offset, s->len);
-		s->offset = at;
-		at += s->len;
-	}
-	free(arena->buf);
-	arena->buf = buf;
-	arena->capacity = capacity;
-	arena->used = at;
-	arena->compactions++;
+	grown = realloc(*array, (size_t)wanted * item_size);
+	if (!grown)
+		return -1;
+	*array = grown;
+	*capacity = wanted;
 	return 0;
 }
 
-static bool holes_outweigh_live(const struct text_arena *arena)
+/* A new empty block of size bytes (a free entry reused): its index, or -1. */
+static int64_t new_block(struct text_arena *arena, size_t size)
 {
-	size_t holes = arena->used - arena->live_bytes;
+	uint32_t index = 0;
+	char *data = malloc(size ? size : 1);
 
-	return holes >= MIN_HOLES_TO_COMPACT && holes > arena->live_bytes;
+	if (!data)
+		return -1;
+	while (index < arena->block_count && arena->blocks[index].data)
+		index++;
+	if (index == arena->block_count) {
+		if (arena->block_count == arena->block_capacity &&
+		    grow_array((void **)&arena->blocks, &arena->block_capacity, 16, sizeof(struct block))) {
+			free(data);
+			return -1;
+		}
+		arena->block_count++;
+	}
+	arena->blocks[index] = (struct block){.data = data, .size = size};
+	return index;
 }
 
-/* Room for len more bytes at the end of the buffer. */
-static int make_room(struct text_arena *arena, size_t len)
+/* Where len more bytes go: the tail block, or a new one. -1 when out of
+ * memory. */
+static int64_t block_with_room(struct text_arena *arena, size_t len)
 {
-	size_t capacity;
-	char *buf;
+	int64_t index;
 
-	if (arena->used + len <= arena->capacity)
-		return 0;
-	if (holes_outweigh_live(arena))
-		return compact(arena, len);
-	capacity = arena->capacity ? arena->capacity * 2 : MIN_CAPACITY;
-	if (capacity < arena->used + len)
-		capacity = arena->used + len;
-	buf = realloc(arena->buf, capacity);
-	if (!buf)
+	if (arena->block_count && arena->blocks[arena->tail].data &&
+	    arena->blocks[arena->tail].used + len <= arena->blocks[arena->tail].size)
+		return arena->tail;
+	if (len > BLOCK_SIZE)
+		return new_block(arena, len); /* its own block; the tail stays the tail */
+	index = new_block(arena, BLOCK_SIZE);
+	if (index >= 0)
+		arena->tail = (uint32_t)index;
+	return index;
+}
+
+/* Appends len bytes to a block with room; the slot's place, or -1. */
+static int place(struct text_arena *arena, const char *text, size_t len, struct slot *slot)
+{
+	int64_t index = block_with_room(arena, len);
+	struct block *b;
+
+	if (index < 0)
 		return -1;
-	arena->buf = buf;
-	arena->capacity = capacity;
+	b = &arena->blocks[index];
+	memcpy(b->data + b->used, text, len);
+	slot->block = (uint32_t)index;
+	slot->offset = (uint32_t)b->used;
+	slot->len = (uint32_t)len;
+	b->used += len;
+	b->live += len;
 	return 0;
 }
 
@@ -103,18 +137,9 @@ static struct slot *new_slot(struct text_arena *arena, uint32_t *ref)
 		*ref = index + 1;
 		return &arena->slots[index];
 	}
-	if (arena->slot_count == arena->slot_capacity) {
-		uint32_t capacity = arena->slot_capacity ? arena->slot_capacity * 2 : 1024;
-		struct slot *slots;
-
-		if (capacity <= arena->slot_capacity) /* 2^32 texts */
-			return NULL;
-		slots = realloc(arena->slots, (size_t)capacity * sizeof(*slots));
-		if (!slots)
-			return NULL;
-		arena->slots = slots;
-		arena->slot_capacity = capacity;
-	}
+	if (arena->slot_count == arena->slot_capacity &&
+	    grow_array((void **)&arena->slots, &arena->slot_capacity, 1024, sizeof(struct slot)))
+		return NULL;
 	*ref = ++arena->slot_count;
 	return &arena->slots[*ref - 1];
 }
@@ -124,14 +149,18 @@ uint32_t text_arena_put(struct text_arena *arena, const char *text, size_t len)
 	struct slot *slot;
 	uint32_t ref;
 
-	if (len > UINT32_MAX || make_room(arena, len) != 0)
+	if (len > UINT32_MAX)
 		return 0;
 	slot = new_slot(arena, &ref);
 	if (!slot)
 		return 0;
-	memcpy(arena->buf + arena->used, text, len);
-	*slot = (struct slot){.offset = arena->used, .len = (uint32_t)len, .live = true};
-	arena->used += len;
+	if (place(arena, text, len, slot) != 0) {
+		slot->live = false;
+		slot->next_free = arena->free_head;
+		arena->free_head = ref;
+		return 0;
+	}
+	slot->live = true;
 	arena->live_bytes += len;
 	arena->texts++;
 	return ref;
@@ -151,25 +180,61 @@ const char *text_arena_get(const struct text_arena *arena, uint32_t ref, size_t 
 	if (!slot)
 		return NULL;
 	*len = slot->len;
-	return arena->buf ? arena->buf + slot->offset : ""; /* (empty texts in an empty buffer) */
+	return arena->blocks[slot->block].data + slot->offset;
+}
+
+static void free_block(struct text_arena *arena, uint32_t index)
+{
+	free(arena->blocks[index].data);
+	arena->blocks[index] = (struct block){0};
+}
+
+/* The live texts of block index appended anew, then the block freed. A
+ * text that finds no memory stays where it is, and so does the block. */
+static void evacuate(struct text_arena *arena, uint32_t index)
+{
+	for (uint32_t i = 0; i < arena->slot_count; i++) {
+		struct slot *s = &arena->slots[i];
+		struct slot moved;
+		const struct block *from;
+
+		if (!s->live || s->block != index)
+			continue;
+		from = &arena->blocks[index];
+		if (place(arena, from->data + s->offset, s->len, &moved) != 0)
+			return;
+		arena->blocks[index].live -= s->len;
+		s->block = moved.block;
+		s->offset = moved.offset;
+	}
+	free_block(arena, index);
+	arena->evacuations++;
 }
 
 int text_arena_drop(struct text_arena *arena, uint32_t ref)
 {
 	struct slot *slot = live_slot(arena, ref);
+	uint32_t index;
+	struct block *b;
 
 	if (!slot)
 		return -1;
+	index = slot->block;
+	b = &arena->blocks[index];
+	b->live -= slot->len;
 	arena->live_bytes -= slot->len;
 	arena->texts--;
-	if (slot->offset + slot->len == arena->used)
-		arena->used = slot->offset; /* the last text: no hole */
 	slot->live = false;
 	slot->next_free = arena->free_head;
 	arena->free_head = ref;
-	/* (a failed compaction leaves the buffer as it was: still correct) */
-	if (holes_outweigh_live(arena))
-		compact(arena, 0);
+	if (index == arena->tail) {
+		if (b->live == 0)
+			b->used = 0; /* the block being filled, empty: filled again */
+	} else if (b->live == 0) {
+		free_block(arena, index);
+	} else if (b->live * 2 < b->used) {
+		evacuate(arena, index);
+	}
 	return 0;
 }
 
@@ -178,8 +243,10 @@ void text_arena_stats(const struct text_arena *arena, struct text_arena_stats *o
 	*out = (struct text_arena_stats){
 	    .texts = arena->texts,
 	    .live_bytes = arena->live_bytes,
-	    .used_bytes = arena->used,
-	    .capacity = arena->capacity,
-	    .compactions = arena->compactions,
+	    .compactions = arena->evacuations,
 	};
+	for (uint32_t i = 0; i < arena->block_count; i++) {
+		out->used_bytes += arena->blocks[i].used;
+		out->capacity += arena->blocks[i].size;
+	}
 }

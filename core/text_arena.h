@@ -8,9 +8,10 @@
  * are packed end to end, and the Lua heap keeps only small things.
  *
  * A text is known by a ref (a small positive integer, reused after it is
- * freed). Freed texts leave holes, and the buffer is compacted (the live
- * texts copied end to end into a new one) when the holes outweigh the live
- * bytes, so it never holds more than about twice what lives.
+ * freed). Texts are appended to blocks of 1 MiB; freed texts leave holes,
+ * and a block whose live texts fall under half of what it holds has them
+ * moved to the block being filled and is freed, so the arena never holds
+ * much more than twice what lives (text_arena.c says why blocks).
  */
 #ifndef BALANCING_TEXT_ARENA_H
 #define BALANCING_TEXT_ARENA_H
@@ -23,9 +24,9 @@ struct text_arena;
 struct text_arena_stats {
 	size_t texts;	   /* live texts */
 	size_t live_bytes; /* their bytes */
-	size_t used_bytes; /* bytes of the buffer written (live and holes) */
-	size_t capacity;   /* bytes of the buffer */
-	size_t compactions;
+	size_t used_bytes; /* bytes of the blocks written (live and holes) */
+	size_t capacity;   /* bytes of the blocks */
+	size_t compactions; /* blocks emptied by moving their live texts */
 };
 
 struct text_arena *text_arena_new(void);
@@ -34,8 +35,8 @@ void text_arena_free(struct text_arena *arena);
 /* Copies len bytes in; returns the text's ref, or 0 when out of memory. */
 uint32_t text_arena_put(struct text_arena *arena, const char *text, size_t len);
 
-/* The text of ref (valid until the next put or drop), or NULL for a ref
- * that is not live. */
+/* The text of ref (valid until the next drop), or NULL for a ref that is
+ * not live. */
 const char *text_arena_get(const struct text_arena *arena, uint32_t ref, size_t *len);
 
 /* Frees ref's text; returns 0, or -1 for a ref that is not live. */

@@ -26,6 +26,17 @@ describe("core.text_arena", function()
     assert.has_error(function() arena:get({}) end)
   end)
 
+  it("keeps a text longer than a block", function()
+    local arena = core.text_arena()
+    local long = string.rep("0123456789", 300000) -- 3 MB
+    local small = arena:put("small")
+    local ref = arena:put(long)
+    assert.equals(long, arena:get(ref))
+    assert.equals("small", arena:get(small))
+    arena:drop(ref)
+    assert.is_true(arena:stats().capacity < #long)
+  end)
+
   it("keeps an empty text", function()
     local arena = core.text_arena()
     local ref = arena:put("")
@@ -41,7 +52,8 @@ describe("core.text_arena", function()
     assert.equals("c", arena:get(first))
   end)
 
-  it("compacts when the holes outweigh the live texts, and every live text stays as it was", function()
+  it("frees what dropped texts held: blocks under half live are emptied, and every live text stays as it was",
+    function()
     local arena = core.text_arena()
     local refs = {}
     for i = 1, 20000 do
@@ -56,9 +68,10 @@ describe("core.text_arena", function()
     local after = arena:stats()
     assert.is_true(after.compactions > before.compactions)
     assert.equals(2000, after.texts)
-    -- what the buffer holds is within twice what lives (or the 1 MiB it leaves alone)
-    assert.is_true(after.used_bytes <= 2 * after.live_bytes + 2 ^ 20,
-      string.format("used %d for %d live", after.used_bytes, after.live_bytes))
+    -- what the blocks hold is within twice what lives, and the block being filled (1 MiB)
+    assert.is_true(after.capacity <= 2 * after.live_bytes + 2 ^ 20 * 2,
+      string.format("%d bytes of blocks for %d live", after.capacity, after.live_bytes))
+    assert.is_true(after.capacity <= before.capacity / 3)
     for i = 10, 20000, 10 do
       assert.equals(string.rep(string.char(65 + i % 26), 100 + i % 400) .. i, arena:get(refs[i]))
     end
