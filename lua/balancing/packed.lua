@@ -20,6 +20,7 @@
 -- table, as balancing.trim makes them: objects in the store are read, never
 -- changed.
 local cjson = require("cjson").new()
+local is_list = require("balancing.object").is_list
 
 local M = {}
 
@@ -97,14 +98,7 @@ local function endpoint_line(endpoint)
     end
   end
   local addresses = endpoint.addresses
-  if type(addresses) ~= "table" or #addresses == 0 then
-    return nil
-  end
-  local count = 0
-  for _ in pairs(addresses) do
-    count = count + 1
-  end
-  if count ~= #addresses then
+  if not is_list(addresses) or #addresses == 0 then
     return nil
   end
   for _, address in ipairs(addresses) do
@@ -125,7 +119,7 @@ end
 
 -- The endpoints as lines, or nil when one of them cannot be.
 local function pack_endpoints(endpoints)
-  if type(endpoints) ~= "table" or #endpoints == 0 then
+  if not is_list(endpoints) or #endpoints == 0 then
     return nil
   end
   local lines = {}
@@ -135,13 +129,6 @@ local function pack_endpoints(endpoints)
       return nil
     end
     lines[i] = line
-  end
-  local count = 0
-  for _ in pairs(endpoints) do
-    count = count + 1
-  end
-  if count ~= #lines then
-    return nil
   end
   return table.concat(lines, "\n")
 end

@@ -7,7 +7,6 @@
 local cjson = require("cjson")
 local overrides = require("balancing.overrides")
 local reconciler = require("balancing.reconciler")
-local Store = require("balancing.store")
 local log = require("balancing.log")
 local scratch = require("helpers.scratch")
 local fx = require("fixtures.services.builders")
@@ -31,12 +30,7 @@ return M
 ]]
 
 local function new_store()
-  local store = Store.new{ node_name = NODE }
-  assert(store:upsert(fx.node{ name = NODE, internal_ip = "192.168.0.1", node_id = 11 }))
-  assert(store:upsert(fx.service{ name = "web", cluster_ip = "10.96.0.10" }))
-  assert(store:upsert(fx.service{ name = "api", cluster_ip = "10.96.0.20" }))
-  assert(store:upsert(fx.slice{ service = "web", endpoints = { { address = "10.244.1.5", node = NODE } } }))
-  return store
+  return fx.small_store(NODE)
 end
 
 -- Runs fn with the log captured; returns fn's result and the decoded lines.

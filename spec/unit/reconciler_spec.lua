@@ -3,7 +3,6 @@
 -- entries, rejections and notices out; a failing owner keeps its last entries.
 local cjson = require("cjson")
 local reconciler = require("balancing.reconciler")
-local Store = require("balancing.store")
 local log = require("balancing.log")
 local fx = require("fixtures.services.builders")
 local decode = require("fixtures.services.decode")
@@ -11,12 +10,7 @@ local decode = require("fixtures.services.decode")
 local NODE = "node-1"
 
 local function new_store()
-  local store = Store.new{ node_name = NODE }
-  assert(store:upsert(fx.node{ name = NODE, internal_ip = "192.168.0.1", node_id = 11 }))
-  assert(store:upsert(fx.service{ name = "web", cluster_ip = "10.96.0.10" }))
-  assert(store:upsert(fx.service{ name = "api", cluster_ip = "10.96.0.20" }))
-  assert(store:upsert(fx.slice{ service = "web", endpoints = { { address = "10.244.1.5", node = NODE } } }))
-  return store
+  return fx.small_store(NODE)
 end
 
 -- Runs fn with the log captured; returns the decoded lines.
