@@ -379,7 +379,7 @@ describe("apply", function()
     assert.same({ written = 0, deleted = 0 }, stats.map_service)
   end)
 
-  it("writes a LocalRedirect owner's loop-avoidance pairs with its frontend and deletes the pairs that leave", function()
+  it("writes a LocalRedirect owner's loop-avoidance pairs with its frontend, deletes the pairs that leave", function()
     local env = core_env.open(pending)
     local applier, _, _, dp = loaded(env)
     local owner = "localRedirect/node-local-dns"
