@@ -156,8 +156,8 @@ function M.start(options)
       modules = live.modules, keep_entries = false }),
     synced = false, retry = {},
   }, Agent)
-  -- the maps that are neither LRU nor written through the applier (whose
-  -- refusals are reported per owner): a full one is said, never silent
+  -- the plain-hash maps whose entries no datapath rebuilds (map_redirect_loop:
+  -- the loop-avoidance pairs): a full one is said, never silent
   self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
   self.loop_avoidance = loop_avoidance.new({ cgroup = options.cgroup, clock = monotime })
   self.meters = agent_metrics.new(self)

@@ -9,6 +9,7 @@
 --   - an ordinary pod and a host process are;
 --   - a container started in a backend pod later, and a backend pod whose
 --     cgroup appears after its Pod object, are exempt within seconds;
+--   - a restarted agent takes its pairs over without rewriting them;
 --   - a pod that stops being a backend loses its pairs (the map is pruned).
 local agent_run = require("helpers.agent_run")
 local cjson = require("cjson")
@@ -189,6 +190,23 @@ describe("balancing-agent: LocalRedirect loop avoidance by pod cgroup", function
     end), "a backend pod whose cgroup appeared later reaches the Service")
     assert.is_true(os.time() - started <= 5, "exempt within a few seconds")
     assert.equals(3, loop_entries(t.agent))
+  end)
+
+  it("restarted (kill -9), takes its pairs over: nothing rewritten, the backend pods still exempt", function()
+    local t = start()
+    if not t then
+      return
+    end
+    assert.equals(t.service, eventually(5, function() return reached(t.host_network) end), t.agent:log_tail())
+    assert.equals(2, loop_entries(t.agent))
+    t.agent:kill("KILL")
+    local agent = agent_run.start({ manifests = dir .. "/manifests", cgroup = t.root, bpffs = t.agent.bpffs,
+      log = dir .. "/agent.log" })
+    assert.equals(0, agent:metric("balancing_map_writes_total"), agent:log_tail())
+    assert.equals(2, loop_entries(agent))
+    assert.equals(t.service, reached(t.host_network))
+    assert.equals(t.service, reached(t.own_netns, netns))
+    assert.equals(t.redirect, reached(t.ordinary))
   end)
 
   it("prunes the pairs of a pod that is no longer a backend: it is redirected again", function()
