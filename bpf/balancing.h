@@ -282,7 +282,7 @@ struct redirect_loop_key {
 };
 
 /* How many cgroup levels below the root the datapath looks for a pod cgroup
- * of map_redirect_loop (kubelet's pods sit at level 3 or 4, a few more when
+ * of map_redirect_loop (kubelet's pod cgroups sit at level 2 or 3, a few more when
  * the node itself runs in a container). A deeper pod is not exempt. */
 enum redirect_loop_limits {
 	REDIRECT_LOOP_MAX_LEVEL = 16,
