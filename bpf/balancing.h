@@ -268,12 +268,24 @@ struct redirect_qos_value {
 	__u32 pad;
 };
 
-/* map_redirect_loop: (client netns, LocalRedirect frontend) pairs for which
+/* map_redirect_loop: (pod cgroup, LocalRedirect frontend) pairs for which
  * the redirect is skipped, because the client is one of the policy's own
- * backend pods (node-local DNS forwarding to the cluster DNS Service). */
+ * backend pods (node-local DNS forwarding to the cluster DNS Service). The
+ * identity is the pod's cgroup v2 ID (its directory's inode), not a netns
+ * cookie: a hostNetwork pod shares the host's netns with every host process,
+ * but has a cgroup of its own. The client matches when the pod cgroup is its
+ * own cgroup or one of its ancestors, so a container started in the pod
+ * later is covered without a new entry. */
 struct redirect_loop_key {
-	__u64 netns_cookie;
+	__u64 cgroup_id;
 	struct service_key frontend;
+};
+
+/* How many cgroup levels below the root the datapath looks for a pod cgroup
+ * of map_redirect_loop (kubelet's pod cgroups sit at level 2 or 3, a few more when
+ * the node itself runs in a container). A deeper pod is not exempt. */
+enum redirect_loop_limits {
+	REDIRECT_LOOP_MAX_LEVEL = 16,
 };
 
 struct redirect_loop_value {

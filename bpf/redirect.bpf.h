@@ -4,7 +4,7 @@
  * fall through to Balancing/Service:
  *  - loop avoidance: the client is one of the policy's own backend pods
  *    (node-local DNS forwarding to the cluster DNS Service must reach the
- *    Service, not itself), listed in map_redirect_loop by netns cookie;
+ *    Service, not itself), listed in map_redirect_loop by pod cgroup;
  *  - QoS: at most map_configure.redirect_qos_limit redirections per frontend
  *    per second (0 = no limit).
  */
@@ -18,14 +18,22 @@
 #include "config.bpf.h"
 #include "xlate.bpf.h"
 
+/* Whether the calling process's cgroup, or one of its ancestors, is a pod
+ * cgroup listed for this frontend. Level 0 (the root) is never a pod's; past
+ * the process's own level the helper gives 0, which ends the walk. Only a
+ * LocalRedirect hit pays for it: a lookup per level of the client's cgroup. */
 static __always_inline bool redirect_is_loop(const struct sock4_xlate *x)
 {
-	struct redirect_loop_key key = {
-		.netns_cookie = x->netns_cookie,
-		.frontend = x->frontend,
-	};
+	struct redirect_loop_key key = { .frontend = x->frontend };
 
-	return bpf_map_lookup_elem(&map_redirect_loop, &key) != NULL;
+	for (int level = 1; level <= REDIRECT_LOOP_MAX_LEVEL; level++) {
+		key.cgroup_id = bpf_get_current_ancestor_cgroup_id(level);
+		if (key.cgroup_id == 0)
+			return false;
+		if (bpf_map_lookup_elem(&map_redirect_loop, &key))
+			return true;
+	}
+	return false;
 }
 
 /* Counts one redirection of this frontend in the current second, unless the

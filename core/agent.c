@@ -37,6 +37,7 @@ struct agent {
 	int http_fd;
 	ev_io http_io;
 	ev_io events_io; /* the ring buffer's epoll fd (none with --events off) */
+	ev_timer tick;	 /* agent:tick(), what is polled rather than watched */
 	/* --lua-dir followed, for live overrides */
 	struct dir_watch lua_dir;
 };
@@ -87,6 +88,17 @@ static int watch_lua_dir(struct agent *a)
 {
 	return dir_watch_start(&a->lua_dir, a->loop, a->host.override_dir, DIR_WATCH_OVERRIDE_DEPTH,
 			       on_lua_dir_changed, a);
+}
+
+/* How often agent:tick() runs: a backend pod's cgroup made after its Pod
+ * object is seen within this (docs/agent.md "Loop avoidance"). */
+#define TICK_SECONDS 1.0
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	call_agent(w->data, "tick", 0);
 }
 
 static void on_events(struct ev_loop *loop, ev_io *w, int revents)
@@ -359,6 +371,9 @@ int agent_run(const struct agent_options *opts)
 	a.http_io.data = &a;
 	ev_io_start(a.loop, &a.http_io);
 	watch_events(&a);
+	ev_timer_init(&a.tick, on_tick, TICK_SECONDS, TICK_SECONDS);
+	a.tick.data = &a;
+	ev_timer_start(a.loop, &a.tick);
 	if (lua_dir_err)
 		log_line(LOG_LEVEL_INFO, "Lua override directory not followed", "path",
 			 a.host.override_dir, "error", strerror(-lua_dir_err), NULL);

@@ -18,11 +18,13 @@ static const char *const map_names[APPLY_MAP_COUNT] = {
     [APPLY_MAP_BACKEND] = "map_backend",
     [APPLY_MAP_NODE_IP] = "map_node_ip",
     [APPLY_MAP_NODE_PROXY_IP] = "map_node_proxy_ip",
+    [APPLY_MAP_REDIRECT_LOOP] = "map_redirect_loop",
 };
 
 static bool is_plain(enum apply_map m)
 {
-	return m == APPLY_MAP_NODE_IP || m == APPLY_MAP_NODE_PROXY_IP;
+	return m == APPLY_MAP_NODE_IP || m == APPLY_MAP_NODE_PROXY_IP ||
+	       m == APPLY_MAP_REDIRECT_LOOP;
 }
 
 /* --- a hash table of opaque byte keys -------------------------------------- */
@@ -1090,12 +1092,14 @@ static int run_steps(struct run *r)
 {
 	int err = mark_wanted(r->a, r->o, r->d);
 
+	/* plain upserts first: a redirect frontend never exists without the
+	 * loop-avoidance pairs of its own backend pods */
+	if (!err)
+		err = step_plain(r, false);
 	if (!err)
 		err = step_slots(r);
 	if (!err)
 		err = step_frontends(r);
-	if (!err)
-		err = step_plain(r, false);
 	if (!err)
 		err = step_gone(r);
 	if (!err)

@@ -4,6 +4,8 @@
  * entries are diffed against the shadow of what was written for that owner,
  * and only the difference reaches the kernel, in the write order that never
  * leaves a frontend resolving to nothing:
+ *   0. upsert the plain entries that are new or changed (a LocalRedirect's
+ *      loop-avoidance pairs exist before its frontend redirects anything);
  *   1. upsert the backend slots that are new or changed;
  *   2. upsert the frontends with their new counts;
  *   3. delete the frontends (and plain entries) that are gone;
@@ -26,12 +28,14 @@
 #include "maps.h"
 
 /* The maps apply writes. SERVICE and BACKEND hold frontends and their
- * slots; the others are plain key -> value tables (the node owner's). */
+ * slots; the others are plain key -> value tables (the node owner's node
+ * IPs; a LocalRedirect policy's loop-avoidance pairs). */
 enum apply_map {
 	APPLY_MAP_SERVICE,
 	APPLY_MAP_BACKEND,
 	APPLY_MAP_NODE_IP,
 	APPLY_MAP_NODE_PROXY_IP,
+	APPLY_MAP_REDIRECT_LOOP,
 	APPLY_MAP_COUNT,
 };
 
@@ -53,7 +57,8 @@ struct apply_entry {
 };
 
 /* Everything one owner wants; tables[] is used for the plain maps
- * (APPLY_MAP_NODE_IP, APPLY_MAP_NODE_PROXY_IP) only. */
+ * (APPLY_MAP_NODE_IP, APPLY_MAP_NODE_PROXY_IP, APPLY_MAP_REDIRECT_LOOP)
+ * only. */
 struct apply_desired {
 	const struct apply_frontend *frontends;
 	__u32 frontend_count;

@@ -98,6 +98,7 @@ static int list_length(lua_State *L, int idx, const char *field, const char *wha
 static const char *const plain_fields[APPLY_MAP_COUNT] = {
     [APPLY_MAP_NODE_IP] = "node_ips",
     [APPLY_MAP_NODE_PROXY_IP] = "node_proxy_ips",
+    [APPLY_MAP_REDIRECT_LOOP] = "redirect_loops",
 };
 
 /* Reads entries (a table at idx) into d; its arrays live in a userdata

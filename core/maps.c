@@ -88,7 +88,6 @@ static void format_backend_key(const void *key, char *buf, size_t len)
 	snprintf(buf, len, "%s slot %u", frontend, k->slot);
 }
 
-/* map_affinity and map_redirect_loop share this shape. */
 static void format_netns_frontend_key(const void *key, char *buf, size_t len)
 {
 	const struct affinity_key *k = key;
@@ -96,6 +95,15 @@ static void format_netns_frontend_key(const void *key, char *buf, size_t len)
 
 	format_frontend(&k->frontend, frontend, sizeof(frontend));
 	snprintf(buf, len, "netns %llu %s", (unsigned long long)k->netns_cookie, frontend);
+}
+
+static void format_redirect_loop_key(const void *key, char *buf, size_t len)
+{
+	const struct redirect_loop_key *k = key;
+	char frontend[96];
+
+	format_frontend(&k->frontend, frontend, sizeof(frontend));
+	snprintf(buf, len, "cgroup %llu %s", (unsigned long long)k->cgroup_id, frontend);
 }
 
 static void format_nat_record_key(const void *key, char *buf, size_t len)
@@ -145,7 +153,7 @@ static const struct key_format {
     {"map_redirect_qos", sizeof(struct service_key), format_service_key},
     {"map_backend", sizeof(struct backend_key), format_backend_key},
     {"map_affinity", sizeof(struct affinity_key), format_netns_frontend_key},
-    {"map_redirect_loop", sizeof(struct redirect_loop_key), format_netns_frontend_key},
+    {"map_redirect_loop", sizeof(struct redirect_loop_key), format_redirect_loop_key},
     {"map_nat_record", sizeof(struct nat_record_key), format_nat_record_key},
     {"map_node_ip", sizeof(struct node_ip_key), format_node_ip_key},
     {"map_node_proxy_ip", sizeof(struct node_proxy_ip_key), format_node_proxy_ip_key},

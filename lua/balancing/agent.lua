@@ -10,6 +10,7 @@
 --   agent:event_fd()    -- the ring buffer's fd for the loop (nil with --events off)
 --   agent:drain_events() -- the fd is readable: each event as a "formatted ebpf event" line
 --   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
+--   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance)
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- It follows a manifest directory (--manifests) or the API server
@@ -27,6 +28,7 @@ local kubeconfig = require("balancing.kubeconfig")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
 local map_fill = require("balancing.map_fill")
+local loop_avoidance = require("balancing.loop_avoidance")
 local lfs = require("lfs")
 local monotime = require("system").monotime
 
@@ -154,9 +156,10 @@ function M.start(options)
       modules = live.modules, keep_entries = false }),
     synced = false, retry = {},
   }, Agent)
-  -- the maps that are neither LRU nor written through the applier (whose
-  -- refusals are reported per owner): a full one is said, never silent
+  -- the plain-hash maps whose entries no datapath rebuilds (map_redirect_loop:
+  -- the loop-avoidance pairs): a full one is said, never silent
   self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
+  self.loop_avoidance = loop_avoidance.new({ cgroup = options.cgroup, clock = monotime })
   self.meters = agent_metrics.new(self)
   self.formatter = event.new({ store = store, node_name = options.node_name,
     cgroup_path = function(id) return self:cgroup_path(id) end })
@@ -176,6 +179,8 @@ end
 -- kernel took).
 local function apply_round(self, changed)
   for owner, entries in pairs(changed) do
+    -- (a LocalRedirect's backend pods as the pairs of map_redirect_loop)
+    entries.redirect_loops = self.loop_avoidance:pairs(owner, entries)
     local stats, err = self.applier:apply(owner, entries)
     if stats then
       self.retry[owner] = nil
@@ -314,6 +319,19 @@ function Agent:sync()
   self.map_fill:check()
   self.meters.syncs:inc()
   return true
+end
+
+-- Called every second by the loop: a LocalRedirect backend pod whose cgroup
+-- appeared (or changed) since its policy was applied gets its
+-- loop-avoidance pairs now (balancing.loop_avoidance).
+function Agent:tick()
+  if not self.synced then
+    return
+  end
+  local owners = self.loop_avoidance:rescan_due()
+  if owners then
+    reconcile_and_apply(self, owners)
+  end
 end
 
 -- The cgroups under --cgroup by ID (a cgroup v2 ID is its directory's inode

@@ -1,7 +1,9 @@
--- How full the agent-owned plain-hash maps are that no apply reports on:
--- today map_redirect_loop. It must stay a plain hash (an LRU would evict a
--- backend pod's exemption without a word, and node-local DNS would be sent
--- back to itself), so a full one must be said instead: a "map full" warning
+-- How full the agent-owned plain-hash maps are: today map_redirect_loop,
+-- written through the applier (a pair it refuses is its policy's "apply
+-- failed"), whose filling up is said on its own. It must stay a plain hash
+-- (an LRU would evict a backend pod's exemption without a word, and
+-- node-local DNS would be sent back to itself), so a full one must be said
+-- instead: a "map full" warning
 -- once when it fills, an info line when it has room again, and the gauges
 -- balancing_map_entries{map} / balancing_map_max_entries{map}.
 --

@@ -379,6 +379,43 @@ describe("apply", function()
     assert.same({ written = 0, deleted = 0 }, stats.map_service)
   end)
 
+  it("writes a LocalRedirect owner's loop-avoidance pairs with its frontend, deletes the pairs that leave", function()
+    local env = core_env.open(pending)
+    local applier, _, _, dp = loaded(env)
+    local owner = "localRedirect/node-local-dns"
+    local redirect = frontend(VIP, PORT, endpoints(2, 2), { id = 20 })
+    local function loop_pairs(cgroup_ids)
+      local list = {}
+      for i, id in ipairs(cgroup_ids) do
+        local key = ffi.new("struct redirect_loop_key", { cgroup_id = id })
+        key.frontend = redirect.key
+        list[i] = { key = key, value = ffi.new("struct redirect_loop_value", { service_id = 20 }) }
+      end
+      return list
+    end
+    local function listed()
+      local ids = {}
+      for _, entry in ipairs(dp:map("map_redirect_loop"):dump()) do
+        ids[#ids + 1] = tonumber(core_env.decode("struct redirect_loop_key", entry.key).cgroup_id)
+      end
+      table.sort(ids)
+      return ids
+    end
+
+    local stats = assert(applier:apply(owner,
+      entries(owner, { redirect }, { redirect_loops = loop_pairs({ 7, 9 }) })))
+    assert.same({ written = 2, deleted = 0 }, stats.map_redirect_loop)
+    assert.same({ 7, 9 }, listed())
+
+    stats = assert(applier:apply(owner, entries(owner, { redirect }, { redirect_loops = loop_pairs({ 9 }) })))
+    assert.same({ written = 0, deleted = 1 }, stats.map_redirect_loop)
+    assert.same({ 9 }, listed())
+
+    assert(applier:apply(owner, entries(owner, {}, { redirect_loops = {} })))
+    assert.same({}, listed())
+    assert.is_nil(applier:shadow(owner))
+  end)
+
   it("writes a node table entry only when its value changes", function()
     local env = core_env.open(pending)
     local applier, _, _, dp = loaded(env)
@@ -419,7 +456,8 @@ describe("apply", function()
     env:on_close(function()
       after:close()
     end)
-    assert.same({ map_service = 1, map_backend = 4, map_node_ip = 1, map_node_proxy_ip = 0 }, assert(after:read_back()))
+    assert.same({ map_service = 1, map_backend = 4, map_node_ip = 1, map_node_proxy_ip = 0, map_redirect_loop = 0 },
+      assert(after:read_back()))
     local stats = assert(after:apply(owner, entries(owner, { frontend(VIP, PORT, now, { affinity_seconds = 60 }) })))
     assert.equals(0, stats.written, "nothing rewritten that the kernel already has")
     assert.equals(0, stats.deleted)

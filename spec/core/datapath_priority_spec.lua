@@ -5,6 +5,7 @@
 local bit = require("bit")
 local ffi = require("ffi")
 local kernel = require("helpers.kernel")
+local lfs = require("lfs")
 
 local VIP, PORT = "127.10.0.1", 80
 local SERVICE_ID, BALANCING_ID, REDIRECT_ID = 110, 111, 112
@@ -112,10 +113,10 @@ describe("datapath: lookup priority", function()
     end
   end)
 
-  it("skips the LocalRedirect for a client whose netns is in map_redirect_loop, resolving as the Service", function()
+  it("skips the LocalRedirect for a client whose cgroup is in map_redirect_loop, resolving as the Service", function()
     local env = kernel.open(pending)
     local backend, keys = frontend_of_every_kind(env, { "service", "localRedirect" })
-    env:redirect_loop(kernel.core().netns_cookie(), keys.localRedirect, REDIRECT_ID)
+    env:redirect_loop(env:cgroup_id(), keys.localRedirect, REDIRECT_ID)
 
     local run = env:client_inside("tcp", VIP, PORT, 5)
 
@@ -129,23 +130,37 @@ describe("datapath: lookup priority", function()
     end
   end)
 
-  it("keeps redirecting a client whose netns is not in map_redirect_loop", function()
+  it("skips it for a client in a cgroup below a listed one (a container of the listed pod)", function()
     local env = kernel.open(pending)
     local backend, keys = frontend_of_every_kind(env, { "service", "localRedirect" })
-    -- Another namespace's cookie: not the client's.
-    local cookie = ffi.new("uint64_t", kernel.core().netns_cookie()) + 1000
-    env:redirect_loop(cookie, keys.localRedirect, REDIRECT_ID)
+    local pod = env:child_cgroup("pod")
+    local container = env:child_cgroup("pod/container")
+    env:redirect_loop(lfs.attributes(pod, "ino"), keys.localRedirect, REDIRECT_ID)
 
-    local run = env:client_inside("tcp", VIP, PORT, 3)
+    local run = kernel.client_in_cgroup(container, "tcp", VIP, PORT, 3)
 
-    assert.same({ backend.localRedirect }, kernel.distinct(run.results, "backend"))
+    assert.same({ backend.service }, kernel.distinct(run.results, "backend"))
+  end)
+
+  it("keeps redirecting a client whose cgroup is not in map_redirect_loop: a sibling, or the parent", function()
+    local env = kernel.open(pending)
+    local backend, keys = frontend_of_every_kind(env, { "service", "localRedirect" })
+    local pod = env:child_cgroup("pod")
+    local sibling = env:child_cgroup("other-pod")
+    env:redirect_loop(lfs.attributes(pod, "ino"), keys.localRedirect, REDIRECT_ID)
+
+    local from_sibling = kernel.client_in_cgroup(sibling, "tcp", VIP, PORT, 3)
+    local from_parent = env:client_inside("tcp", VIP, PORT, 3)
+
+    assert.same({ backend.localRedirect }, kernel.distinct(from_sibling.results, "backend"))
+    assert.same({ backend.localRedirect }, kernel.distinct(from_parent.results, "backend"))
   end)
 
   it("keeps skipping for every pair map_redirect_loop holds when it is full, and refuses one more pair "
     .. "with an error (a plain hash: an LRU would drop an exemption without a word)", function()
     local env = kernel.open(pending, { max_redirect_loop = 2 })
     local backend, keys = frontend_of_every_kind(env, { "service", "localRedirect" })
-    local own = ffi.new("uint64_t", kernel.core().netns_cookie())
+    local own = ffi.new("uint64_t", env:cgroup_id())
     env:redirect_loop(own, keys.localRedirect, REDIRECT_ID)
     env:redirect_loop(own + 1000, keys.localRedirect, REDIRECT_ID) -- the map is full now
 

@@ -48,10 +48,10 @@ local function connects(cgroup, vip, count)
   return run.results
 end
 
--- One loop-avoidance pair (netns cookie, a LocalRedirect frontend) and its value.
-local function loop_pair(cookie)
+-- One loop-avoidance pair (a pod cgroup ID, a LocalRedirect frontend) and its value.
+local function loop_pair(cgroup_id)
   local key = ffi.new("struct redirect_loop_key")
-  key.netns_cookie = cookie
+  key.cgroup_id = cgroup_id
   key.frontend = abi.service_key("127.10.0.93", 53, "UDP", "localRedirect")
   return key, ffi.new("struct redirect_loop_value", { service_id = 7 })
 end
@@ -117,8 +117,8 @@ describe("balancing-agent: its datapath on /metrics and in the log", function()
     assert.equals(2, agent_run.metric_value(agent.port, "balancing_map_max_entries", labels))
     assert.same({}, agent_run.log_lines(agent.log, "map full"))
 
-    for cookie = 1, 2 do
-      bpftool_write.update(agent.bpffs .. "/map_redirect_loop", loop_pair(cookie))
+    for cgroup_id = 1, 2 do
+      bpftool_write.update(agent.bpffs .. "/map_redirect_loop", loop_pair(cgroup_id))
     end
 
     assert.equals(2, agent_run.metric_value(agent.port, "balancing_map_entries", labels))

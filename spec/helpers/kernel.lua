@@ -412,6 +412,21 @@ function Env:client_in_netns(netns, mode, host, port, count, options)
     "ip netns exec " .. quote(netns) .. " ")
 end
 
+-- A cgroup below this environment's (relative: "a/b", its parent made
+-- first), removed at close before the environment's own. Returns its path.
+function Env:child_cgroup(relative)
+  local path = self.cgroup .. "/" .. relative
+  assert(lfs.mkdir(path))
+  self.child_cgroups = self.child_cgroups or {}
+  self.child_cgroups[#self.child_cgroups + 1] = path
+  return path
+end
+
+-- client.py in a process of cgroup (e.g. one of Env:child_cgroup).
+function M.client_in_cgroup(cgroup, mode, host, port, count, options)
+  return run_client(enter_cgroup(cgroup), mode, host, port, count, options)
+end
+
 -- The same client in a process outside the cgroup (not translated).
 function M.client_outside(mode, host, port, count, options)
   return run_client("", mode, host, port, count, options)
@@ -565,12 +580,13 @@ function Env:node_ip(address, node_id)
     "apply failed", "apply node " .. address)
 end
 
--- Loop avoidance: clients of this netns skip the LocalRedirect frontend `key`.
--- The core has no writer of map_redirect_loop yet (the applier ignores
--- loop_pods), so the pair goes in with bpftool, outside balancing.core.
-function Env:redirect_loop(netns_cookie, key, service_id)
+-- Loop avoidance: clients in cgroup `cgroup_id` (or below it) skip the
+-- LocalRedirect frontend `key`. The pair goes in with bpftool, outside the
+-- applier, so that the datapath is tested on its own (and a full map's
+-- refusal is bpftool's error).
+function Env:redirect_loop(cgroup_id, key, service_id)
   local loop_key = ffi.new("struct redirect_loop_key")
-  loop_key.netns_cookie = type(netns_cookie) == "string" and ffi.new("uint64_t", tonumber(netns_cookie)) or netns_cookie
+  loop_key.cgroup_id = cgroup_id
   loop_key.frontend = key
   local value = ffi.new("struct redirect_loop_value")
   value.service_id = service_id or 0
@@ -615,19 +631,33 @@ local function kill_servers(self)
   self.servers = {}
 end
 
-local function remove_cgroup(self)
-  if not self.cgroup_created then
-    return true
-  end
-  -- An exiting client may keep the cgroup busy for a moment.
+-- An exiting client may keep a cgroup busy for a moment.
+local function remove_cgroup_dir(path)
   local deadline = M.now() + 2
   repeat
-    if lfs.rmdir(self.cgroup) or not exists(self.cgroup) then
-      self.cgroup_created = false
+    if lfs.rmdir(path) or not exists(path) then
       return true
     end
     M.sleep(0.02)
   until M.now() >= deadline
+  return false
+end
+
+local function remove_cgroup(self)
+  if not self.cgroup_created then
+    return true
+  end
+  local children = self.child_cgroups or {}
+  for i = #children, 1, -1 do -- the deepest first
+    if not remove_cgroup_dir(children[i]) then
+      return false, "cannot remove cgroup " .. children[i]
+    end
+    children[i] = nil
+  end
+  if remove_cgroup_dir(self.cgroup) then
+    self.cgroup_created = false
+    return true
+  end
   return false, "cannot remove cgroup " .. self.cgroup
 end
 
