@@ -510,9 +510,10 @@ function Env:frontend(frontend)
     values[slot] = abi.backend_value(address, port, slot <= local_count)
   end
   local owner = frontend_owner(frontend)
-  check(self:applier():apply(owner, { owner = owner,
+  local stats = check(self:applier():apply(owner, { owner = owner,
     frontends = { { key = key, value = service_value(frontend, #backends), backends = values } } }),
     "apply failed", "apply " .. owner)
+  self:note_departed(stats)
   self.frontends[key] = frontend
   return key
 end
@@ -547,8 +548,28 @@ function Env:remove_backend(key, endpoint)
 end
 
 function Env:delete_frontend(key)
-  check(self:applier():forget(frontend_owner(self.frontends[key])), "forget failed", "applier forget")
+  self:note_departed(check(self:applier():forget(frontend_owner(self.frontends[key])), "forget failed",
+    "applier forget"))
   self.frontends[key] = nil
+end
+
+-- The (UDP frontend, backend) pairs the applies so far took out, kept until
+-- Env:destroy_stale_sockets hands them to the datapath (as the agent does
+-- after each round).
+function Env:note_departed(stats)
+  self.departed = self.departed or {}
+  for _, pair in ipairs(stats.departed or {}) do
+    self.departed[#self.departed + 1] = pair
+  end
+end
+
+-- Runs the stale-socket iterator over the pairs noted; returns how many
+-- sockets it destroyed.
+function Env:destroy_stale_sockets()
+  local destroyed = check(self.dp:destroy_stale_sockets(self.departed or {}), "destroy failed",
+    "dp:destroy_stale_sockets")
+  self.departed = {}
+  return destroyed
 end
 
 -- A node's address: connects to it on a NodePort resolve as the NodePort
@@ -750,5 +771,7 @@ end
 
 M.EHOSTUNREACH = 113
 M.ECONNREFUSED = 111
+M.ECONNABORTED = 103
+M.EDESTADDRREQ = 89
 
 return M
