@@ -171,12 +171,35 @@ function M.start(options)
   return self
 end
 
+-- The connected UDP sockets we translated to backends that the round took
+-- out of UDP frontends are destroyed, once the new slots are in the kernel
+-- (a client reconnecting at once finds them): docs/datapath.md, "Stale
+-- sockets". Only this agent's network namespace is walked.
+local function destroy_stale_sockets(self, departed)
+  if #departed == 0 then
+    return
+  end
+  local destroyed, err = self.dp:destroy_stale_sockets(departed)
+  if not destroyed then
+    log.warn("stale UDP sockets not destroyed", { pairs = #departed, error = tostring(err) })
+    return
+  end
+  self.meters.stale_sockets:inc(destroyed)
+  if destroyed > 0 then
+    log.info("stale UDP sockets destroyed", { sockets = destroyed, pairs = #departed })
+  end
+end
+
 -- Applies one round's changed owners; an owner whose apply failed is kept
 -- for the next sync (its entries are retried; the shadow holds only what the
 -- kernel took).
 local function apply_round(self, changed)
+  local departed = {}
   for owner, entries in pairs(changed) do
-    local stats, err = self.applier:apply(owner, entries)
+    local stats, err, _, partial = self.applier:apply(owner, entries)
+    for _, pair in ipairs((stats or partial or {}).departed or {}) do
+      departed[#departed + 1] = pair
+    end
     if stats then
       self.retry[owner] = nil
       self.meters.map_writes:inc(stats.written + stats.deleted)
@@ -189,6 +212,7 @@ local function apply_round(self, changed)
       log.error("apply failed", { owner = owner, error = tostring(err) })
     end
   end
+  destroy_stale_sockets(self, departed)
 end
 
 -- A large round (the first, one after a relist or a change of this node)
