@@ -358,9 +358,10 @@ static int dp_map_states(lua_State *L)
 	return 1;
 }
 
-/* datapath:destroy_stale_sockets({ pair, ... }) → sockets destroyed: the
- * pairs are applier:apply's stats.departed (struct stale_backend_key bytes);
- * the iterator runs in the caller's network namespace. */
+/* datapath:destroy_stale_sockets({ pair, ... }[, cgroup]) → sockets
+ * destroyed: the pairs are applier:apply's stats.departed (struct
+ * stale_backend_key bytes); the iterator runs in the caller's network
+ * namespace and in those of the processes of the cgroup subtree given. */
 static int dp_destroy_stale_sockets(lua_State *L)
 {
 	struct lua_datapath *ldp = check_datapath(L);
@@ -369,6 +370,8 @@ static int dp_destroy_stale_sockets(lua_State *L)
 	__u64 destroyed = 0;
 	struct errmsg e;
 	int err;
+
+	const char *cgroup = luaL_optstring(L, 3, NULL);
 
 	luaL_checktype(L, 2, LUA_TTABLE);
 	if (!ldp->dp)
@@ -388,7 +391,7 @@ static int dp_destroy_stale_sockets(lua_State *L)
 		memcpy(&pairs[i], bytes, sizeof(*pairs));
 		lua_pop(L, 1);
 	}
-	err = stale_sockets_destroy(ldp->dp, pairs, count, &destroyed, &e);
+	err = stale_sockets_destroy(ldp->dp, pairs, count, cgroup, &destroyed, &e);
 	if (err)
 		return lua_binding_push_error(L, err, &e);
 	lua_pushnumber(L, (lua_Number)destroyed);

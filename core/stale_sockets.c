@@ -9,11 +9,14 @@
 #include "stale_sockets.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "cgroup_netns.h"
 #include "loader.h"
 
 /* Reads the iterator to its end: the program runs as the reads walk the
@@ -50,8 +53,27 @@ static int clear_request(int map_fd, const struct stale_backend_key *pairs, size
 	return err;
 }
 
-static int run_request(struct bpf_link *link, int map_fd, const struct stale_backend_key *pairs,
-		       size_t count, __u64 *destroyed, struct errmsg *e)
+/* The iterator walks the sockets of the namespace its fd is created in: it
+ * runs in ours, then in each of the cgroup's (this thread enters it and
+ * comes back; nothing else runs on the thread meanwhile). */
+static int run_everywhere(struct bpf_link *link, const struct cgroup_netns *ns, int home_fd,
+			  __u64 *destroyed, struct errmsg *e)
+{
+	int err = run_iterator(link, destroyed, e);
+
+	for (size_t i = 0; !err && i < ns->count; i++) {
+		if (setns(ns->fds[i], CLONE_NEWNET))
+			continue; /* its last process is gone: so are its sockets */
+		err = run_iterator(link, destroyed, e);
+		if (setns(home_fd, CLONE_NEWNET))
+			return errmsg_set(e, -errno, "return to the agent's network namespace");
+	}
+	return err;
+}
+
+static int run_request(struct bpf_link *link, const struct cgroup_netns *ns, int home_fd,
+		       int map_fd, const struct stale_backend_key *pairs, size_t count,
+		       __u64 *destroyed, struct errmsg *e)
 {
 	const struct stale_backend_value present = {0};
 	size_t written = 0;
@@ -64,7 +86,7 @@ static int run_request(struct bpf_link *link, int map_fd, const struct stale_bac
 		}
 	}
 	if (!err)
-		err = run_iterator(link, destroyed, e);
+		err = run_everywhere(link, ns, home_fd, destroyed, e);
 	/* a request left behind would destroy the sockets of a backend that
 	 * comes back, at the next run */
 	cleared = clear_request(map_fd, pairs, written, err ? NULL : e);
@@ -72,25 +94,35 @@ static int run_request(struct bpf_link *link, int map_fd, const struct stale_bac
 }
 
 int stale_sockets_destroy(struct datapath *dp, const struct stale_backend_key *pairs,
-			  size_t count, __u64 *destroyed, struct errmsg *e)
+			  size_t count, const char *cgroup, __u64 *destroyed, struct errmsg *e)
 {
 	int map_fd = loader_stale_backend_fd(dp);
-	struct bpf_link *link;
-	int err = 0;
+	struct cgroup_netns ns = {0};
+	struct bpf_link *link = NULL;
+	int home_fd, err = 0;
 
 	*destroyed = 0;
 	if (count == 0)
 		return 0;
+	home_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (home_fd < 0)
+		return errmsg_set(e, -errno, "open /proc/thread-self/ns/net");
+	if (cgroup)
+		err = cgroup_netns_collect(&ns, cgroup, e);
 	/* an iterator link is cheap, and one per request keeps nothing open
 	 * between applies */
-	link = bpf_program__attach_iter(loader_stale_udp_program(dp), NULL);
-	if (!link)
-		return errmsg_set(e, -errno, "attach the stale UDP socket iterator");
+	if (!err) {
+		link = bpf_program__attach_iter(loader_stale_udp_program(dp), NULL);
+		if (!link)
+			err = errmsg_set(e, -errno, "attach the stale UDP socket iterator");
+	}
 	for (size_t done = 0; !err && done < count; done += MAX_STALE_BACKENDS) {
 		size_t run = count - done < MAX_STALE_BACKENDS ? count - done : MAX_STALE_BACKENDS;
 
-		err = run_request(link, map_fd, pairs + done, run, destroyed, e);
+		err = run_request(link, &ns, home_fd, map_fd, pairs + done, run, destroyed, e);
 	}
 	bpf_link__destroy(link);
+	cgroup_netns_free(&ns);
+	close(home_fd);
 	return err;
 }

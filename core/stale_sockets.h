@@ -19,10 +19,12 @@ struct datapath;
 
 /* Writes the pairs into map_stale_backend (in runs of MAX_STALE_BACKENDS),
  * runs the iterator over the UDP sockets of the caller's network namespace
- * and clears the request again, failure included. *destroyed: how many
- * sockets it destroyed. Call it after the new slots are in the kernel, so
- * that a client reconnecting at once finds the new backends. */
+ * and, with cgroup given, of every namespace of a process in that cgroup
+ * subtree (pods have their own), and clears the request again, failure
+ * included. *destroyed: how many sockets it destroyed. Call it after the
+ * new slots are in the kernel, so that a client reconnecting at once finds
+ * the new backends. */
 int stale_sockets_destroy(struct datapath *dp, const struct stale_backend_key *pairs,
-			  size_t count, __u64 *destroyed, struct errmsg *e);
+			  size_t count, const char *cgroup, __u64 *destroyed, struct errmsg *e);
 
 #endif /* BALANCING_STALE_SOCKETS_H */

@@ -174,12 +174,13 @@ end
 -- The connected UDP sockets we translated to backends that the round took
 -- out of UDP frontends are destroyed, once the new slots are in the kernel
 -- (a client reconnecting at once finds them): docs/datapath.md, "Stale
--- sockets". Only this agent's network namespace is walked.
+-- sockets". The agent's network namespace is walked, and those of the
+-- processes in --cgroup (pods have their own).
 local function destroy_stale_sockets(self, departed)
   if #departed == 0 then
     return
   end
-  local destroyed, err = self.dp:destroy_stale_sockets(departed)
+  local destroyed, err = self.dp:destroy_stale_sockets(departed, self.options.cgroup)
   if not destroyed then
     log.warn("stale UDP sockets not destroyed", { pairs = #departed, error = tostring(err) })
     return

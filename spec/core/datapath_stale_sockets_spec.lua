@@ -54,6 +54,23 @@ describe("datapath: stale UDP sockets", function()
       assert.equals(1, destroyed)
     end)
 
+  it("aborts a connected UDP socket in a network namespace of its own (a pod's)", function()
+    local env = kernel.open(pending)
+    local backends = env:udp_servers({ "127.0.0.1" })
+    local pod = env:netns("pod")
+    env:udp_servers_in_netns(pod, backends)
+    local key = env:frontend{ address = VIP, port = PORT, protocol = "UDP", id = 807, backends = backends }
+    local destroyed
+
+    local run = env:client_inside_pausing("udp-connected-pause", VIP, PORT, function()
+      env:remove_backend(key, backends[1])
+      destroyed = env:destroy_stale_sockets()
+    end, pod)
+
+    assert.equals(kernel.ECONNABORTED, run.results[2].so_error)
+    assert.equals(1, destroyed)
+  end)
+
   it("keeps the connected UDP socket of a backend that stays", function()
     local env = kernel.open(pending)
     local backends = env:udp_servers({ "127.0.0.1", "127.0.0.2" })

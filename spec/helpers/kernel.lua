@@ -350,6 +350,12 @@ function Env:tcp_servers_in_netns(netns, endpoints)
     SERVER_LIFETIME_SECONDS, python(), quote(FIXTURES .. "/servers.py"), table.concat(endpoints, " "))).backends
 end
 
+-- The same UDP listeners inside a network namespace of this environment.
+function Env:udp_servers_in_netns(netns, endpoints)
+  return start_server_process(self, string.format("exec ip netns exec %s timeout %d %s %s udp %s", quote(netns),
+    SERVER_LIFETIME_SECONDS, python(), quote(FIXTURES .. "/servers.py"), table.concat(endpoints, " "))).backends
+end
+
 function Env:udp_servers(addresses)
   return start_server_process(self, string.format("exec timeout %d %s %s udp %s", SERVER_LIFETIME_SECONDS, python(),
     quote(FIXTURES .. "/servers.py"), table.concat(addresses, " "))).backends
@@ -419,14 +425,16 @@ end
 
 -- A pausing mode of client.py ("tcp-pause", "udp-pause") inside the cgroup:
 -- `during_pause(first_result)` runs while the client waits between its two
--- steps. Returns the client's {pid, results = {first, second}}.
-function Env:client_inside_pausing(mode, host, port, during_pause)
+-- steps. Returns the client's {pid, results = {first, second}}. netns: a
+-- network namespace of this environment (Env:netns) to run it in, or nil.
+function Env:client_inside_pausing(mode, host, port, during_pause, netns)
   self.pauses = (self.pauses or 0) + 1
   local pause_file = string.format("/tmp/%s-pause-%d", self.name, self.pauses)
   os.remove(pause_file)
   local command = string.format("timeout -k 1 %d sh -c %s", CLIENT_TIMEOUT_SECONDS,
-    quote(string.format("%sexec %s %s %s %s %d 1 --pause-file %s", enter_cgroup(self.cgroup), python(),
-      quote(FIXTURES .. "/client.py"), mode, host, port, quote(pause_file))))
+    quote(string.format("%sexec %s%s %s %s %s %d 1 --pause-file %s", enter_cgroup(self.cgroup),
+      netns and "ip netns exec " .. quote(netns) .. " " or "", python(), quote(FIXTURES .. "/client.py"), mode, host,
+      port, quote(pause_file))))
   local pipe = popen(command)
   local first_line = pipe:read("*l")
   local ok, err = pcall(function()
@@ -563,10 +571,11 @@ function Env:note_departed(stats)
   end
 end
 
--- Runs the stale-socket iterator over the pairs noted; returns how many
--- sockets it destroyed.
+-- Runs the stale-socket iterator over the pairs noted, in this process's
+-- network namespace and those of the processes in the cgroup; returns how
+-- many sockets it destroyed.
 function Env:destroy_stale_sockets()
-  local destroyed = check(self.dp:destroy_stale_sockets(self.departed or {}), "destroy failed",
+  local destroyed = check(self.dp:destroy_stale_sockets(self.departed or {}, self.cgroup), "destroy failed",
     "dp:destroy_stale_sockets")
   self.departed = {}
   return destroyed
