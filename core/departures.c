@@ -101,8 +101,8 @@ int departures_after(struct departures *d, const struct applier *a, const char *
 		return err;
 	}
 	for (size_t i = 0; i < d->count; i++)
-		if (!d->now_count || !bsearch(&d->pairs[i], d->now, d->now_count,
-					      sizeof(*d->now), pair_compare))
+		if (!d->now_count ||
+		    !bsearch(&d->pairs[i], d->now, d->now_count, sizeof(*d->now), pair_compare))
 			d->pairs[left++] = d->pairs[i];
 	d->count = left;
 	return 0;

@@ -17,7 +17,7 @@
 #define APPLIER_MT "balancing.applier"
 
 struct lua_applier {
-	struct applier *a; /* NULL once closed */
+	struct applier *a;	      /* NULL once closed */
 	struct departures departures; /* scratch of every apply */
 };
 
@@ -290,8 +290,7 @@ static int apply_noting_departures(lua_State *L, struct lua_applier *la, const c
 
 	if (departures_before(&la->departures, la->a, owner))
 		la->departures.count = 0;
-	err = d ? apply_owner(la->a, owner, d, &stats, &e)
-		: apply_forget(la->a, owner, &stats, &e);
+	err = d ? apply_owner(la->a, owner, d, &stats, &e) : apply_forget(la->a, owner, &stats, &e);
 	if (departures_after(&la->departures, la->a, owner))
 		la->departures.count = 0;
 	results = push_stats_or_error(L, err, &stats, &e);

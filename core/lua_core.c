@@ -384,8 +384,9 @@ static int dp_destroy_stale_sockets(lua_State *L)
 		lua_rawgeti(L, 2, (int)i + 1);
 		bytes = lua_tolstring(L, -1, &len);
 		if (!bytes || len != sizeof(*pairs)) {
-			errmsg_plain(&e, -EINVAL, "destroy_stale_sockets: pair %zu is not %zu bytes",
-				     i + 1, sizeof(*pairs));
+			errmsg_plain(&e, -EINVAL,
+				     "destroy_stale_sockets: pair %zu is not %zu bytes", i + 1,
+				     sizeof(*pairs));
 			return lua_binding_push_error(L, -EINVAL, &e);
 		}
 		memcpy(&pairs[i], bytes, sizeof(*pairs));

@@ -93,8 +93,8 @@ static int run_request(struct bpf_link *link, const struct cgroup_netns *ns, int
 	return err ? err : cleared;
 }
 
-int stale_sockets_destroy(struct datapath *dp, const struct stale_backend_key *pairs,
-			  size_t count, const char *cgroup, __u64 *destroyed, struct errmsg *e)
+int stale_sockets_destroy(struct datapath *dp, const struct stale_backend_key *pairs, size_t count,
+			  const char *cgroup, __u64 *destroyed, struct errmsg *e)
 {
 	int map_fd = loader_stale_backend_fd(dp);
 	struct cgroup_netns ns = {0};

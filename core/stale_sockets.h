@@ -24,7 +24,7 @@ struct datapath;
  * included. *destroyed: how many sockets it destroyed. Call it after the
  * new slots are in the kernel, so that a client reconnecting at once finds
  * the new backends. */
-int stale_sockets_destroy(struct datapath *dp, const struct stale_backend_key *pairs,
-			  size_t count, const char *cgroup, __u64 *destroyed, struct errmsg *e);
+int stale_sockets_destroy(struct datapath *dp, const struct stale_backend_key *pairs, size_t count,
+			  const char *cgroup, __u64 *destroyed, struct errmsg *e);
 
 #endif /* BALANCING_STALE_SOCKETS_H */
