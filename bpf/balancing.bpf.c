@@ -15,6 +15,7 @@
  *   nat_record.bpf.h  the reverse record, and reverse translation
  *   counters.bpf.h    the per-owner counter of a translation
  *   events.bpf.h      the event of a translation
+ *   stale_sockets.bpf.h  which UDP sockets to destroy when a backend leaves
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -29,6 +30,7 @@
 #include "nat_record.bpf.h"
 #include "counters.bpf.h"
 #include "events.bpf.h"
+#include "stale_sockets.bpf.h"
 
 static __always_inline bool sock4_is_balanced_protocol(__u32 protocol)
 {
@@ -143,6 +145,26 @@ int balancing_getpeername4(struct bpf_sock_addr *ctx)
 {
 	nat_record_restore(ctx);
 	return VERDICT_PROCEED;
+}
+
+/* Run by the agent (core/stale_sockets.c) over the UDP sockets of its
+ * network namespace after an apply took backends out of UDP frontends;
+ * writes the cookie of every socket it destroyed, so the agent can count. */
+SEC("iter/udp")
+int balancing_stale_udp(struct bpf_iter__udp *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->udp_sk;
+	__u64 cookie;
+
+	/* (a missing weak kfunc resolves to 0; libbpf 1.1 has no bpf_ksym_exists) */
+	if (!sk || !bpf_sock_destroy)
+		return 0;
+	cookie = bpf_get_socket_cookie(sk);
+	if (!stale_socket_matches(sk, cookie))
+		return 0;
+	if (bpf_sock_destroy(&sk->__sk_common) == 0)
+		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

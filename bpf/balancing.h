@@ -308,6 +308,28 @@ struct translation_value {
 	__u64 count; /* of this CPU; readers sum over the possible CPUs */
 };
 
+/* map_stale_backend: a transient request of the agent for the iter/udp
+ * program balancing_stale_udp, (frontend, backend) pairs that the last apply
+ * took out of a UDP frontend. A connected UDP socket whose reverse record
+ * says it reached that backend through that frontend is destroyed, so that
+ * its client re-resolves (docs/datapath.md, "Stale sockets"). */
+struct stale_backend_key {
+	struct service_key frontend; /* as in the socket's nat_record_value */
+	__u32 address;               /* the backend that left, network order */
+	__u16 port;                  /* network order */
+	__u16 pad;
+};
+
+struct stale_backend_value {
+	__u32 unused; /* the key is the whole request */
+};
+
+/* How many pairs one run of the iterator takes; the agent splits a larger
+ * request into runs of this size. */
+enum stale_backend_limits {
+	MAX_STALE_BACKENDS = 4096,
+};
+
 /* map_event (ring buffer): one record per translation, success or failure. */
 struct balancing_event {
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */

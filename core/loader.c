@@ -90,6 +90,16 @@ const char *loader_pin_dir(const struct datapath *dp)
 	return dp->pin_dir;
 }
 
+struct bpf_program *loader_stale_udp_program(const struct datapath *dp)
+{
+	return dp->skel->progs.balancing_stale_udp;
+}
+
+int loader_stale_backend_fd(const struct datapath *dp)
+{
+	return bpf_map__fd(dp->skel->maps.map_stale_backend);
+}
+
 /* The pin of a hook's link: "<pin dir>/link_<hook><suffix>". An attach
  * pins a new link at suffix "_new" first (bpffs refuses names with a dot)
  * and renames it over the suffix "" pin. */

@@ -101,4 +101,11 @@ bool loader_map_reused(const struct datapath *dp, int i);
 
 const char *loader_pin_dir(const struct datapath *dp);
 
+struct bpf_program;
+
+/* The iter/udp program that destroys stale UDP sockets, and the fd of its
+ * request map map_stale_backend (core/stale_sockets.c runs them). */
+struct bpf_program *loader_stale_udp_program(const struct datapath *dp);
+int loader_stale_backend_fd(const struct datapath *dp);
+
 #endif /* BALANCING_LOADER_H */

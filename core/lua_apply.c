@@ -10,13 +10,15 @@
 #include <lauxlib.h>
 
 #include "apply.h"
+#include "departures.h"
 #include "errmsg.h"
 #include "lua_binding.h"
 
 #define APPLIER_MT "balancing.applier"
 
 struct lua_applier {
-	struct applier *a; /* NULL once closed */
+	struct applier *a;	      /* NULL once closed */
+	struct departures departures; /* scratch of every apply */
 };
 
 static struct lua_applier *check_applier(lua_State *L)
@@ -47,6 +49,7 @@ int lua_apply_new(lua_State *L)
 		    L, -EINVAL, "applier: expected a pin directory or a datapath (its bpffs)");
 	la = lua_newuserdata(L, sizeof(*la));
 	la->a = NULL;
+	la->departures = (struct departures){0};
 	luaL_getmetatable(L, APPLIER_MT);
 	lua_setmetatable(L, -2);
 	err = apply_open(&la->a, dir, &e);
@@ -261,6 +264,41 @@ static int push_stats_or_error(lua_State *L, int err, const struct apply_stats *
 	return 4;
 }
 
+/* stats.departed = { struct stale_backend_key bytes, ... }: the pairs the
+ * apply took out of UDP frontends, for datapath:destroy_stale_sockets. Only
+ * set when there are some. */
+static void set_departed(lua_State *L, const struct departures *d)
+{
+	if (d->count == 0)
+		return;
+	lua_createtable(L, (int)d->count, 0);
+	for (size_t i = 0; i < d->count; i++) {
+		lua_pushlstring(L, (const char *)&d->pairs[i], sizeof(d->pairs[i]));
+		lua_rawseti(L, -2, (int)i + 1);
+	}
+	lua_setfield(L, -2, "departed");
+}
+
+/* apply_owner (d given) or apply_forget (d NULL), with the departures
+ * noted around it. A departure list that cannot be built (no memory) is
+ * left empty: the apply itself matters more than the sockets. */
+static int apply_noting_departures(lua_State *L, struct lua_applier *la, const char *owner,
+				   const struct apply_desired *d)
+{
+	struct apply_stats stats = {0};
+	struct errmsg e;
+	int err, results;
+
+	if (departures_before(&la->departures, la->a, owner))
+		la->departures.count = 0;
+	err = d ? apply_owner(la->a, owner, d, &stats, &e) : apply_forget(la->a, owner, &stats, &e);
+	if (departures_after(&la->departures, la->a, owner))
+		la->departures.count = 0;
+	results = push_stats_or_error(L, err, &stats, &e);
+	set_departed(L, &la->departures); /* the stats are on top either way */
+	return results;
+}
+
 static int applier_apply(lua_State *L)
 {
 	struct lua_applier *la = check_applier(L);
@@ -274,23 +312,19 @@ static int applier_apply(lua_State *L)
 	if (!la->a)
 		return applier_closed(L);
 	err = read_entries(L, 3, la->a, owner, &d, &e);
-	if (!err)
-		err = apply_owner(la->a, owner, &d, &stats, &e);
-	return push_stats_or_error(L, err, &stats, &e);
+	if (err)
+		return push_stats_or_error(L, err, &stats, &e);
+	return apply_noting_departures(L, la, owner, &d);
 }
 
 static int applier_forget(lua_State *L)
 {
 	struct lua_applier *la = check_applier(L);
 	const char *owner = luaL_checkstring(L, 2);
-	struct apply_stats stats = {0};
-	struct errmsg e;
-	int err;
 
 	if (!la->a)
 		return applier_closed(L);
-	err = apply_forget(la->a, owner, &stats, &e);
-	return push_stats_or_error(L, err, &stats, &e);
+	return apply_noting_departures(L, la, owner, NULL);
 }
 
 /* { map_service = N, map_backend = N, ... }: entries read into the pool */
@@ -413,6 +447,7 @@ static int applier_close(lua_State *L)
 
 	apply_close(la->a);
 	la->a = NULL;
+	departures_free(&la->departures);
 	lua_pushboolean(L, 1);
 	return 1;
 }

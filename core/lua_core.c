@@ -28,6 +28,7 @@
 #include "events.h"
 #include "kernel_features.h"
 #include "loader.h"
+#include "stale_sockets.h"
 #include "lua_apply.h"
 #include "json_strip.h"
 #include "lua_kube.h"
@@ -357,6 +358,47 @@ static int dp_map_states(lua_State *L)
 	return 1;
 }
 
+/* datapath:destroy_stale_sockets({ pair, ... }[, cgroup]) → sockets
+ * destroyed: the pairs are applier:apply's stats.departed (struct
+ * stale_backend_key bytes); the iterator runs in the caller's network
+ * namespace and in those of the processes of the cgroup subtree given. */
+static int dp_destroy_stale_sockets(lua_State *L)
+{
+	struct lua_datapath *ldp = check_datapath(L);
+	struct stale_backend_key *pairs;
+	size_t count, len;
+	__u64 destroyed = 0;
+	struct errmsg e;
+	int err;
+
+	const char *cgroup = luaL_optstring(L, 3, NULL);
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	if (!ldp->dp)
+		return datapath_closed(L);
+	count = lua_objlen(L, 2);
+	pairs = lua_newuserdata(L, (count ? count : 1) * sizeof(*pairs)); /* freed by the GC */
+	for (size_t i = 0; i < count; i++) {
+		const char *bytes;
+
+		lua_rawgeti(L, 2, (int)i + 1);
+		bytes = lua_tolstring(L, -1, &len);
+		if (!bytes || len != sizeof(*pairs)) {
+			errmsg_plain(&e, -EINVAL,
+				     "destroy_stale_sockets: pair %zu is not %zu bytes", i + 1,
+				     sizeof(*pairs));
+			return lua_binding_push_error(L, -EINVAL, &e);
+		}
+		memcpy(&pairs[i], bytes, sizeof(*pairs));
+		lua_pop(L, 1);
+	}
+	err = stale_sockets_destroy(ldp->dp, pairs, count, cgroup, &destroyed, &e);
+	if (err)
+		return lua_binding_push_error(L, err, &e);
+	lua_pushnumber(L, (lua_Number)destroyed);
+	return 1;
+}
+
 static int dp_index(lua_State *L)
 {
 	struct lua_datapath *ldp = check_datapath(L);
@@ -381,6 +423,7 @@ static const luaL_Reg datapath_methods[] = {
     {"configure", dp_configure},
     {"links", dp_links},
     {"map_states", dp_map_states},
+    {"destroy_stale_sockets", dp_destroy_stale_sockets},
     {NULL, NULL},
 };
 

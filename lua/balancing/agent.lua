@@ -174,14 +174,38 @@ function M.start(options)
   return self
 end
 
+-- The connected UDP sockets we translated to backends that the round took
+-- out of UDP frontends are destroyed, once the new slots are in the kernel
+-- (a client reconnecting at once finds them): docs/datapath.md, "Stale
+-- sockets". The agent's network namespace is walked, and those of the
+-- processes in --cgroup (pods have their own).
+local function destroy_stale_sockets(self, departed)
+  if #departed == 0 then
+    return
+  end
+  local destroyed, err = self.dp:destroy_stale_sockets(departed, self.options.cgroup)
+  if not destroyed then
+    log.warn("stale UDP sockets not destroyed", { pairs = #departed, error = tostring(err) })
+    return
+  end
+  self.meters.stale_sockets:inc(destroyed)
+  if destroyed > 0 then
+    log.info("stale UDP sockets destroyed", { sockets = destroyed, pairs = #departed })
+  end
+end
+
 -- Applies one round's changed owners; an owner whose apply failed is kept
 -- for the next sync (its entries are retried; the shadow holds only what the
 -- kernel took).
 local function apply_round(self, changed)
+  local departed = {}
   for owner, entries in pairs(changed) do
     -- (a LocalRedirect's backend pods as the pairs of map_redirect_loop)
     entries.redirect_loops = self.loop_avoidance:pairs(owner, entries)
-    local stats, err = self.applier:apply(owner, entries)
+    local stats, err, _, partial = self.applier:apply(owner, entries)
+    for _, pair in ipairs((stats or partial or {}).departed or {}) do
+      departed[#departed + 1] = pair
+    end
     if stats then
       self.retry[owner] = nil
       self.meters.map_writes:inc(stats.written + stats.deleted)
@@ -194,6 +218,7 @@ local function apply_round(self, changed)
       log.error("apply failed", { owner = owner, error = tostring(err) })
     end
   end
+  destroy_stale_sockets(self, departed)
 end
 
 -- A large round (the first, one after a relist or a change of this node)

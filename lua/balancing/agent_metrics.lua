@@ -78,6 +78,8 @@ function M.new(agent)
     "Map entries the applies wrote or deleted.")
   self.map_write_errors = registry:counter("balancing_map_write_errors_total",
     "Owners' applies the kernel refused (each retried at the next sync).")
+  self.stale_sockets = registry:counter("balancing_stale_sockets_destroyed_total",
+    "Connected UDP sockets destroyed because their backend left the frontend.")
   self.lua_errors = registry:counter("balancing_lua_errors_total", "Owners whose reconcile failed in a Lua module.")
   self.lua_reloads = registry:counter("balancing_lua_reloads_total",
     "Changes of the Lua override directory's live modules, by result (accepted, refused).", { "result" })

@@ -350,6 +350,12 @@ function Env:tcp_servers_in_netns(netns, endpoints)
     SERVER_LIFETIME_SECONDS, python(), quote(FIXTURES .. "/servers.py"), table.concat(endpoints, " "))).backends
 end
 
+-- The same UDP listeners inside a network namespace of this environment.
+function Env:udp_servers_in_netns(netns, endpoints)
+  return start_server_process(self, string.format("exec ip netns exec %s timeout %d %s %s udp %s", quote(netns),
+    SERVER_LIFETIME_SECONDS, python(), quote(FIXTURES .. "/servers.py"), table.concat(endpoints, " "))).backends
+end
+
 function Env:udp_servers(addresses)
   return start_server_process(self, string.format("exec timeout %d %s %s udp %s", SERVER_LIFETIME_SECONDS, python(),
     quote(FIXTURES .. "/servers.py"), table.concat(addresses, " "))).backends
@@ -434,14 +440,16 @@ end
 
 -- A pausing mode of client.py ("tcp-pause", "udp-pause") inside the cgroup:
 -- `during_pause(first_result)` runs while the client waits between its two
--- steps. Returns the client's {pid, results = {first, second}}.
-function Env:client_inside_pausing(mode, host, port, during_pause)
+-- steps. Returns the client's {pid, results = {first, second}}. netns: a
+-- network namespace of this environment (Env:netns) to run it in, or nil.
+function Env:client_inside_pausing(mode, host, port, during_pause, netns)
   self.pauses = (self.pauses or 0) + 1
   local pause_file = string.format("/tmp/%s-pause-%d", self.name, self.pauses)
   os.remove(pause_file)
   local command = string.format("timeout -k 1 %d sh -c %s", CLIENT_TIMEOUT_SECONDS,
-    quote(string.format("%sexec %s %s %s %s %d 1 --pause-file %s", enter_cgroup(self.cgroup), python(),
-      quote(FIXTURES .. "/client.py"), mode, host, port, quote(pause_file))))
+    quote(string.format("%sexec %s%s %s %s %s %d 1 --pause-file %s", enter_cgroup(self.cgroup),
+      netns and "ip netns exec " .. quote(netns) .. " " or "", python(), quote(FIXTURES .. "/client.py"), mode, host,
+      port, quote(pause_file))))
   local pipe = popen(command)
   local first_line = pipe:read("*l")
   local ok, err = pcall(function()
@@ -525,9 +533,10 @@ function Env:frontend(frontend)
     values[slot] = abi.backend_value(address, port, slot <= local_count)
   end
   local owner = frontend_owner(frontend)
-  check(self:applier():apply(owner, { owner = owner,
+  local stats = check(self:applier():apply(owner, { owner = owner,
     frontends = { { key = key, value = service_value(frontend, #backends), backends = values } } }),
     "apply failed", "apply " .. owner)
+  self:note_departed(stats)
   self.frontends[key] = frontend
   return key
 end
@@ -562,8 +571,29 @@ function Env:remove_backend(key, endpoint)
 end
 
 function Env:delete_frontend(key)
-  check(self:applier():forget(frontend_owner(self.frontends[key])), "forget failed", "applier forget")
+  self:note_departed(check(self:applier():forget(frontend_owner(self.frontends[key])), "forget failed",
+    "applier forget"))
   self.frontends[key] = nil
+end
+
+-- The (UDP frontend, backend) pairs the applies so far took out, kept until
+-- Env:destroy_stale_sockets hands them to the datapath (as the agent does
+-- after each round).
+function Env:note_departed(stats)
+  self.departed = self.departed or {}
+  for _, pair in ipairs(stats.departed or {}) do
+    self.departed[#self.departed + 1] = pair
+  end
+end
+
+-- Runs the stale-socket iterator over the pairs noted, in this process's
+-- network namespace and those of the processes in the cgroup; returns how
+-- many sockets it destroyed.
+function Env:destroy_stale_sockets()
+  local destroyed = check(self.dp:destroy_stale_sockets(self.departed or {}, self.cgroup), "destroy failed",
+    "dp:destroy_stale_sockets")
+  self.departed = {}
+  return destroyed
 end
 
 -- A node's address: connects to it on a NodePort resolve as the NodePort
@@ -780,5 +810,7 @@ end
 
 M.EHOSTUNREACH = 113
 M.ECONNREFUSED = 111
+M.ECONNABORTED = 103
+M.EDESTADDRREQ = 89
 
 return M
