@@ -113,3 +113,52 @@ describe("the DaemonSet's capabilities", function()
     end)
   end
 end)
+
+-- The init container's script, run by sh in a private mount namespace whose
+-- /sys/fs/bpf and /run are empty tmpfs (nothing reaches the host's mounts):
+-- it mounts bpffs and cgroup2 where they are missing, and run again (a pod
+-- restart) mounts nothing more. The script enters PID 1's cgroup namespace (the
+-- host's, under hostPID); here it enters the spec's own, which is the host's
+-- (this machine's PID 1 may not be opened), so the text is changed in that one place.
+describe("the DaemonSet's init container", function()
+  local function init_script()
+    for _, doc in ipairs(lyaml.load(assert(scratch.read_file("deploy/daemonset.yaml")), { all = true })) do
+      if doc.kind == "DaemonSet" then
+        local command = doc.spec.template.spec.initContainers[1].command
+        return command[#command]
+      end
+    end
+  end
+
+  it("mounts bpffs on /sys/fs/bpf and the host's cgroup2 on /run/balancing/cgroupv2, once", function()
+    local status = scratch.run("id -u")
+    local _, uid = scratch.run("id -u")
+    if status ~= 0 or not uid:match("^0%s*$") then
+      pending("needs root for a mount namespace")
+      return
+    end
+    local dir = scratch.temp_dir()
+    local script = init_script()
+    local own, replaced = script:gsub("/proc/1/ns/cgroup", "/proc/self/ns/cgroup")
+    assert.equals(1, replaced)
+    scratch.write_file(dir .. "/init.sh", own)
+    local inner = "mount -t tmpfs balancing-test /sys/fs/bpf && mount -t tmpfs balancing-test /run"
+      .. " && sh -e " .. scratch.quote(dir .. "/init.sh") .. " && sh -e " .. scratch.quote(dir .. "/init.sh")
+      .. " && cat /proc/self/mountinfo"
+    local code, mountinfo, stderr = scratch.run("unshare --mount --propagation private sh -c " .. scratch.quote(inner))
+    scratch.remove_dir(dir)
+    assert.equals(0, code, stderr)
+    -- the mounts on top of our tmpfs (mountinfo also lists the host's, hidden beneath)
+    local ours, found = {}, {}
+    for line in mountinfo:gmatch("[^\n]+") do
+      local id, parent, point, fstype, source = line:match("^(%d+) (%d+) %S+ %S+ (%S+) .- %- (%S+) (%S+)")
+      if source == "balancing-test" then
+        ours[id] = true
+      elseif ours[parent] and (point == "/sys/fs/bpf" or point == "/run/balancing/cgroupv2") then
+        ours[id] = true
+        found[point .. " " .. fstype] = (found[point .. " " .. fstype] or 0) + 1
+      end
+    end
+    assert.same({ ["/sys/fs/bpf bpf"] = 1, ["/run/balancing/cgroupv2 cgroup2"] = 1 }, found)
+  end)
+end)
