@@ -3,9 +3,13 @@
 #include "lua_host.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -17,6 +21,9 @@
 #endif
 #ifndef BALANCING_HEADER_PATH
 #error "BALANCING_HEADER_PATH must be defined by the build"
+#endif
+#ifndef BALANCING_INSTALL_DATA_REL
+#error "BALANCING_INSTALL_DATA_REL must be defined by the build"
 #endif
 
 int luaopen_balancing_core(lua_State *L);
@@ -96,8 +103,43 @@ static void set_search_path(lua_State *L, const char *field, const char *dirs[2]
 	lua_pop(L, 2);
 }
 
+/*
+ * The data directory of an installed binary: <its bin dir>/BALANCING_INSTALL_DATA_REL
+ * (share/balancing of the same prefix), when it holds the built-in modules and
+ * the header. Found from /proc/self/exe rather than compiled in, because
+ * `cmake --install --prefix DIR` chooses the prefix after the build. A binary
+ * in the build tree has no such directory and keeps the source tree's paths,
+ * so the specs run the modules they edit. Returns 0 or -ENOENT.
+ */
+static int installed_data_dir(char *out, size_t size)
+{
+	char exe[PATH_MAX];
+	char probe[PATH_MAX + 64];
+	struct stat st;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -ENOENT;
+	exe[n] = '\0';
+	if ((size_t)snprintf(out, size, "%s/%s", dirname(exe), BALANCING_INSTALL_DATA_REL) >= size)
+		return -ENOENT;
+	snprintf(probe, sizeof(probe), "%s/lua/balancing", out);
+	if (stat(probe, &st) != 0 || !S_ISDIR(st.st_mode))
+		return -ENOENT;
+	snprintf(probe, sizeof(probe), "%s/balancing.h", out);
+	if (access(probe, R_OK) != 0)
+		return -ENOENT;
+	return 0;
+}
+
 int lua_host_open(struct lua_host *host, const char *program, const char *override_dir)
 {
+	char data_dir[PATH_MAX];
+	char installed_lua[PATH_MAX + 8];
+	char installed_header[PATH_MAX + 16];
+	const char *header = BALANCING_HEADER_PATH;
+	const char *default_builtin = BALANCING_LUA_BUILTIN_DIR;
 	const char *builtin_dir = getenv("BALANCING_LUA_BUILTIN_DIR");
 	const char *dirs[2];
 	int err;
@@ -107,8 +149,14 @@ int lua_host_open(struct lua_host *host, const char *program, const char *overri
 		override_dir = getenv("BALANCING_LUA_DIR");
 	if (!override_dir || !override_dir[0])
 		override_dir = LUA_HOST_DEFAULT_OVERRIDE_DIR;
+	if (installed_data_dir(data_dir, sizeof(data_dir)) == 0) {
+		snprintf(installed_lua, sizeof(installed_lua), "%s/lua", data_dir);
+		snprintf(installed_header, sizeof(installed_header), "%s/balancing.h", data_dir);
+		default_builtin = installed_lua;
+		header = installed_header;
+	}
 	if (!builtin_dir || !builtin_dir[0])
-		builtin_dir = BALANCING_LUA_BUILTIN_DIR;
+		builtin_dir = default_builtin;
 
 	err = copy_dir(host->override_dir, sizeof(host->override_dir), "override", override_dir);
 	if (err)
@@ -119,7 +167,7 @@ int lua_host_open(struct lua_host *host, const char *program, const char *overri
 
 	/* lua/balancing/abi.lua finds the header through this variable first; the
 	 * installed binary must not depend on the source tree layout. */
-	if (setenv("BALANCING_HEADER", BALANCING_HEADER_PATH, 0) != 0)
+	if (setenv("BALANCING_HEADER", header, 0) != 0)
 		return -errno;
 
 	host->L = luaL_newstate();

@@ -21,9 +21,10 @@ struct lua_host {
 
 /*
  * Creates the state: standard libraries, package.path = override dir, then
- * the built-in dir ($BALANCING_LUA_BUILTIN_DIR, else the compiled-in one),
+ * the built-in dir ($BALANCING_LUA_BUILTIN_DIR, else for an installed binary
+ * its prefix's share/balancing/lua, else the compiled-in source tree's),
  * then the system paths (without "./"), package.preload["balancing.core"],
- * $BALANCING_HEADER defaulted to the compiled-in header, and the table
+ * $BALANCING_HEADER defaulted to the installed or else the compiled-in header, and the table
  * package.loaded["balancing.host"] = {program, override_dir, builtin_dir}.
  * override_dir NULL means $BALANCING_LUA_DIR, else the default.
  * Returns 0 or -errno (a line is logged).

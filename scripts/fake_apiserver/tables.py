@@ -2,6 +2,11 @@
 for one in Accept (kubectl get does), with the columns kubectl shows for each kind."""
 
 import datetime
+import json
+import os
+import re
+
+import yaml
 
 from .resources import now_timestamp
 
@@ -100,15 +105,36 @@ def slice_endpoints(obj):
     return ",".join(addresses[:3]) + (" + %d more..." % (len(addresses) - 3) if len(addresses) > 3 else "")
 
 
-def annotation(name):
-    return lambda obj: ((obj.get("metadata") or {}).get("annotations") or {}).get(name, "")
-
-
 def spec_field(name):
     return lambda obj: (obj.get("spec") or {}).get(name) or "<none>"
 
 
-SERVICE_ID = annotation("balancing.elf.io/serviceId")
+CRD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "crds")
+
+
+def json_path(path):
+    """A cell from a printer column's jsonPath: the simple field paths the CRDs use
+    (".a.b", with "\\." a dot inside a key); lists and maps print as JSON, as the API server's."""
+    keys = [key.replace("\\.", ".") for key in re.split(r"(?<!\\)\.", path.lstrip("."))]
+
+    def cell(obj):
+        value = obj
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return None  # a missing field is a null cell, which kubectl prints as <none>
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return cell
+
+
+def crd_columns(file):
+    """The additionalPrinterColumns of a CRD in deploy/crds: one source for the columns."""
+    with open(os.path.join(CRD_DIR, file)) as handle:
+        crd = yaml.safe_load(handle)
+    return [(c["name"], c["type"], c.get("priority", 0),
+             age if c["jsonPath"] == ".metadata.creationTimestamp" else json_path(c["jsonPath"]))
+            for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+
 
 # (column name, type, priority, cell) per resource; priority 1 columns show with -o wide.
 COLUMNS = {
@@ -144,9 +170,9 @@ COLUMNS = {
         ("Endpoints", "string", 0, slice_endpoints),
         ("Age", "string", 0, age),
     ],
-    # the CRDs' additionalPrinterColumns (deploy/crds)
-    "localredirectpolicies": [("ID", "string", 0, SERVICE_ID), ("Age", "date", 0, age)],
-    "balancingpolicies": [("ID", "string", 0, SERVICE_ID), ("Age", "date", 0, age)],
+    # the CRDs' additionalPrinterColumns, read from deploy/crds
+    "localredirectpolicies": crd_columns("localredirectpolicies.yaml"),
+    "balancingpolicies": crd_columns("balancingpolicies.yaml"),
 }
 
 

@@ -169,10 +169,14 @@ describe("fake API server", function()
       local server = start_cluster()
       local status, output = kubectl(server, "get lr")
       assert.equal(0, status, output)
-      -- the CRD's printer column ID: its balancing.elf.io/serviceId annotation
-      assert.matches("^NAME%s+ID%s+AGE\nnode%-local%-dns%s+42%s", output)
+      -- the CRD's printer columns: frontend, backend, ID (its balancing.elf.io/serviceId), age
+      assert.matches("^NAME%s+FRONTEND%-IP%s+FRONTEND%-SERVICE%s+BACKEND%-PODS%s+ID%s+AGE\n", output)
+      -- (no Frontend-IP: a null cell, which kubectl prints empty)
+      assert.matches("\nnode%-local%-dns%s+kube%-dns%s+{\"k8s%-app\":\"node%-local%-dns\"}%s+42%s", output)
       status, output = kubectl(server, "get bl")
       assert.equal(0, status, output)
+      assert.matches("^NAME%s+FRONTEND%-IP%s+FRONTEND%-SERVICE%s+BACKEND%-MODE%s+BACKEND%-ADDRESSES%s+ID%s+AGE\n",
+        output)
       assert.matches("web%-by%-address", output)
     end)
 
