@@ -59,12 +59,8 @@ end
 describe("balancing-agent: its datapath on /metrics and in the log", function()
   local dir
   after_each(function()
-    agent_run.cleanup()
-    if dir then
-      scratch.remove_dir(dir)
-      dir = nil
-    end
-    core_env.close_all()
+    agent_run.teardown(dir)
+    dir = nil
   end)
 
   -- The agent on a manifest directory holding manifest_text, its

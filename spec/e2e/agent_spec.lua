@@ -35,13 +35,9 @@ end
 describe("balancing-agent, standalone", function()
   local env, dir, agent_pid
   after_each(function()
-    agent_run.cleanup() -- the agent and the backends, by pid
+    agent_run.teardown(dir) -- the agent and the backends, by pid
     agent_pid = nil
-    if dir then
-      scratch.remove_dir(dir)
-      dir = nil
-    end
-    core_env.close_all()
+    dir = nil
   end)
 
   -- Two backends, the agent on a manifest directory pointing at the first.

@@ -35,12 +35,8 @@ end
 describe("balancing-agent: stale UDP sockets", function()
   local dir, env
   after_each(function()
-    agent_run.cleanup()
-    if dir then
-      scratch.remove_dir(dir)
-      dir = nil
-    end
-    core_env.close_all()
+    agent_run.teardown(dir)
+    dir = nil
   end)
 
   -- A connected client (client.py udp-connected-pause) in the agent's cgroup,

@@ -51,12 +51,8 @@ end
 describe("balancing-agent at start", function()
   local dir
   after_each(function()
-    agent_run.cleanup()
-    if dir then
-      scratch.remove_dir(dir)
-      dir = nil
-    end
-    core_env.close_all()
+    agent_run.teardown(dir)
+    dir = nil
   end)
 
   local function setup()

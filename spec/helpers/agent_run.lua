@@ -251,4 +251,14 @@ function M.cleanup()
   end
 end
 
+-- The whole after_each of an agent spec: cleanup(), then its scratch
+-- directory removed (when there is one) and the kernel handles closed.
+function M.teardown(dir)
+  M.cleanup()
+  if dir then
+    scratch.remove_dir(dir)
+  end
+  core_env.close_all()
+end
+
 return M
