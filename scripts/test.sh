@@ -47,14 +47,14 @@ luajit /usr/bin/busted --output=utfTerminal ${BUSTED_ARGS:-} 2>&1 | tee "$output
 busted_status=${PIPESTATUS[0]}
 unset LD_PRELOAD
 
-summary=$(grep -aE '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$output" | tail -1)
+summary=$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$output" | tail -1)
 if [[ -z $summary ]]; then
   echo "busted did not finish (exit $busted_status)"
   echo "0 passed, 1 failed"
   exit 1
 fi
 read -r passed failures errors pending < <(echo "$summary" |
-  sed -E 's/.*\b([0-9]+) successes? \/ ([0-9]+) failures? \/ ([0-9]+) errors? \/ ([0-9]+) pending.*/\1 \2 \3 \4/')
+  sed -E 's/.*\b([0-9]+) success(es)? \/ ([0-9]+) failures? \/ ([0-9]+) errors? \/ ([0-9]+) pending.*/\1 \3 \4 \5/')
 failed=$((failures + errors))
 if [[ ${BALANCING_REQUIRE_E2E:-0} == 1 && $pending -gt 0 ]]; then
   echo "BALANCING_REQUIRE_E2E=1: $pending skipped spec(s) count as failed"
