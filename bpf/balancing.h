@@ -296,6 +296,14 @@ struct translation_value {
 	__u64 count; /* of this CPU; readers sum over the possible CPUs */
 };
 
+/* map_event_drops (per-CPU array, one entry): the events map_event had no
+ * room for (bpf_ringbuf_reserve failed: the reader is behind), so the agent
+ * can count them on /metrics (balancing_events_dropped_total{stage="ring"}).
+ * Per-CPU so that a flood on every CPU shares no cache line. */
+struct event_drops_value {
+	__u64 count; /* of this CPU; readers sum over the possible CPUs */
+};
+
 /* map_event (ring buffer): one record per translation, success or failure. */
 struct balancing_event {
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */

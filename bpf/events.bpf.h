@@ -3,8 +3,9 @@
  * One event per translation, success or failure, into the ring buffer
  * map_event — or only the failures, or none, as map_configure.events says
  * (the agent's --events): what is not wanted costs no ring space and no
- * reader's time. When the ring is full the event is dropped: the datapath
- * never waits for, nor fails because of, its reader.
+ * reader's time. When the ring is full the event is dropped and counted in
+ * map_event_drops: the datapath never waits for, nor fails because of, its
+ * reader, and the agent still knows how much it missed.
  */
 #ifndef BALANCING_EVENTS_BPF_H
 #define BALANCING_EVENTS_BPF_H
@@ -16,6 +17,17 @@
 #include "maps.bpf.h"
 #include "xlate.bpf.h"
 
+static __always_inline void event_count_drop(void)
+{
+	__u32 key = 0;
+	struct event_drops_value *drops = bpf_map_lookup_elem(&map_event_drops, &key);
+
+	/* this CPU's copy; atomic since a program preempted on this CPU may
+	 * be counting too */
+	if (drops)
+		__sync_fetch_and_add(&drops->count, 1);
+}
+
 static __always_inline void event_submit(const struct sock4_xlate *x)
 {
 	struct balancing_event *e;
@@ -24,8 +36,10 @@ static __always_inline void event_submit(const struct sock4_xlate *x)
 	if (filter == EVENTS_OFF || (filter == EVENTS_FAILURES && (x->flags & EVENT_FLAG_SUCCESS)))
 		return;
 	e = bpf_ringbuf_reserve(&map_event, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		event_count_drop();
 		return;
+	}
 	/* ring memory is not zeroed: clear padding and the unused IPv6 words */
 	__builtin_memset(e, 0, sizeof(*e));
 	e->timestamp_ns = bpf_ktime_get_ns();

@@ -51,6 +51,15 @@ int events_open_pinned(struct events_reader **out, const char *bpffs, struct err
  * ring for the next poll. Returns how many were taken. */
 int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e);
 
+/* Takes up to max events (0: EVENTS_DEFAULT_MAX) without decoding or
+ * keeping them — what the agent sheds when it cannot keep up. Returns how
+ * many; events_get has none after it. */
+int events_discard(struct events_reader *r, __u32 max, struct errmsg *e);
+
+/* Bytes written to the ring that no poll has taken yet (record headers
+ * included), and the ring's size: how far behind the reader is. */
+void events_backlog(const struct events_reader *r, __u64 *pending, __u64 *size);
+
 /* The i-th event of the last poll, decoded. */
 int events_get(const struct events_reader *r, __u32 i, struct event_record *out);
 
