@@ -296,6 +296,13 @@ struct translation_value {
 	__u64 count; /* of this CPU; readers sum over the possible CPUs */
 };
 
+/* The programs wake the ring's reader only once this share of the ring
+ * (1/EVENT_WAKEUP_FRACTION of its size) waits to be read; below it the
+ * reader finds the events at its next tick (the agent polls every 100 ms).
+ * A wakeup per event, which bpf_ringbuf_submit(e, 0) does whenever the
+ * reader keeps up, costs an irq_work and a context switch per connect. */
+enum { EVENT_WAKEUP_FRACTION = 8 };
+
 /* map_event_drops (per-CPU array, one entry): the events map_event had no
  * room for (bpf_ringbuf_reserve failed: the reader is behind), so the agent
  * can count them on /metrics (balancing_events_dropped_total{stage="ring"}).

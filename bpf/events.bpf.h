@@ -5,7 +5,8 @@
  * (the agent's --events): what is not wanted costs no ring space and no
  * reader's time. When the ring is full the event is dropped and counted in
  * map_event_drops: the datapath never waits for, nor fails because of, its
- * reader, and the agent still knows how much it missed.
+ * reader, and the agent still knows how much it missed. The reader is
+ * woken per batch, not per event (event_wakeup).
  */
 #ifndef BALANCING_EVENTS_BPF_H
 #define BALANCING_EVENTS_BPF_H
@@ -26,6 +27,16 @@ static __always_inline void event_count_drop(void)
 	 * be counting too */
 	if (drops)
 		__sync_fetch_and_add(&drops->count, 1);
+}
+
+/* BPF_RB_FORCE_WAKEUP once the reader has a batch waiting, else
+ * BPF_RB_NO_WAKEUP (balancing.h: EVENT_WAKEUP_FRACTION says why). */
+static __always_inline __u64 event_wakeup(void)
+{
+	__u64 size = bpf_ringbuf_query(&map_event, BPF_RB_RING_SIZE);
+	__u64 waiting = bpf_ringbuf_query(&map_event, BPF_RB_AVAIL_DATA);
+
+	return waiting >= size / EVENT_WAKEUP_FRACTION ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void event_submit(const struct sock4_xlate *x)
@@ -60,7 +71,7 @@ static __always_inline void event_submit(const struct sock4_xlate *x)
 	e->is_ipv4 = 1;
 	e->hook = x->hook;
 	e->flags = x->flags;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, event_wakeup());
 }
 
 #endif /* BALANCING_EVENTS_BPF_H */

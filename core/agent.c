@@ -26,7 +26,9 @@
 #define PROGRAM "balancing-agent"
 
 enum { HTTP_REQUEST_MAX = 4096 };
-#define EVENTS_TICK_SECONDS 1.0
+/* the programs wake the loop per batch of events (EVENT_WAKEUP_FRACTION):
+ * the tick takes the rest, so an event waits at most this long */
+#define EVENTS_TICK_SECONDS 0.1
 
 struct agent {
 	struct ev_loop *loop;
@@ -120,8 +122,9 @@ static void watch_events(struct agent *a)
 	ev_io_init(&a->events_io, on_events, fd, EV_READ);
 	a->events_io.data = a;
 	ev_io_start(a->loop, &a->events_io);
-	/* a turn each second besides: the ring's drops are counted in the
-	 * datapath, and the drop line is due even when the flood has stopped */
+	/* a turn each tick besides: events short of a batch wake no one, the
+	 * ring's drops are counted in the datapath, and the drop line is due
+	 * even when the flood has stopped */
 	ev_timer_init(&a->events_tick, on_events_tick, EVENTS_TICK_SECONDS, EVENTS_TICK_SECONDS);
 	a->events_tick.data = a;
 	ev_timer_start(a->loop, &a->events_tick);

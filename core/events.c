@@ -168,7 +168,15 @@ int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errms
 	r->full = false;
 	r->out_of_memory = false;
 	r->max = max ? max : EVENTS_DEFAULT_MAX;
-	err = ring_buffer__poll(r->rb, timeout_ms);
+	/* what is there first: the programs wake the reader per batch only
+	 * (EVENT_WAKEUP_FRACTION), so the fd may not say that events wait */
+	err = ring_buffer__consume(r->rb);
+	if (err == 0 && timeout_ms != 0) {
+		err = ring_buffer__poll(r->rb, timeout_ms);
+		/* and what came meanwhile without a wakeup */
+		if (err == 0)
+			err = ring_buffer__consume(r->rb);
+	}
 	/* taken at each poll: the wall clock can be stepped while we run */
 	r->realtime_offset_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
 	if (err == STOP_TAKING && r->full)
