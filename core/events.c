@@ -160,6 +160,34 @@ static __s64 clock_ns(clockid_t clock)
 	return (__s64)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The programs wake the reader per batch (EVENT_WAKEUP_FRACTION), so the
+ * fd does not say that a few events wait: what is there is taken first,
+ * and a wait looks at the ring again every slice. */
+enum { WAIT_SLICE_MS = 5 };
+
+static int take_waiting(struct events_reader *r, int timeout_ms)
+{
+	__s64 deadline = clock_ns(CLOCK_MONOTONIC) + (__s64)timeout_ms * 1000000;
+	int err = ring_buffer__consume(r->rb);
+
+	while (err == 0 && timeout_ms != 0) {
+		int slice = WAIT_SLICE_MS;
+
+		if (timeout_ms > 0) {
+			__s64 left_ms = (deadline - clock_ns(CLOCK_MONOTONIC)) / 1000000;
+
+			if (left_ms <= 0)
+				break;
+			if (left_ms < slice)
+				slice = (int)left_ms;
+		}
+		err = ring_buffer__poll(r->rb, slice);
+		if (err == 0)
+			err = ring_buffer__consume(r->rb);
+	}
+	return err;
+}
+
 int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e)
 {
 	int err;
@@ -168,15 +196,7 @@ int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errms
 	r->full = false;
 	r->out_of_memory = false;
 	r->max = max ? max : EVENTS_DEFAULT_MAX;
-	/* what is there first: the programs wake the reader per batch only
-	 * (EVENT_WAKEUP_FRACTION), so the fd may not say that events wait */
-	err = ring_buffer__consume(r->rb);
-	if (err == 0 && timeout_ms != 0) {
-		err = ring_buffer__poll(r->rb, timeout_ms);
-		/* and what came meanwhile without a wakeup */
-		if (err == 0)
-			err = ring_buffer__consume(r->rb);
-	}
+	err = take_waiting(r, timeout_ms);
 	/* taken at each poll: the wall clock can be stepped while we run */
 	r->realtime_offset_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
 	if (err == STOP_TAKING && r->full)

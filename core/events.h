@@ -48,9 +48,10 @@ int events_open_pinned(struct events_reader **out, const char *bpffs, struct err
 
 /* Takes what waits in the ring, at most max events (0: EVENTS_DEFAULT_MAX);
  * the rest stay for the next poll. When nothing waits, waits up to
- * timeout_ms (0: do not wait, -1: until a wakeup) for the programs' wakeup,
- * which comes per batch (EVENT_WAKEUP_FRACTION), and takes what is there
- * then. Returns how many were taken. */
+ * timeout_ms (0: do not wait, -1: until something comes) and takes what
+ * comes: the programs wake the reader per batch (EVENT_WAKEUP_FRACTION), so
+ * the wait looks at the ring every few milliseconds too. Returns how many
+ * were taken. */
 int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e);
 
 /* Takes up to max events (0: EVENTS_DEFAULT_MAX) without decoding or
