@@ -330,6 +330,21 @@ enum stale_backend_limits {
 	MAX_STALE_BACKENDS = 4096,
 };
 
+/* The programs wake the ring's reader only once this share of the ring
+ * (1/EVENT_WAKEUP_FRACTION of its size) waits to be read; below it the
+ * reader finds the events at its next tick (the agent polls every 100 ms).
+ * A wakeup per event, which bpf_ringbuf_submit(e, 0) does whenever the
+ * reader keeps up, costs an irq_work and a context switch per connect. */
+enum { EVENT_WAKEUP_FRACTION = 8 };
+
+/* map_event_drops (per-CPU array, one entry): the events map_event had no
+ * room for (bpf_ringbuf_reserve failed: the reader is behind), so the agent
+ * can count them on /metrics (balancing_events_dropped_total{stage="ring"}).
+ * Per-CPU so that a flood on every CPU shares no cache line. */
+struct event_drops_value {
+	__u64 count; /* of this CPU; readers sum over the possible CPUs */
+};
+
 /* map_event (ring buffer): one record per translation, success or failure. */
 struct balancing_event {
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */

@@ -3,8 +3,10 @@
  * One event per translation, success or failure, into the ring buffer
  * map_event — or only the failures, or none, as map_configure.events says
  * (the agent's --events): what is not wanted costs no ring space and no
- * reader's time. When the ring is full the event is dropped: the datapath
- * never waits for, nor fails because of, its reader.
+ * reader's time. When the ring is full the event is dropped and counted in
+ * map_event_drops: the datapath never waits for, nor fails because of, its
+ * reader, and the agent still knows how much it missed. The reader is
+ * woken per batch, not per event (event_wakeup).
  */
 #ifndef BALANCING_EVENTS_BPF_H
 #define BALANCING_EVENTS_BPF_H
@@ -16,6 +18,27 @@
 #include "maps.bpf.h"
 #include "xlate.bpf.h"
 
+static __always_inline void event_count_drop(void)
+{
+	__u32 key = 0;
+	struct event_drops_value *drops = bpf_map_lookup_elem(&map_event_drops, &key);
+
+	/* this CPU's copy; atomic since a program preempted on this CPU may
+	 * be counting too */
+	if (drops)
+		__sync_fetch_and_add(&drops->count, 1);
+}
+
+/* BPF_RB_FORCE_WAKEUP once the reader has a batch waiting, else
+ * BPF_RB_NO_WAKEUP (balancing.h: EVENT_WAKEUP_FRACTION says why). */
+static __always_inline __u64 event_wakeup(void)
+{
+	__u64 size = bpf_ringbuf_query(&map_event, BPF_RB_RING_SIZE);
+	__u64 waiting = bpf_ringbuf_query(&map_event, BPF_RB_AVAIL_DATA);
+
+	return waiting >= size / EVENT_WAKEUP_FRACTION ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void event_submit(const struct sock4_xlate *x)
 {
 	struct balancing_event *e;
@@ -24,8 +47,10 @@ static __always_inline void event_submit(const struct sock4_xlate *x)
 	if (filter == EVENTS_OFF || (filter == EVENTS_FAILURES && (x->flags & EVENT_FLAG_SUCCESS)))
 		return;
 	e = bpf_ringbuf_reserve(&map_event, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		event_count_drop();
 		return;
+	}
 	/* ring memory is not zeroed: clear padding and the unused IPv6 words */
 	__builtin_memset(e, 0, sizeof(*e));
 	e->timestamp_ns = bpf_ktime_get_ns();
@@ -46,7 +71,7 @@ static __always_inline void event_submit(const struct sock4_xlate *x)
 	e->is_ipv4 = 1;
 	e->hook = x->hook;
 	e->flags = x->flags;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, event_wakeup());
 }
 
 #endif /* BALANCING_EVENTS_BPF_H */

@@ -98,6 +98,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } map_translations SEC(".maps");
 
+/* An array's BTF key must be a plain 4-byte integer, as map_configure's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event_drops_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} map_event_drops SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, DEFAULT_EVENT_RING_BYTES);

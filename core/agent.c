@@ -26,6 +26,9 @@
 #define PROGRAM "balancing-agent"
 
 enum { HTTP_REQUEST_MAX = 4096 };
+/* the programs wake the loop per batch of events (EVENT_WAKEUP_FRACTION):
+ * the tick takes the rest, so an event waits at most this long */
+#define EVENTS_TICK_SECONDS 0.1
 
 struct agent {
 	struct ev_loop *loop;
@@ -38,6 +41,7 @@ struct agent {
 	ev_io http_io;
 	ev_io events_io; /* the ring buffer's epoll fd (none with --events off) */
 	ev_timer tick;	 /* agent:tick(), what is polled rather than watched */
+	ev_timer events_tick; /* drops said even when no event follows them */
 	/* --lua-dir followed, for live overrides */
 	struct dir_watch lua_dir;
 };
@@ -108,6 +112,13 @@ static void on_events(struct ev_loop *loop, ev_io *w, int revents)
 	call_agent(w->data, "drain_events", 0);
 }
 
+static void on_events_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	call_agent(w->data, "drain_events", 0);
+}
+
 /* agent:event_fd() on the loop, when there is one. */
 static void watch_events(struct agent *a)
 {
@@ -123,6 +134,12 @@ static void watch_events(struct agent *a)
 	ev_io_init(&a->events_io, on_events, fd, EV_READ);
 	a->events_io.data = a;
 	ev_io_start(a->loop, &a->events_io);
+	/* a turn each tick besides: events short of a batch wake no one, the
+	 * ring's drops are counted in the datapath, and the drop line is due
+	 * even when the flood has stopped */
+	ev_timer_init(&a->events_tick, on_events_tick, EVENTS_TICK_SECONDS, EVENTS_TICK_SECONDS);
+	a->events_tick.data = a;
+	ev_timer_start(a->loop, &a->events_tick);
 }
 
 static void http_close(struct http_conn *c)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +28,14 @@ struct events_reader {
 	__u32 max;
 	bool full;
 	bool out_of_memory;
+	bool discarding; /* events_discard: count the samples, keep none */
 	__s64 realtime_offset_ns;
+	/* the ring's positions, mapped read-only a second time (libbpf 1.1
+	 * does not tell them): how far behind the reader is */
+	const unsigned long *consumer_pos;
+	const unsigned long *producer_pos;
+	size_t page_size;
+	__u32 ring_bytes;
 };
 
 static int reserve(struct events_reader *r)
@@ -55,6 +63,12 @@ static int take_sample(void *ctx, void *data, size_t size)
 	struct events_reader *r = ctx;
 	struct balancing_event *item;
 
+	if (r->discarding) {
+		if (++r->count < r->max)
+			return 0;
+		r->full = true;
+		return STOP_TAKING;
+	}
 	if (reserve(r)) {
 		r->out_of_memory = true;
 		return -ENOMEM;
@@ -66,6 +80,34 @@ static int take_sample(void *ctx, void *data, size_t size)
 		return 0;
 	r->full = true;
 	return STOP_TAKING;
+}
+
+/* The consumer page (offset 0) and the producer page (offset one page) of
+ * a BPF ring buffer, as the kernel lays them out for mmap. */
+static int map_positions(struct events_reader *r, struct errmsg *e)
+{
+	struct bpf_map_info info = {};
+	__u32 info_len = sizeof(info);
+	void *consumer, *producer;
+	int err;
+
+	err = bpf_obj_get_info_by_fd(r->map_fd, &info, &info_len);
+	if (err)
+		return errmsg_set(e, -errno, "map_event: map info");
+	r->ring_bytes = info.max_entries;
+	r->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	consumer = mmap(NULL, r->page_size, PROT_READ, MAP_SHARED, r->map_fd, 0);
+	if (consumer == MAP_FAILED)
+		return errmsg_set(e, -errno, "map_event: map the consumer position");
+	producer = mmap(NULL, r->page_size, PROT_READ, MAP_SHARED, r->map_fd, (off_t)r->page_size);
+	if (producer == MAP_FAILED) {
+		err = errmsg_set(e, -errno, "map_event: map the producer position");
+		munmap(consumer, r->page_size);
+		return err;
+	}
+	r->consumer_pos = consumer;
+	r->producer_pos = producer;
+	return 0;
 }
 
 int events_open(struct events_reader **out, int map_fd, struct errmsg *e)
@@ -84,6 +126,11 @@ int events_open(struct events_reader **out, int map_fd, struct errmsg *e)
 	r->rb = ring_buffer__new(map_fd, take_sample, r, NULL);
 	if (!r->rb) {
 		err = errmsg_set(e, -errno, "map_event: ring buffer");
+		events_close(r);
+		return err;
+	}
+	err = map_positions(r, e);
+	if (err) {
 		events_close(r);
 		return err;
 	}
@@ -113,6 +160,34 @@ static __s64 clock_ns(clockid_t clock)
 	return (__s64)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The programs wake the reader per batch (EVENT_WAKEUP_FRACTION), so the
+ * fd does not say that a few events wait: what is there is taken first,
+ * and a wait looks at the ring again every slice. */
+enum { WAIT_SLICE_MS = 5 };
+
+static int take_waiting(struct events_reader *r, int timeout_ms)
+{
+	__s64 deadline = clock_ns(CLOCK_MONOTONIC) + (__s64)timeout_ms * 1000000;
+	int err = ring_buffer__consume(r->rb);
+
+	while (err == 0 && timeout_ms != 0) {
+		int slice = WAIT_SLICE_MS;
+
+		if (timeout_ms > 0) {
+			__s64 left_ms = (deadline - clock_ns(CLOCK_MONOTONIC)) / 1000000;
+
+			if (left_ms <= 0)
+				break;
+			if (left_ms < slice)
+				slice = (int)left_ms;
+		}
+		err = ring_buffer__poll(r->rb, slice);
+		if (err == 0)
+			err = ring_buffer__consume(r->rb);
+	}
+	return err;
+}
+
 int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e)
 {
 	int err;
@@ -121,7 +196,7 @@ int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errms
 	r->full = false;
 	r->out_of_memory = false;
 	r->max = max ? max : EVENTS_DEFAULT_MAX;
-	err = ring_buffer__poll(r->rb, timeout_ms);
+	err = take_waiting(r, timeout_ms);
 	/* taken at each poll: the wall clock can be stepped while we run */
 	r->realtime_offset_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
 	if (err == STOP_TAKING && r->full)
@@ -133,6 +208,34 @@ int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errms
 	if (err < 0)
 		return errmsg_set(e, err, "poll map_event");
 	return (int)r->count;
+}
+
+int events_discard(struct events_reader *r, __u32 max, struct errmsg *e)
+{
+	__u32 taken;
+	int err;
+
+	r->count = 0;
+	r->full = false;
+	r->max = max ? max : EVENTS_DEFAULT_MAX;
+	r->discarding = true;
+	err = ring_buffer__consume(r->rb);
+	r->discarding = false;
+	taken = r->count;
+	r->count = 0; /* nothing of this call is for events_get */
+	if (err < 0 && err != STOP_TAKING && err != -EINTR)
+		return errmsg_set(e, err, "discard map_event: %u events taken", taken);
+	return (int)taken;
+}
+
+void events_backlog(const struct events_reader *r, __u64 *pending, __u64 *size)
+{
+	/* the producer's position is published with a release store */
+	unsigned long producer = __atomic_load_n(r->producer_pos, __ATOMIC_ACQUIRE);
+	unsigned long consumer = __atomic_load_n(r->consumer_pos, __ATOMIC_ACQUIRE);
+
+	*pending = producer - consumer;
+	*size = r->ring_bytes;
 }
 
 int events_get(const struct events_reader *r, __u32 i, struct event_record *out)
@@ -153,6 +256,10 @@ void events_close(struct events_reader *r)
 	if (!r)
 		return;
 	ring_buffer__free(r->rb);
+	if (r->consumer_pos)
+		munmap((void *)r->consumer_pos, r->page_size);
+	if (r->producer_pos)
+		munmap((void *)r->producer_pos, r->page_size);
 	if (r->map_fd >= 0)
 		close(r->map_fd);
 	free(r->items);

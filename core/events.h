@@ -46,15 +46,28 @@ int events_open(struct events_reader **out, int map_fd, struct errmsg *e);
 /* The ring of a pinned map set: <bpffs>/map_event. */
 int events_open_pinned(struct events_reader **out, const char *bpffs, struct errmsg *e);
 
-/* Waits up to timeout_ms (0: do not wait, -1: until something comes) and
- * takes at most max events (0: EVENTS_DEFAULT_MAX); the rest stay in the
- * ring for the next poll. Returns how many were taken. */
+/* Takes what waits in the ring, at most max events (0: EVENTS_DEFAULT_MAX);
+ * the rest stay for the next poll. When nothing waits, waits up to
+ * timeout_ms (0: do not wait, -1: until something comes) and takes what
+ * comes: the programs wake the reader per batch (EVENT_WAKEUP_FRACTION), so
+ * the wait looks at the ring every few milliseconds too. Returns how many
+ * were taken. */
 int events_poll(struct events_reader *r, int timeout_ms, __u32 max, struct errmsg *e);
+
+/* Takes up to max events (0: EVENTS_DEFAULT_MAX) without decoding or
+ * keeping them — what the agent sheds when it cannot keep up. Returns how
+ * many; events_get has none after it. */
+int events_discard(struct events_reader *r, __u32 max, struct errmsg *e);
+
+/* Bytes written to the ring that no poll has taken yet (record headers
+ * included), and the ring's size: how far behind the reader is. */
+void events_backlog(const struct events_reader *r, __u64 *pending, __u64 *size);
 
 /* The i-th event of the last poll, decoded. */
 int events_get(const struct events_reader *r, __u32 i, struct event_record *out);
 
-/* Ready for reading when events are waiting: for the agent's loop. */
+/* Ready for reading when a batch of events waits (the programs wake it per
+ * batch, not per event): for the agent's loop, which polls on a tick too. */
 int events_fd(const struct events_reader *r);
 
 void events_close(struct events_reader *r);

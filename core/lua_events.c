@@ -98,6 +98,39 @@ static int events_poll_lua(lua_State *L)
 	return 1;
 }
 
+/* reader:discard(max) → how many events were taken and thrown away */
+static int events_discard_lua(lua_State *L)
+{
+	struct lua_events *ev = check_events(L);
+	lua_Integer max = luaL_optinteger(L, 2, 0);
+	struct errmsg e;
+	int n;
+
+	if (!ev->r)
+		return events_closed(L);
+	if (max < 0 || max > UINT32_MAX)
+		return lua_binding_push_plain_error(L, -EINVAL, "discard map_event: max from 0");
+	n = events_discard(ev->r, (__u32)max, &e);
+	if (n < 0)
+		return lua_binding_push_error(L, n, &e);
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* reader:backlog() → bytes waiting in the ring, the ring's size */
+static int events_backlog_lua(lua_State *L)
+{
+	struct lua_events *ev = check_events(L);
+	__u64 pending, size;
+
+	if (!ev->r)
+		return events_closed(L);
+	events_backlog(ev->r, &pending, &size);
+	lua_pushnumber(L, (lua_Number)pending);
+	lua_pushnumber(L, (lua_Number)size);
+	return 2;
+}
+
 static int events_fd_lua(lua_State *L)
 {
 	struct lua_events *ev = check_events(L);
@@ -120,6 +153,8 @@ static int events_close_lua(lua_State *L)
 
 static const luaL_Reg events_methods[] = {
     {"poll", events_poll_lua},
+    {"discard", events_discard_lua},
+    {"backlog", events_backlog_lua},
     {"fd", events_fd_lua},
     {"close", events_close_lua},
     {NULL, NULL},

@@ -8,7 +8,8 @@
 --   agent:ready()       -- every source synced once and its entries applied
 --   agent:metrics()     -- the Prometheus text of /metrics
 --   agent:event_fd()    -- the ring buffer's fd for the loop (nil with --events off)
---   agent:drain_events() -- the fd is readable: each event as a "formatted ebpf event" line
+--   agent:drain_events() -- the fd is readable (or a tick): each event as a "formatted ebpf event"
+--                           line, a bounded turn (balancing.event_drain)
 --   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
 --   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance)
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
@@ -27,6 +28,7 @@ local kube_source = require("balancing.kube_source")
 local kubeconfig = require("balancing.kubeconfig")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
+local event_drain = require("balancing.event_drain")
 local map_fill = require("balancing.map_fill")
 local loop_avoidance = require("balancing.loop_avoidance")
 local lfs = require("lfs")
@@ -399,10 +401,6 @@ function Agent:cgroup_path(id)
   return self.cgroup_paths[id]
 end
 
--- Events a loop turn takes at most: the rest stay in the ring (its fd stays
--- readable) and come at the next turn, so a flood never holds the loop.
-local EVENTS_PER_TURN = 1024
-
 function Agent:event_fd()
   if self.options.events == "off" then
     return nil
@@ -413,26 +411,25 @@ function Agent:event_fd()
     return nil
   end
   self.reader = reader
+  -- (a pin set from before map_event_drops has none: only the ring's
+  -- drops are then unknown)
+  local drops_map = self.dp:map("map_event_drops") or nil
+  self.event_drain = event_drain.new({ reader = reader, drops_map = drops_map,
+    interval = tonumber(os.getenv("BALANCING_EVENT_DROP_LOG_SECONDS")),
+    format = function(decoded) return self.formatter:line(decoded) end,
+    write = function(text)
+      io.stdout:write(text)
+      io.stdout:flush()
+    end,
+    written = function(n) self.meters.events:inc(n) end })
   return reader:fd()
 end
 
--- One JSON line on stdout per translation event (CONTRACTS.md "Logs").
+-- The fd is readable, or the loop's tick: one bounded turn (balancing.event_drain:
+-- one JSON line on stdout per translation event, CONTRACTS.md "Logs"; the rest
+-- at the next turn, or shed and counted when the agent cannot keep up).
 function Agent:drain_events()
-  local list, err = self.reader:poll(0, EVENTS_PER_TURN)
-  if not list then
-    log.error("events not read", { error = tostring(err) })
-    return
-  end
-  local lines = {}
-  for i, decoded in ipairs(list) do
-    lines[i] = self.formatter:line(decoded)
-  end
-  if #lines > 0 then
-    lines[#lines + 1] = ""
-    io.stdout:write(table.concat(lines, "\n"))
-    io.stdout:flush()
-    self.meters.events:inc(#list)
-  end
+  self.event_drain:turn()
 end
 
 function Agent:ready()
@@ -446,6 +443,7 @@ end
 function Agent:stop()
   if self.reader then
     self:drain_events() -- what is already in the ring
+    self.event_drain:report(true) -- what was lost since the last line
     self.reader:close()
   end
   if self.source.close then

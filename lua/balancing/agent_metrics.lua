@@ -86,6 +86,14 @@ function M.new(agent)
   self.lua_reloads:inc(0, { result = "accepted" })
   self.lua_reloads:inc(0, { result = "refused" })
   self.events = registry:counter("balancing_events_total", "Translation events written to the log.")
+  registry:collect("balancing_events_dropped_total", "Translation events lost: stage ring, the programs found "
+    .. "the ring full; stage agent, the agent shed them unread when it could not keep up.", "counter", function()
+      local ring, shed = 0, 0
+      if agent.event_drain then
+        ring, shed = agent.event_drain:dropped()
+      end
+      return { { { stage = "ring" }, ring }, { { stage = "agent" }, shed } }
+    end)
   registry:collect("balancing_watch_restarts_total",
     "Lists and watches of a kind started again after a failure (a drop, an error, a stall).", "counter",
     watch_counter(agent, "restarts"))

@@ -8,13 +8,21 @@
  *       atomic); the file appears only once every socket listens, so its
  *       existence means "ready".
  *
- *   connect-bench client -a ADDR -p PORT -n N [-w WARMUP] [-t SECONDS]
+ *   connect-bench server -u -l ADDR:PORT [-l ADDR:PORT ...] -c COUNTFILE
+ *       UDP: answers every datagram with itself, to its sender; COUNTFILE
+ *       counts the datagrams.
+ *
+ *   connect-bench client [-u] -a ADDR -p PORT -n N [-w WARMUP] [-t SECONDS]
  *                        [-c COUNTFILE]
  *       WARMUP untimed then N timed iterations of socket / connect / close
  *       to ADDR:PORT (stops early after SECONDS of timed work, if given).
  *       Every socket closes with SO_LINGER {1, 0}: an RST, no TIME_WAIT, so
  *       the ephemeral ports never run out. Prints one line:
  *         ns_per_connect=<mean> connects=<n> elapsed_ns=<total>
+ *       -u: unconnected UDP, as a DNS client does: one socket, each
+ *       iteration a sendto() to ADDR:PORT and a recvfrom() of the reply
+ *       (whose source must be ADDR:PORT again: the reverse translation).
+ *       The line then says ns_per_connect for the exchange all the same.
  *       With -c, checks afterwards that the server behind COUNTFILE
  *       accepted every connect (so a run that reached some other listener,
  *       or was not translated, fails instead of producing a figure).
@@ -42,8 +50,9 @@
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: connect-bench server -l ADDR:PORT [-l ADDR:PORT ...] -c COUNTFILE\n"
-		"       connect-bench client -a ADDR -p PORT -n N [-w WARMUP] [-t SECONDS] [-c COUNTFILE]\n");
+		"usage: connect-bench server [-u] -l ADDR:PORT [-l ADDR:PORT ...] -c COUNTFILE\n"
+		"       connect-bench client [-u] -a ADDR -p PORT -n N [-w WARMUP] [-t SECONDS] "
+		"[-c COUNTFILE]\n");
 	exit(2);
 }
 
@@ -127,6 +136,30 @@ static volatile uint64_t *map_counter(const char *path, int create)
 	return mem;
 }
 
+/* Answers every waiting datagram with itself; -1 on a real error. */
+static int echo_datagrams(int fd, volatile uint64_t *counter)
+{
+	char buf[512];
+	struct sockaddr_in from;
+
+	for (;;) {
+		socklen_t len = sizeof(from);
+		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == EINTR || errno == ECONNREFUSED)
+				continue;
+			fprintf(stderr, "connect-bench server: recvfrom: %s\n", strerror(errno));
+			return -1;
+		}
+		__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+		/* a full socket buffer loses the reply: the client times out and says so */
+		sendto(fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&from, len);
+	}
+}
+
 static int run_server(int argc, char **argv)
 {
 	struct sockaddr_in addrs[MAX_LISTEN];
@@ -134,10 +167,13 @@ static int run_server(int argc, char **argv)
 	const char *count_path = NULL;
 	char tmp_path[4096];
 	volatile uint64_t *counter;
-	int naddr = 0, opt, i;
+	int naddr = 0, opt, i, udp = 0;
 
-	while ((opt = getopt(argc, argv, "l:c:")) != -1) {
+	while ((opt = getopt(argc, argv, "ul:c:")) != -1) {
 		switch (opt) {
+		case 'u':
+			udp = 1;
+			break;
 		case 'l':
 			if (naddr == MAX_LISTEN || parse_addr_port(optarg, &addrs[naddr]) < 0) {
 				fprintf(stderr, "connect-bench: bad listen address: %s\n", optarg);
@@ -157,11 +193,12 @@ static int run_server(int argc, char **argv)
 
 	for (i = 0; i < naddr; i++) {
 		int one = 1;
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				0);
 
 		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 		    bind(fd, (struct sockaddr *)&addrs[i], sizeof(addrs[i])) < 0 ||
-		    listen(fd, 4096) < 0) {
+		    (!udp && listen(fd, 4096) < 0)) {
 			char text[INET_ADDRSTRLEN];
 
 			inet_ntop(AF_INET, &addrs[i].sin_addr, text, sizeof(text));
@@ -194,6 +231,11 @@ static int run_server(int argc, char **argv)
 		for (i = 0; i < naddr; i++) {
 			if (!(fds[i].revents & POLLIN))
 				continue;
+			if (udp) {
+				if (echo_datagrams(fds[i].fd, counter) < 0)
+					return 1;
+				continue;
+			}
 			for (;;) {
 				int c = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -239,6 +281,61 @@ static int one_connect(const struct sockaddr_in *sa)
 	return 0;
 }
 
+/* One DNS-like exchange on an unconnected UDP socket: a datagram to sa,
+ * its echo back, from sa (what recvmsg4 restores). */
+static int one_exchange(int fd, const struct sockaddr_in *sa)
+{
+	char out = 'q', in[16];
+	struct sockaddr_in from;
+	socklen_t len = sizeof(from);
+	ssize_t n;
+
+	if (sendto(fd, &out, 1, 0, (const struct sockaddr *)sa, sizeof(*sa)) != 1) {
+		fprintf(stderr, "connect-bench client: sendto: %s\n", strerror(errno));
+		return -1;
+	}
+	n = recvfrom(fd, in, sizeof(in), 0, (struct sockaddr *)&from, &len);
+	if (n != 1) {
+		fprintf(stderr, "connect-bench client: recvfrom: %s\n",
+			n < 0 ? strerror(errno) : "not the datagram sent");
+		return -1;
+	}
+	if (from.sin_addr.s_addr != sa->sin_addr.s_addr || from.sin_port != sa->sin_port) {
+		char text[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &from.sin_addr, text, sizeof(text));
+		fprintf(stderr, "connect-bench client: the reply came from %s:%u, not the address dialed\n",
+			text, ntohs(from.sin_port));
+		return -1;
+	}
+	return 0;
+}
+
+static int udp_socket(void)
+{
+	struct timeval timeout = { .tv_sec = 1 };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		fprintf(stderr, "connect-bench client: socket: %s\n", strerror(errno));
+		return -1;
+	}
+	/* a lost datagram fails the run instead of hanging it */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0) {
+		fprintf(stderr, "connect-bench client: SO_RCVTIMEO: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* One iteration of the client's mode: a TCP connect, or a UDP exchange on
+ * the one socket udp_fd. */
+static int one_iteration(int udp_fd, const struct sockaddr_in *sa)
+{
+	return udp_fd >= 0 ? one_exchange(udp_fd, sa) : one_connect(sa);
+}
+
 static int run_client(int argc, char **argv)
 {
 	struct sockaddr_in sa;
@@ -247,10 +344,13 @@ static int run_client(int argc, char **argv)
 	double seconds = 0;
 	volatile uint64_t *counter = NULL;
 	uint64_t before = 0, start, elapsed, limit_ns;
-	int opt;
+	int opt, udp = 0, udp_fd = -1;
 
-	while ((opt = getopt(argc, argv, "a:p:n:w:t:c:")) != -1) {
+	while ((opt = getopt(argc, argv, "ua:p:n:w:t:c:")) != -1) {
 		switch (opt) {
+		case 'u':
+			udp = 1;
+			break;
 		case 'a':
 			addr = optarg;
 			break;
@@ -282,14 +382,19 @@ static int run_client(int argc, char **argv)
 		before = __atomic_load_n(counter, __ATOMIC_RELAXED);
 	}
 
+	if (udp) {
+		udp_fd = udp_socket();
+		if (udp_fd < 0)
+			return 1;
+	}
 	for (i = 0; i < warmup; i++)
-		if (one_connect(&sa) < 0)
+		if (one_iteration(udp_fd, &sa) < 0)
 			return 1;
 
 	limit_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : UINT64_MAX;
 	start = now_ns();
 	for (done = 0; done < n;) {
-		if (one_connect(&sa) < 0)
+		if (one_iteration(udp_fd, &sa) < 0)
 			return 1;
 		done++;
 		/* reading the clock every 64 connects keeps it out of the figure */

@@ -13,8 +13,9 @@
 -- paired" is that ratio against the baseline in the same kind of network
 -- namespace: "direct" for the hook (the host's), "direct-netns" for the
 -- kube-proxy variants (each in a fresh namespace of its own). Below the
--- table, the cost of the per-owner translation counters: per size, the median
--- over the slots of "hook" divided by "hook-uncounted" of the same slot.
+-- table, the cost of the per-owner translation counters and of events: per
+-- size, the median over the slots of "hook" divided by "hook-uncounted", and
+-- by "hook-events-off", of the same slot.
 
 local path = assert(arg[1], "usage: connect_report.lua RESULTS")
 
@@ -75,7 +76,8 @@ local function median(list)
   return (sorted[n / 2] + sorted[n / 2 + 1]) / 2
 end
 
-local rank = { direct = 1, ["direct-netns"] = 2, hook = 3, ["hook-uncounted"] = 4, iptables = 5, nftables = 6 }
+local rank = { direct = 1, ["direct-netns"] = 2, hook = 3, ["hook-events-off"] = 4, ["hook-uncounted"] = 5,
+  iptables = 6, nftables = 7 }
 table.sort(order, function(a, b)
   local ea, eb = samples[a], samples[b]
   if ea.variant ~= eb.variant then
@@ -100,7 +102,8 @@ end
 local names = {
   direct = "direct (no hook)",
   ["direct-netns"] = "direct, in a fresh netns",
-  hook = "Balancing hook",
+  hook = "Balancing hook (events all)",
+  ["hook-events-off"] = "Balancing hook, events off",
   ["hook-uncounted"] = "Balancing hook, no counters",
   iptables = "kube-proxy iptables",
   nftables = "kube-proxy nftables",
@@ -123,26 +126,30 @@ for _, key in ipairs(order) do
     ratio(all), paired and string.format("%.2f", paired) or "–", same and string.format("%.2f", same) or "–"))
 end
 
--- hook against hook-uncounted, slot by slot, per size
-local uncounted_slot = {} -- "size round target" -> ns
-for _, run in ipairs(lines) do
-  if run.variant == "hook-uncounted" then
-    uncounted_slot[run.size .. " " .. run.slot] = run.ns
-  end
-end
-local counter_ratios, sizes = {}, {}
-for _, run in ipairs(lines) do
-  local uncounted = run.variant == "hook" and uncounted_slot[run.size .. " " .. run.slot]
-  if uncounted then
-    if not counter_ratios[run.size] then
-      counter_ratios[run.size] = {}
-      sizes[#sizes + 1] = run.size
+-- hook against a baseline variant, slot by slot, per size
+local function paired_against(baseline, what)
+  local baseline_slot = {} -- "size round target" -> ns
+  for _, run in ipairs(lines) do
+    if run.variant == baseline then
+      baseline_slot[run.size .. " " .. run.slot] = run.ns
     end
-    table.insert(counter_ratios[run.size], run.ns / uncounted)
+  end
+  local ratios, sizes = {}, {}
+  for _, run in ipairs(lines) do
+    local other = run.variant == "hook" and baseline_slot[run.size .. " " .. run.slot]
+    if other then
+      if not ratios[run.size] then
+        ratios[run.size] = {}
+        sizes[#sizes + 1] = run.size
+      end
+      table.insert(ratios[run.size], run.ns / other)
+    end
+  end
+  table.sort(sizes, function(a, b) return tonumber(a) < tonumber(b) end)
+  for _, size in ipairs(sizes) do
+    print(string.format("\n%s, %s frontends: hook / %s, paired median %.3f over %d slots", what, size, baseline,
+      median(ratios[size]), #ratios[size]))
   end
 end
-table.sort(sizes, function(a, b) return tonumber(a) < tonumber(b) end)
-for _, size in ipairs(sizes) do
-  print(string.format("\nper-owner counters, %s frontends: hook / hook without counters, "
-    .. "paired median %.3f over %d slots", size, median(counter_ratios[size]), #counter_ratios[size]))
-end
+paired_against("hook-uncounted", "per-owner counters")
+paired_against("hook-events-off", "events all against off")

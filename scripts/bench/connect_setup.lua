@@ -8,19 +8,28 @@
 --   luajit connect_setup.lua nft N BACKEND_PORT BACKENDS PREFIX
 --       `nft -f` files PREFIX.000.nft, PREFIX.001.nft, ... (load them in
 --       order) laid out as kube-proxy's nftables mode writes its table
---   luajit connect_setup.lua hook N BACKEND_PORT BACKENDS BPFFS CGROUP [uncounted]
+--   luajit connect_setup.lua hook N BACKEND_PORT BACKENDS BPFFS CGROUP [uncounted|events-off]
 --       loads Balancing's programs with balancing.core into the pin dir
 --       BPFFS, attaches them to CGROUP, writes N frontends into map_service
 --       and map_backend, prints "ready", then waits for EOF on stdin and
 --       detaches and unpins everything (also when anything above failed).
---       "uncounted": programs loaded with count_translations = false, the
---       baseline that shows what the per-owner counters cost.
+--       Events are "all" (the agent's default). "uncounted": programs
+--       loaded with count_translations = false, the baseline that shows what
+--       the per-owner counters cost; "events-off": --events off.
+--   luajit connect_setup.lua drain BPFFS
+--       reads BPFFS/map_event as fast as events come, taking them unread
+--       (the agent's reader, without its formatting, which runs on its own
+--       CPU): without a reader the ring fills after ~50,000 events and every
+--       later bpf_ringbuf_reserve fails fast, which is not what a node with
+--       an agent pays. Runs until killed.
 --
--- Every frontend is VIP:80/TCP; its backends are 127.0.0.2:PORT,
+-- Every Service has VIP:80/TCP and VIP:80/UDP (as kube-dns has 53 on both);
+-- its backends are 127.0.0.2:PORT,
 -- 127.0.0.3:PORT, ... (not 127.0.0.1, the client's source address, so no
 -- rule sees a hairpin connection). Addresses stay on loopback.
 
 local VIP_PORT = 80
+local PROTOCOLS = { "tcp", "udp" }
 
 local function vip(i)
   -- 250 per /24 keeps .0 and .255 out
@@ -50,7 +59,8 @@ local function iptables(n, port, backends)
   add(":KUBE-NODEPORTS - [0:0]")
   add(":KUBE-POSTROUTING - [0:0]")
   add(":KUBE-MARK-MASQ - [0:0]")
-  for i = 0, n - 1 do
+  -- one chain per Service port, as kube-proxy has: index 2i for TCP, 2i+1 for UDP
+  for i = 0, 2 * n - 1 do
     add(string.format(":KUBE-SVC-%016X - [0:0]", i))
     for b = 0, backends - 1 do
       add(string.format(":KUBE-SEP-%08X%08X - [0:0]", i, b))
@@ -64,29 +74,35 @@ local function iptables(n, port, backends)
   add('-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
     .. "-j MASQUERADE --random-fully")
   for i = 0, n - 1 do
-    add(string.format('-A KUBE-SERVICES -d %s/32 -p tcp -m comment --comment "bench/svc%d:http cluster IP" '
-      .. "-m tcp --dport %d -j KUBE-SVC-%016X", vip(i), i, VIP_PORT, i))
+    for p, proto in ipairs(PROTOCOLS) do
+      add(string.format('-A KUBE-SERVICES -d %s/32 -p %s -m comment --comment "bench/svc%d:%s cluster IP" '
+        .. "-m %s --dport %d -j KUBE-SVC-%016X", vip(i), proto, i, proto, proto, VIP_PORT, 2 * i + p - 1))
+    end
   end
   add('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
     .. 'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
   for i = 0, n - 1 do
-    local svc = string.format("KUBE-SVC-%016X", i)
-    add(string.format('-A %s ! -s 127.0.0.0/8 -d %s/32 -p tcp -m comment --comment "bench/svc%d:http cluster IP" '
-      .. "-m tcp --dport %d -j KUBE-MARK-MASQ", svc, vip(i), i, VIP_PORT))
-    for b = 0, backends - 1 do
-      local sep = string.format("KUBE-SEP-%08X%08X", i, b)
-      local comment = string.format('-m comment --comment "bench/svc%d:http -> %s:%d"', i, backend_address(b), port)
-      local left = backends - b
-      if left > 1 then
-        add(string.format("-A %s %s -m statistic --mode random --probability %.11f -j %s",
-          svc, comment, 1 / left, sep))
-      else
-        add(string.format("-A %s %s -j %s", svc, comment, sep))
+    for p, proto in ipairs(PROTOCOLS) do
+      local chain = 2 * i + p - 1
+      local svc = string.format("KUBE-SVC-%016X", chain)
+      add(string.format('-A %s ! -s 127.0.0.0/8 -d %s/32 -p %s -m comment --comment "bench/svc%d:%s cluster IP" '
+        .. "-m %s --dport %d -j KUBE-MARK-MASQ", svc, vip(i), proto, i, proto, proto, VIP_PORT))
+      for b = 0, backends - 1 do
+        local sep = string.format("KUBE-SEP-%08X%08X", chain, b)
+        local comment = string.format('-m comment --comment "bench/svc%d:%s -> %s:%d"', i, proto, backend_address(b),
+          port)
+        local left = backends - b
+        if left > 1 then
+          add(string.format("-A %s %s -m statistic --mode random --probability %.11f -j %s",
+            svc, comment, 1 / left, sep))
+        else
+          add(string.format("-A %s %s -j %s", svc, comment, sep))
+        end
+        add(string.format('-A %s -s %s/32 -m comment --comment "bench/svc%d:%s" -j KUBE-MARK-MASQ',
+          sep, backend_address(b), i, proto))
+        add(string.format('-A %s -p %s -m comment --comment "bench/svc%d:%s" -m %s -j DNAT --to-destination %s:%d',
+          sep, proto, i, proto, proto, backend_address(b), port))
       end
-      add(string.format('-A %s -s %s/32 -m comment --comment "bench/svc%d:http" -j KUBE-MARK-MASQ',
-        sep, backend_address(b), i))
-      add(string.format('-A %s -p tcp -m comment --comment "bench/svc%d:http" -m tcp -j DNAT --to-destination %s:%d',
-        sep, i, backend_address(b), port))
     end
   end
   add("COMMIT")
@@ -112,11 +128,12 @@ local function nft(n, port, backends, prefix)
     files = files + 1
     lines = {}
   end
-  local function service_chain(i)
-    return string.format("service-%08X-bench/svc%d/tcp/http", i, i)
+  local function service_chain(i, proto)
+    return string.format("service-%08X-bench/svc%d/%s/%s", i, i, proto, proto)
   end
-  local function endpoint_chain(i, b)
-    return string.format("endpoint-%08X-bench/svc%d/tcp/http__%s/%d", i * 16 + b, i, backend_address(b), port)
+  local function endpoint_chain(i, b, proto)
+    return string.format("endpoint-%08X-bench/svc%d/%s/%s__%s/%d", i * 16 + b, i, proto, proto, backend_address(b),
+      port)
   end
   add("table ip kube-proxy {")
   add('  comment "rules for kube-proxy"')
@@ -160,24 +177,29 @@ local function nft(n, port, backends, prefix)
     local last = math.min(first + chunk, n) - 1
     add("table ip kube-proxy {")
     for i = first, last do
-      local endpoints = {}
-      for b = 0, backends - 1 do
-        add(string.format("  chain %s {", endpoint_chain(i, b)))
-        add(string.format("    ip saddr %s jump mark-for-masquerade", backend_address(b)))
-        add(string.format("    meta l4proto tcp dnat to %s:%d", backend_address(b), port))
+      for _, proto in ipairs(PROTOCOLS) do
+        local endpoints = {}
+        for b = 0, backends - 1 do
+          add(string.format("  chain %s {", endpoint_chain(i, b, proto)))
+          add(string.format("    ip saddr %s jump mark-for-masquerade", backend_address(b)))
+          add(string.format("    meta l4proto %s dnat to %s:%d", proto, backend_address(b), port))
+          add("  }")
+          endpoints[#endpoints + 1] = string.format("%d : goto %s", b, endpoint_chain(i, b, proto))
+        end
+        add(string.format("  chain %s {", service_chain(i, proto)))
+        add(string.format("    ip daddr %s %s dport %d ip saddr != 127.0.0.0/8 jump mark-for-masquerade",
+          vip(i), proto, VIP_PORT))
+        add(string.format("    numgen random mod %d vmap { %s }", backends, table.concat(endpoints, ", ")))
         add("  }")
-        endpoints[#endpoints + 1] = string.format("%d : goto %s", b, endpoint_chain(i, b))
       end
-      add(string.format("  chain %s {", service_chain(i)))
-      add(string.format("    ip daddr %s tcp dport %d ip saddr != 127.0.0.0/8 jump mark-for-masquerade",
-        vip(i), VIP_PORT))
-      add(string.format("    numgen random mod %d vmap { %s }", backends, table.concat(endpoints, ", ")))
-      add("  }")
     end
     add("}")
     local elements = {}
     for i = first, last do
-      elements[#elements + 1] = string.format("%s . tcp . %d : goto %s", vip(i), VIP_PORT, service_chain(i))
+      for _, proto in ipairs(PROTOCOLS) do
+        elements[#elements + 1] = string.format("%s . %s . %d : goto %s", vip(i), proto, VIP_PORT,
+          service_chain(i, proto))
+      end
     end
     add(string.format("add element ip kube-proxy service-ips { %s }", table.concat(elements, ", ")))
     flush()
@@ -186,12 +208,13 @@ end
 
 -- Balancing: the real programs through balancing.core, N frontends written
 -- through the applier.
-local function hook(n, port, backends, bpffs, cgroup, uncounted)
+local function hook(n, port, backends, bpffs, cgroup, mode)
   local ffi = require("ffi")
   local core = require("balancing.core")
   local abi = require("balancing.abi")
 
-  local dp, err = core.load{ bpffs = bpffs, bpf_log_level = "off", count_translations = not uncounted }
+  local dp, err = core.load{ bpffs = bpffs, bpf_log_level = "off", count_translations = mode ~= "uncounted",
+    events = mode == "events-off" and "off" or "all" }
   if not dp then
     io.stderr:write("connect_setup hook: core.load: ", tostring(err), "\n")
     os.exit(1)
@@ -212,7 +235,8 @@ local function hook(n, port, backends, bpffs, cgroup, uncounted)
       end
       local owner = "bench/" .. i
       assert(applier:apply(owner, { owner = owner, frontends = {
-        { key = abi.service_key(vip(i), VIP_PORT, "TCP", "service"), value = value, backends = slots } } }))
+        { key = abi.service_key(vip(i), VIP_PORT, "TCP", "service"), value = value, backends = slots },
+        { key = abi.service_key(vip(i), VIP_PORT, "UDP", "service"), value = value, backends = slots } } }))
     end
     applier:close()
     local attached, aerr = dp:attach(cgroup)
@@ -234,6 +258,24 @@ local function hook(n, port, backends, bpffs, cgroup, uncounted)
   os.exit(ok and 0 or 1)
 end
 
+-- The ring read as fast as events come, nothing decoded (see the header).
+local function drain(bpffs)
+  local core = require("balancing.core")
+  local reader, err = core.open_events(bpffs)
+  if not reader then
+    io.stderr:write("connect_setup drain: ", tostring(err), "\n")
+    os.exit(1)
+  end
+  io.stdout:write("ready\n")
+  io.stdout:flush()
+  while true do
+    assert(reader:poll(100, 1)) -- waits for the fd (and takes one)
+    repeat
+      local taken = assert(reader:discard(65536))
+    until taken == 0
+  end
+end
+
 local command = arg[1]
 local n = tonumber(arg[2])
 if command == "vip" and n then
@@ -243,10 +285,12 @@ elseif command == "iptables" and n and tonumber(arg[3]) and tonumber(arg[4]) the
 elseif command == "nft" and n and tonumber(arg[3]) and tonumber(arg[4]) and arg[5] then
   nft(n, tonumber(arg[3]), tonumber(arg[4]), arg[5])
 elseif command == "hook" and n and tonumber(arg[3]) and tonumber(arg[4]) and arg[5] and arg[6]
-  and (arg[7] == nil or arg[7] == "uncounted") then
-  hook(n, tonumber(arg[3]), tonumber(arg[4]), arg[5], arg[6], arg[7] == "uncounted")
+  and (arg[7] == nil or arg[7] == "uncounted" or arg[7] == "events-off") then
+  hook(n, tonumber(arg[3]), tonumber(arg[4]), arg[5], arg[6], arg[7])
+elseif command == "drain" and arg[2] then
+  drain(arg[2])
 else
   io.stderr:write("usage: connect_setup.lua vip N I | iptables N PORT BACKENDS | nft N PORT BACKENDS PREFIX"
-    .. " | hook N PORT BACKENDS BPFFS CGROUP [uncounted]\n")
+    .. " | hook N PORT BACKENDS BPFFS CGROUP [uncounted|events-off] | drain BPFFS\n")
   os.exit(2)
 end

@@ -4,6 +4,7 @@
 -- send a real client through a VIP on loopback from a cgroup of their own.
 local core_env = require("helpers.core_env")
 local abi = require("balancing.abi")
+local ffi = require("ffi")
 local system = require("system")
 
 local VIP = "127.10.0.9"
@@ -192,6 +193,23 @@ describe("events of real translations", function()
     local first = assert(reader:poll(0, 1))
     assert.equals(1, #first)
     assert.is_true(#assert(reader:poll(0)) >= 1)
+  end)
+
+  it("says how far behind it is, and takes events without decoding them when told to shed", function()
+    local env = core_env.open(pending)
+    local dp, cgroup, reader = attached(env)
+    local pending_before, size = reader:backlog()
+    run_client(dp, cgroup, "tcp", 80, true)
+    run_client(dp, cgroup, "tcp", 80, true)
+
+    local behind = reader:backlog()
+    assert.equals(0, pending_before)
+    assert.equals(4 * 1024 * 1024, size) -- (the default ring)
+    assert.is_true(behind >= 2 * ffi.sizeof("struct balancing_event"), "backlog " .. behind)
+    assert.equals(1, reader:discard(1))
+    assert.is_true(reader:discard(0) >= 1)
+    assert.equals(0, (reader:backlog()))
+    assert.same({}, reader:poll(0))
   end)
 
   it("decodes a UDP sendmsg to a VIP", function()

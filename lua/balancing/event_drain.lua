@@ -1,0 +1,151 @@
+-- One loop turn of the event reader, bounded whatever the flood: at most
+-- FORMAT_PER_TURN events formatted and written, and when the ring is still
+-- more than half full after that (the agent cannot keep up), at most
+-- SHED_PER_TURN more taken unread — shed, so that the ring keeps room for
+-- what comes next and the log stays close to now. What is lost is counted
+-- (balancing_events_dropped_total: stage "ring" for the events the
+-- programs found no room for, counted per CPU in map_event_drops; stage
+-- "agent" for what this turn shed) and said in one warn line at most once
+-- per interval, with the counts since the line before.
+--
+--   local drain = event_drain.new{ reader = reader, drops_map = dp:map("map_event_drops"),
+--     format = function(decoded) return line end, write = function(text) end,
+--     written = function(n) end }            -- (optional: the events counter)
+--   drain:turn()                             -- the ring's fd is readable, or a tick
+--   drain:dropped()                          -- → ring, agent (totals, for /metrics)
+--   drain:report()                           -- the drop line now, if anything is unsaid
+local ffi = require("ffi")
+local log = require("balancing.log")
+local monotime = require("system").monotime
+
+local M = {}
+
+M.FORMAT_PER_TURN = 1024
+-- discarding costs a few tens of nanoseconds an event (nothing decoded):
+-- this many is about a millisecond, and empties a 4 MiB ring in two turns
+M.SHED_PER_TURN = 32768
+-- past this share of the ring in use after a turn, the reader is behind
+M.SHED_ABOVE = 0.5
+M.LOG_INTERVAL_SECONDS = 10
+
+M.MESSAGE = "events dropped"
+
+local Drain = {}
+Drain.__index = Drain
+
+local count_ptr = ffi.typeof("const uint64_t *")
+local COUNT_BYTES = 8 -- the kernel hands per-CPU values 8-byte aligned, one per possible CPU
+local ZERO_KEY = "\0\0\0\0"
+
+-- The programs' drop counter summed over the CPUs, or nil, err.
+local function ring_total(map)
+  local value, err = map:lookup(ZERO_KEY)
+  if not value then
+    return nil, err or "map_event_drops: no entry"
+  end
+  local counts = ffi.cast(count_ptr, value)
+  local total = 0
+  for cpu = 0, #value / COUNT_BYTES - 1 do
+    total = total + tonumber(counts[cpu])
+  end
+  return total
+end
+
+-- new{ reader, drops_map, format, write[, written][, clock][, interval] }:
+-- drops_map may be nil (an older pin set: the ring's drops are not known).
+function M.new(opts)
+  local self = setmetatable({
+    reader = assert(opts.reader, "event_drain.new: reader is required"),
+    drops_map = opts.drops_map,
+    format = assert(opts.format, "event_drain.new: format is required"),
+    write = assert(opts.write, "event_drain.new: write is required"),
+    written = opts.written or function() end,
+    clock = opts.clock or monotime,
+    interval = opts.interval or M.LOG_INTERVAL_SECONDS,
+    shed = 0,
+  }, Drain)
+  -- the pinned counter outlives an agent: a restarted agent's first line
+  -- counts from its own start
+  self.ring_at_start = self.drops_map and ring_total(self.drops_map) or 0
+  self.ring = self.ring_at_start
+  self.said = { ring = self.ring, agent = 0, at = self.clock() - self.interval }
+  return self
+end
+
+-- Reads the programs' counter again (a failed read keeps the last value:
+-- the log line is about counts, and the next turn tries again).
+function Drain:refresh()
+  if not self.drops_map then
+    return
+  end
+  local total, err = ring_total(self.drops_map)
+  if total then
+    self.ring = total
+  elseif not self.read_error_said then
+    self.read_error_said = true
+    log.warn("event drops not read", { map = "map_event_drops", error = tostring(err) })
+  end
+end
+
+-- ring, agent: the events lost so far (ring: as the pinned counter says,
+-- from before this agent too, as a Prometheus counter may).
+function Drain:dropped()
+  self:refresh()
+  return self.ring, self.shed
+end
+
+-- The drop line, when something was lost since the last one and the last
+-- one is at least an interval old. → true when a line was written.
+function Drain:report(force)
+  local now = self.clock()
+  if not force and now - self.said.at < self.interval then
+    return false
+  end
+  self:refresh()
+  local ring, agent = self.ring - self.said.ring, self.shed - self.said.agent
+  if ring == 0 and agent == 0 then
+    return false
+  end
+  log.warn(M.MESSAGE, { ring = ring, agent = agent, seconds = math.floor((now - self.said.at) * 10 + 0.5) / 10,
+    hint = "the ring was full (ring) or the agent could not keep up (agent): "
+      .. "BALANCING_EVENT_RING_BYTES, or --events failures" })
+  self.said = { ring = self.ring, agent = self.shed, at = now }
+  return true
+end
+
+-- One turn: format and write what is there (bounded), shed beyond it when
+-- the ring stays more than half full, and say what was lost when due.
+-- → events written, events shed.
+function Drain:turn()
+  local list, err = self.reader:poll(0, M.FORMAT_PER_TURN)
+  if not list then
+    log.error("events not read", { error = tostring(err) })
+    return 0, 0
+  end
+  local lines = {}
+  for i, decoded in ipairs(list) do
+    lines[i] = self.format(decoded)
+  end
+  if #lines > 0 then
+    lines[#lines + 1] = ""
+    self.write(table.concat(lines, "\n"))
+    self.written(#list)
+  end
+  local shed = 0
+  local pending, size = self.reader:backlog()
+  if pending > size * M.SHED_ABOVE then
+    local n, discard_err = self.reader:discard(M.SHED_PER_TURN)
+    if n then
+      shed = n
+      self.shed = self.shed + n
+    else
+      log.error("events not shed", { error = tostring(discard_err) })
+    end
+  end
+  self:report()
+  return #list, shed
+end
+
+M.Drain = Drain
+
+return M
