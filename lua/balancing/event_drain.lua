@@ -14,7 +14,7 @@
 --   drain:turn()                             -- the ring's fd is readable, or a tick
 --   drain:dropped()                          -- → ring, agent (totals, for /metrics)
 --   drain:report()                           -- the drop line now, if anything is unsaid
-local ffi = require("ffi")
+local percpu = require("balancing.percpu")
 local log = require("balancing.log")
 local monotime = require("system").monotime
 
@@ -33,9 +33,7 @@ M.MESSAGE = "events dropped"
 local Drain = {}
 Drain.__index = Drain
 
-local count_ptr = ffi.typeof("const uint64_t *")
-local COUNT_BYTES = 8 -- the kernel hands per-CPU values 8-byte aligned, one per possible CPU
-local ZERO_KEY = "\0\0\0\0"
+local ZERO_KEY = "\0\0\0\0" -- map_event_drops' one entry
 
 -- The programs' drop counter summed over the CPUs, or nil, err.
 local function ring_total(map)
@@ -43,12 +41,7 @@ local function ring_total(map)
   if not value then
     return nil, err or "map_event_drops: no entry"
   end
-  local counts = ffi.cast(count_ptr, value)
-  local total = 0
-  for cpu = 0, #value / COUNT_BYTES - 1 do
-    total = total + tonumber(counts[cpu])
-  end
-  return total
+  return percpu.sum_u64(value)
 end
 
 -- new{ reader, drops_map, format, write[, written][, clock][, interval] }:

@@ -11,24 +11,11 @@
 -- `failure` field, so a metric and an event of one failure read alike.
 local abi = require("balancing.abi")
 local ffi = require("ffi")
+local percpu = require("balancing.percpu")
 
 local M = {}
 
 local key_ptr = ffi.typeof("const struct translation_key *")
-local count_ptr = ffi.typeof("const uint64_t *")
-local COUNT_BYTES = 8 -- the kernel hands per-CPU values 8-byte aligned, one per possible CPU
-
--- One entry's per-CPU values summed. A double holds 2^53 translations
--- exactly: some centuries at a million per second.
-local function sum_cpus(value)
-  local counts = ffi.cast(count_ptr, value)
-  local total = 0
-  for cpu = 0, #value / COUNT_BYTES - 1 do
-    total = total + tonumber(counts[cpu])
-  end
-  return total
-end
-
 -- read(map) → the counters, or nil, err when the map cannot be read.
 function M.read(map)
   local entries, err = map:dump()
@@ -39,7 +26,7 @@ function M.read(map)
   for i, entry in ipairs(entries) do
     local key = ffi.cast(key_ptr, entry.key)
     counters[i] = { service_id = tonumber(key.service_id), nat_type = key.nat_type, reason = key.reason,
-      count = sum_cpus(entry.value) }
+      count = percpu.sum_u64(entry.value) }
   end
   return counters
 end
