@@ -124,9 +124,10 @@ function M.run(options, word, namespace, name, handles, stdout, stderr)
     local label = display_name(target.kind, target.namespace, target.name)
     document.objects[#document.objects + 1] = { kind = target.kind, name = label, id = id or 0,
       programmed = #programmed > 0, reasons = frontends.array(reasons) }
+    local summary = #programmed == 0 and "not programmed"
+      or string.format("%d frontend%s programmed", #programmed, #programmed == 1 and "" or "s")
     text[#text + 1] = string.format("%s%s %s (id %s): %s\n", #text > 0 and "\n" or "", target.kind, label,
-      id and tostring(id) or "none", #programmed > 0 and string.format("%d frontend%s programmed", #programmed, #programmed == 1 and "" or "s")
-        or "not programmed")
+      id and tostring(id) or "none", summary)
     if #programmed > 0 then
       text[#text + 1] = frontends.render_table(programmed)
     end
