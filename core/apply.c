@@ -95,9 +95,12 @@ static void htab_insert(struct htab *t, const void *key, size_t len, __u64 hash,
 	t->count++;
 }
 
+/* A table starts at 4 slots (3 keys): an owner's table of frontends is
+ * nearly always that small, and there is one per Service — 16 slots each
+ * were 5 MiB of empty ones at 10,000 Services. */
 static int htab_grow(struct htab *t)
 {
-	size_t cap = t->cap ? t->cap * 2 : 16;
+	size_t cap = t->cap ? t->cap * 2 : 4;
 	struct htab old = *t;
 
 	t->slots = calloc(cap, sizeof(*t->slots));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,14 +15,27 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-/* What the sample callback returns to make libbpf stop consuming when a
- * poll has taken its maximum; libbpf hands it back from ring_buffer__poll
- * (the sample that returned it is already copied). */
+/* What the sample callback returns to stop consuming when a poll has taken
+ * its maximum; consume() hands it back (the sample that returned it is
+ * already copied). */
 enum { STOP_TAKING = -ECANCELED };
 
+/*
+ * The ring is read here rather than through libbpf's ring_buffer: libbpf
+ * maps the data area twice in a row (2 × the ring, so that a record that
+ * wraps reads as one piece), and a mapped ring is resident in full — the
+ * default 4 MiB ring counted 8 MiB in the agent's RSS. Mapped once, it
+ * counts its 4 MiB; the rare record that wraps is copied (take_sample
+ * copies every record anyway). The protocol is the kernel's
+ * (kernel/bpf/ringbuf.c) as libbpf's ringbuf_process_ring reads it.
+ */
 struct events_reader {
-	struct ring_buffer *rb;
 	int map_fd;
+	int epoll_fd;
+	unsigned long *consumer; /* the consumer page, the only writable one */
+	const void *producer;	 /* the producer page, then the data, once */
+	const unsigned char *data;
+	size_t mapped; /* bytes mapped at producer */
 	struct balancing_event *items;
 	__u32 count;
 	__u32 capacity;
@@ -30,8 +44,7 @@ struct events_reader {
 	bool out_of_memory;
 	bool discarding; /* events_discard: count the samples, keep none */
 	__s64 realtime_offset_ns;
-	/* the ring's positions, mapped read-only a second time (libbpf 1.1
-	 * does not tell them): how far behind the reader is */
+	/* the ring's positions: how far behind the reader is */
 	const unsigned long *consumer_pos;
 	const unsigned long *producer_pos;
 	size_t page_size;
@@ -82,32 +95,120 @@ static int take_sample(void *ctx, void *data, size_t size)
 	return STOP_TAKING;
 }
 
-/* The consumer page (offset 0) and the producer page (offset one page) of
- * a BPF ring buffer, as the kernel lays them out for mmap. */
-static int map_positions(struct events_reader *r, struct errmsg *e)
+/* The consumer page (offset 0, read-write), and the producer page (offset
+ * one page) with the data after it (read-only), as the kernel lays a BPF
+ * ring buffer out for mmap; an epoll fd that is readable when records wait
+ * (the loop watches it). */
+static int map_ring(struct events_reader *r, struct errmsg *e)
 {
 	struct bpf_map_info info = {};
 	__u32 info_len = sizeof(info);
+	struct epoll_event ev = {.events = EPOLLIN};
 	void *consumer, *producer;
 	int err;
 
 	err = bpf_obj_get_info_by_fd(r->map_fd, &info, &info_len);
 	if (err)
 		return errmsg_set(e, -errno, "map_event: map info");
+	if (info.type != BPF_MAP_TYPE_RINGBUF)
+		return errmsg_set(e, -EINVAL, "map_event: not a ring buffer (type %u)", info.type);
 	r->ring_bytes = info.max_entries;
 	r->page_size = (size_t)sysconf(_SC_PAGESIZE);
-	consumer = mmap(NULL, r->page_size, PROT_READ, MAP_SHARED, r->map_fd, 0);
+	consumer = mmap(NULL, r->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->map_fd, 0);
 	if (consumer == MAP_FAILED)
 		return errmsg_set(e, -errno, "map_event: map the consumer position");
-	producer = mmap(NULL, r->page_size, PROT_READ, MAP_SHARED, r->map_fd, (off_t)r->page_size);
-	if (producer == MAP_FAILED) {
-		err = errmsg_set(e, -errno, "map_event: map the producer position");
-		munmap(consumer, r->page_size);
-		return err;
-	}
+	r->consumer = consumer;
 	r->consumer_pos = consumer;
+	r->mapped = r->page_size + r->ring_bytes;
+	producer = mmap(NULL, r->mapped, PROT_READ, MAP_SHARED, r->map_fd, (off_t)r->page_size);
+	if (producer == MAP_FAILED) {
+		r->mapped = 0;
+		return errmsg_set(e, -errno, "map_event: map the producer position and data");
+	}
+	r->producer = producer;
 	r->producer_pos = producer;
+	r->data = (const unsigned char *)producer + r->page_size;
+	r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epoll_fd < 0)
+		return errmsg_set(e, -errno, "map_event: epoll");
+	if (epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->map_fd, &ev) < 0)
+		return errmsg_set(e, -errno, "map_event: epoll");
 	return 0;
+}
+
+/* A record's length in the ring: its header and its sample, 8-aligned. */
+static __u32 record_bytes(__u32 len)
+{
+	len &= ~(__u32)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+	return (len + BPF_RINGBUF_HDR_SZ + 7) & ~7u;
+}
+
+/* Takes the committed records in order, each to take_sample, until the
+ * ring is empty, a record is still being written, or take_sample says
+ * stop (returned, as libbpf's ring_buffer__consume does). → the number of
+ * samples taken, or a negative error. */
+static int consume(struct events_reader *r)
+{
+	unsigned long mask = (unsigned long)r->ring_bytes - 1;
+	unsigned long cons = __atomic_load_n(r->consumer, __ATOMIC_ACQUIRE);
+	int count = 0;
+	bool more;
+
+	do {
+		unsigned long prod = __atomic_load_n(r->producer_pos, __ATOMIC_ACQUIRE);
+
+		more = false;
+		while (cons < prod) {
+			unsigned long at = cons & mask;
+			__u32 len =
+			    __atomic_load_n((const __u32 *)(r->data + at), __ATOMIC_ACQUIRE);
+			int err = 0;
+
+			if (len & BPF_RINGBUF_BUSY_BIT)
+				return count;
+			more = true;
+			cons += record_bytes(len);
+			if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+				size_t size =
+				    len & ~(__u32)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+				size_t start = (at + BPF_RINGBUF_HDR_SZ) & mask;
+
+				if (start + size <= r->ring_bytes) {
+					err = take_sample(r, (void *)(r->data + start), size);
+				} else {
+					/* wraps: what take_sample keeps, in one piece */
+					struct balancing_event copy;
+					size_t keep = size < sizeof(copy) ? size : sizeof(copy);
+					size_t first = r->ring_bytes - start;
+
+					if (first > keep)
+						first = keep;
+					memcpy(&copy, r->data + start, first);
+					memcpy((unsigned char *)&copy + first, r->data,
+					       keep - first);
+					err = take_sample(r, &copy, keep);
+				}
+				if (err < 0) {
+					__atomic_store_n(r->consumer, cons, __ATOMIC_RELEASE);
+					return err;
+				}
+				if (count < INT_MAX)
+					count++;
+			}
+			__atomic_store_n(r->consumer, cons, __ATOMIC_RELEASE);
+		}
+	} while (more);
+	return count;
+}
+
+/* Waits up to timeout_ms for the ring's fd, then takes what waits. */
+static int poll_ring(struct events_reader *r, int timeout_ms)
+{
+	struct epoll_event ev;
+
+	if (epoll_wait(r->epoll_fd, &ev, 1, timeout_ms) < 0)
+		return -errno;
+	return consume(r);
 }
 
 int events_open(struct events_reader **out, int map_fd, struct errmsg *e)
@@ -122,14 +223,9 @@ int events_open(struct events_reader **out, int map_fd, struct errmsg *e)
 		return errmsg_set(e, -ENOMEM, "map_event reader");
 	}
 	r->map_fd = map_fd;
+	r->epoll_fd = -1;
 	r->max = EVENTS_DEFAULT_MAX;
-	r->rb = ring_buffer__new(map_fd, take_sample, r, NULL);
-	if (!r->rb) {
-		err = errmsg_set(e, -errno, "map_event: ring buffer");
-		events_close(r);
-		return err;
-	}
-	err = map_positions(r, e);
+	err = map_ring(r, e);
 	if (err) {
 		events_close(r);
 		return err;
@@ -168,7 +264,7 @@ enum { WAIT_SLICE_MS = 5 };
 static int take_waiting(struct events_reader *r, int timeout_ms)
 {
 	__s64 deadline = clock_ns(CLOCK_MONOTONIC) + (__s64)timeout_ms * 1000000;
-	int err = ring_buffer__consume(r->rb);
+	int err = consume(r);
 
 	while (err == 0 && timeout_ms != 0) {
 		int slice = WAIT_SLICE_MS;
@@ -181,9 +277,7 @@ static int take_waiting(struct events_reader *r, int timeout_ms)
 			if (left_ms < slice)
 				slice = (int)left_ms;
 		}
-		err = ring_buffer__poll(r->rb, slice);
-		if (err == 0)
-			err = ring_buffer__consume(r->rb);
+		err = poll_ring(r, slice);
 	}
 	return err;
 }
@@ -219,7 +313,7 @@ int events_discard(struct events_reader *r, __u32 max, struct errmsg *e)
 	r->full = false;
 	r->max = max ? max : EVENTS_DEFAULT_MAX;
 	r->discarding = true;
-	err = ring_buffer__consume(r->rb);
+	err = consume(r);
 	r->discarding = false;
 	taken = r->count;
 	r->count = 0; /* nothing of this call is for events_get */
@@ -248,18 +342,19 @@ int events_get(const struct events_reader *r, __u32 i, struct event_record *out)
 
 int events_fd(const struct events_reader *r)
 {
-	return ring_buffer__epoll_fd(r->rb);
+	return r->epoll_fd;
 }
 
 void events_close(struct events_reader *r)
 {
 	if (!r)
 		return;
-	ring_buffer__free(r->rb);
-	if (r->consumer_pos)
-		munmap((void *)r->consumer_pos, r->page_size);
-	if (r->producer_pos)
-		munmap((void *)r->producer_pos, r->page_size);
+	if (r->consumer)
+		munmap(r->consumer, r->page_size);
+	if (r->producer)
+		munmap((void *)r->producer, r->mapped);
+	if (r->epoll_fd >= 0)
+		close(r->epoll_fd);
 	if (r->map_fd >= 0)
 		close(r->map_fd);
 	free(r->items);

@@ -227,6 +227,55 @@ describe("events of real translations", function()
     assert.equals(backend_port, event.nat_port)
   end)
 
+  -- The reader maps the ring's data once (core/events.c): a record that
+  -- runs past the end of the ring continues at its start, and must be read
+  -- whole. A one-page ring (88-byte records) goes round several times.
+  it("reads records that wrap round the end of the ring whole", function()
+    local env = core_env.open(pending)
+    local dp = env:load{ event_ring_bytes = 4096 }
+    local cgroup = env:cgroup()
+    assert(dp:attach(cgroup))
+    local reader = assert(dp:events())
+    env:on_close(function()
+      reader:close()
+    end)
+    local backend_port = 40053
+    core_env.program_frontend(dp, { address = VIP, port = 53, protocol = "UDP", id = SERVICE_ID,
+      backend_port = backend_port })
+    local sender = "import os, socket\nprint('pid', os.getpid())\n"
+      .. "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      .. "for _ in range(10):\n    s.sendto(b'x', ('" .. VIP .. "', 53))\n"
+
+    local read = 0
+    for _ = 1, 12 do -- 120 records of 88 bytes: the 4 KiB ring about 2.6 times round
+      local pid = tonumber(core_env.run_in_cgroup(cgroup, "exec python3 -c " .. core_env.quote(sender))
+        :match("pid (%d+)"))
+      local found = {}
+      for _ = 1, 40 do
+        for _, event in ipairs(assert(reader:poll(50))) do
+          if event.original_address == VIP then
+            found[#found + 1] = event
+          end
+        end
+        if #found >= 10 then
+          break
+        end
+      end
+      assert.equals(10, #found)
+      for _, event in ipairs(found) do
+        assert.equals(pid, event.pid)
+        assert.equals(53, event.original_port)
+        assert.equals("127.0.0.1", event.nat_address)
+        assert.equals(backend_port, event.nat_port)
+        assert.equals(SERVICE_ID, event.service_id)
+        assert.equals(abi.C.HOOK_SENDMSG4, event.hook)
+      end
+      read = read + #found
+    end
+    assert.equals(120, read)
+    assert.equals(0, (reader:backlog()))
+  end)
+
   it("decodes a failed translation: no backend, no translated address", function()
     local env = core_env.open(pending)
     local dp, cgroup, reader = attached(env)

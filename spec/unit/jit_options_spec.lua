@@ -1,4 +1,4 @@
--- LuaJIT's compiler limits for the agent's Lua state (docs/lua-modules.md,
+-- LuaJIT's compiler limits and collector settings for the agent's Lua state (docs/lua-modules.md,
 -- "balancing.jit_options").
 local jit_options = require("balancing.jit_options")
 
@@ -15,5 +15,14 @@ describe("the LuaJIT limits", function()
 
   it("are accepted by the running LuaJIT", function()
     assert.is_true(jit_options.apply())
+  end)
+
+  it("start the collector's cycles sooner than LuaJIT's default pause (200 %), and set them", function()
+    assert.is_true(jit_options.GC.pause > 100 and jit_options.GC.pause < 200)
+    assert.is_true(jit_options.GC.stepmul >= 200)
+    local pause, stepmul = collectgarbage("setpause", 200), collectgarbage("setstepmul", 200)
+    jit_options.apply()
+    assert.equals(jit_options.GC.pause, collectgarbage("setpause", pause))
+    assert.equals(jit_options.GC.stepmul, collectgarbage("setstepmul", stepmul))
   end)
 end)
