@@ -11,7 +11,8 @@
 --   agent:drain_events() -- the fd is readable (or a tick): each event as a "formatted ebpf event"
 --                           line, a bounded turn (balancing.event_drain)
 --   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
---   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance)
+--   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance), and
+--                          RUN_DIR/state.json for inspect rewritten when it changed (balancing.agent_state)
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- It follows a manifest directory (--manifests) or the API server
@@ -31,6 +32,7 @@ local event = require("balancing.event")
 local event_drain = require("balancing.event_drain")
 local map_fill = require("balancing.map_fill")
 local loop_avoidance = require("balancing.loop_avoidance")
+local agent_state = require("balancing.agent_state")
 local lfs = require("lfs")
 local monotime = require("system").monotime
 
@@ -163,6 +165,9 @@ function M.start(options)
   self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
   self.loop_avoidance = loop_avoidance.new({ cgroup = options.cgroup, clock = monotime })
   self.meters = agent_metrics.new(self)
+  -- owners' names and why one is not programmed, for inspect
+  self.state = agent_state.new({ path = (options.run_dir or "/run/balancing") .. "/state.json",
+    node_name = options.node_name, bpffs = options.bpffs })
   self.formatter = event.new({ store = store, node_name = options.node_name,
     cgroup_path = function(id) return self:cgroup_path(id) end })
   applier:read_back()
@@ -240,6 +245,7 @@ local function reconcile_and_apply(self, owners)
     local round = self.driver:run(part)
     local reconciled = monotime()
     self.meters.lua_errors:inc(#round.failures)
+    self.state:record(round, self.driver)
     apply_round(self, round.changed)
     reconcile_seconds = reconcile_seconds + (reconciled - started)
     apply_seconds = apply_seconds + (monotime() - reconciled)
@@ -335,6 +341,7 @@ function Agent:sync()
     -- the agent will ever have: give it back now rather than at the
     -- collector's next cycle, which the steady state takes long to reach —
     -- and the pages it freed to the system
+    self.state:flush(self.store)
     collectgarbage("collect")
     core.trim_heap()
     log.info("first sync applied", { objects = report.objects, owners = select(3, self.driver:programmed()),
@@ -359,6 +366,7 @@ function Agent:tick()
   if owners then
     reconcile_and_apply(self, owners)
   end
+  self.state:flush(self.store) -- (written only when an ID or an owner's problems changed)
 end
 
 -- The cgroups under --cgroup by ID (a cgroup v2 ID is its directory's inode
@@ -441,6 +449,9 @@ function Agent:metrics()
 end
 
 function Agent:stop()
+  if self.synced then
+    self.state:flush(self.store)
+  end
   if self.reader then
     self:drain_events() -- what is already in the ring
     self.event_drain:report(true) -- what was lost since the last line

@@ -157,7 +157,7 @@ describe("balancing-agent restarted", function()
     end
     try(agent_run.cleanup) -- agents, servers and the client loop, by pid
     if env and bpffs then
-      local status, _, stderr = agent_run.uninstall(bpffs, cgroup)
+      local status, _, stderr = agent_run.uninstall(bpffs, cgroup, dir .. "/run")
       if status ~= 0 then
         problems[#problems + 1] = "uninstall: " .. stderr
       end
@@ -407,8 +407,8 @@ describe("balancing-agent restarted", function()
     -- the new version's object cannot be created: a map the kernel refuses (E2BIG)
     local status, stdout = scratch.run(string.format("env -u LD_PRELOAD BALANCING_MAX_AFFINITY=4294967295 "
       .. "BALANCING_MAX_SERVICES=4096 timeout 30 %s --manifests %s --cgroup %s --bpffs %s --listen 127.0.0.1:%d "
-      .. "--node-name node-1", agent_run.AGENT, scratch.quote(manifests), scratch.quote(cgroup), scratch.quote(bpffs),
-      core_env.free_port()))
+      .. "--node-name node-1 --run-dir %s", agent_run.AGENT, scratch.quote(manifests), scratch.quote(cgroup),
+      scratch.quote(bpffs), core_env.free_port(), scratch.quote(agent_run.run_dir_of(manifests))))
     assert.equals(1, status, stdout)
     local refused
     for line in stdout:gmatch("[^\n]+") do

@@ -97,6 +97,12 @@ Agent.__index = Agent
 -- opts.ready_seconds (20) for /readyz 200, i.e. its first sync applied;
 -- fails the spec with the log's end otherwise. opts.lua_dir: --lua-dir
 -- (else the agent's default).
+-- The run directory (--run-dir: the agent's state file) of an agent whose
+-- log is at log_path: "run" beside it, in the spec's scratch directory.
+function M.run_dir_of(log_path)
+  return (log_path:match("^(.*)/[^/]*$") or ".") .. "/run"
+end
+
 function M.start(opts)
   local port = core_env.free_port()
   local source
@@ -108,16 +114,19 @@ function M.start(opts)
     assert(opts.in_cluster, "agent_run.start: manifests, kubeconfig or in_cluster")
     source = ""
   end
-  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s "
+  -- (the state file for inspect goes beside the log, never to /run/balancing)
+  local run_dir = opts.run_dir or M.run_dir_of(opts.log)
+  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s --run-dir %s "
     .. "--listen 127.0.0.1:%d --node-name %s %s >>%s 2>&1 & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
-    source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), port, scratch.quote(opts.node_name or "node-1"),
-    opts.lua_dir and "--lua-dir " .. scratch.quote(opts.lua_dir) or "", scratch.quote(opts.log))))
+    source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), scratch.quote(run_dir), port,
+    scratch.quote(opts.node_name or "node-1"), opts.lua_dir and "--lua-dir " .. scratch.quote(opts.lua_dir) or "",
+    scratch.quote(opts.log))))
   local pid = tonumber(launch:read("*l"))
   launch:close()
   assert(pid, "the agent did not start")
   M.track(pid, "balancing-agent")
-  local agent = setmetatable({ pid = pid, port = port, log = opts.log, cgroup = opts.cgroup, bpffs = opts.bpffs },
-    Agent)
+  local agent = setmetatable({ pid = pid, port = port, log = opts.log, cgroup = opts.cgroup, bpffs = opts.bpffs,
+    run_dir = run_dir }, Agent)
   local seconds = opts.ready_seconds or 20
   local ready = M.eventually(seconds, function()
     return M.http_get(port, "/readyz") == 200 or not M.alive(pid, "balancing-agent")
@@ -227,10 +236,12 @@ function M.sanitizer_report(path)
   return nil
 end
 
--- `balancing-agent uninstall`: the links detached, every pin removed.
-function M.uninstall(bpffs, cgroup)
-  return scratch.run(string.format("%s uninstall --bpffs %s --cgroup %s", M.AGENT, scratch.quote(bpffs),
-    scratch.quote(cgroup)))
+-- `balancing-agent uninstall`: the links detached, every pin removed, and
+-- the state file under run_dir (a spec's own: never /run/balancing).
+function M.uninstall(bpffs, cgroup, run_dir)
+  assert(run_dir, "agent_run.uninstall: run_dir (uninstall removes its state.json)")
+  return scratch.run(string.format("%s uninstall --bpffs %s --cgroup %s --run-dir %s", M.AGENT, scratch.quote(bpffs),
+    scratch.quote(cgroup), scratch.quote(run_dir)))
 end
 
 -- after_each: kills (SIGKILL, by pid) every process started here that is
