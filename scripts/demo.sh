@@ -99,7 +99,7 @@ cleanup() {
   done
   # the datapath: programs detached from the demo cgroup, every pin removed
   if [[ -n $pins && -e $pins ]]; then
-    if ! "$agent" uninstall --bpffs "$pins" --cgroup "${cgroup:-/nonexistent}" \
+    if ! "$agent" uninstall --bpffs "$pins" --cgroup "${cgroup:-/nonexistent}" --run-dir "$run_dir" \
       >/dev/null 2>"${scratch:-/tmp}/uninstall.err"; then
       echo "demo: balancing-agent uninstall failed: $(cat "${scratch:-/tmp}/uninstall.err" 2>/dev/null)" >&2
       problems=1
@@ -260,8 +260,12 @@ echo
 shown "$inspect" --bpffs "$pins" --run-dir "$run_dir" traceMapData service demo web ||
   fail "inspect traceMapData service demo web failed"
 echo
-shown "$inspect" --bpffs "$pins" --run-dir "$run_dir" traceMapData balancing - web-global ||
-  fail "inspect traceMapData balancing - web-global failed"
+# (policies are cluster-scoped: the NAMESPACE word is not used)
+shown "$inspect" --bpffs "$pins" --run-dir "$run_dir" traceMapData localRedirect kube-system node-local-dns ||
+  fail "inspect traceMapData localRedirect kube-system node-local-dns failed"
+echo
+shown "$inspect" --bpffs "$pins" --run-dir "$run_dir" traceMapData balancing default web-global ||
+  fail "inspect traceMapData balancing default web-global failed"
 
 step "the translation events, as the agent logs them"
 # each type's events reach the log within about 100 ms of the translation
@@ -298,8 +302,8 @@ three_backends() {
 }
 until_ok 10 three_backends || fail "the agent did not program the third backend of web-global within 10 s"
 echo "the agent followed the edit: programmed $(($(date +%s%3N) - edited_at)) ms after it"
-shown "$inspect" --bpffs "$pins" --run-dir "$run_dir" traceMapData balancing - web-global ||
-  fail "inspect traceMapData balancing - web-global failed"
+shown "$inspect" --bpffs "$pins" --run-dir "$run_dir" traceMapData balancing default web-global ||
+  fail "inspect traceMapData balancing default web-global failed"
 reached_third=0
 for i in $(seq 1 30); do
   answer=$(in_cgroup curl -s --max-time 3 http://127.10.0.2/ 2>&1) || true
@@ -315,5 +319,5 @@ done
 step "stop the agent and remove everything the demo made"
 stop "$agent_pid" balancing-agent TERM || fail "the agent would not stop"
 echo "agent stopped (pid $agent_pid; the datapath stays pinned until uninstall)"
-shown "$agent" uninstall --bpffs "$pins" --cgroup "$cgroup" || fail "balancing-agent uninstall failed"
+shown "$agent" uninstall --bpffs "$pins" --cgroup "$cgroup" --run-dir "$run_dir" || fail "balancing-agent uninstall failed"
 exit 0 # the EXIT trap removes the rest (backends, cgroup, scratch files) and says so

@@ -64,8 +64,13 @@ describe("scripts/demo.sh", function()
       assert.matches("curl http://127%.10%.0%.2/ +hello from backend 127%.0%.0%.[45]:18080", stdout) -- BalancingPolicy
       assert.matches("curl http://127%.10%.0%.2/ +hello from backend 127%.0%.0%.6:18080", stdout) -- after the edit
       -- inspect, and the events pretty-printed by jq, one of each type at least
-      assert.matches("showMapData all", stdout)
-      assert.matches("traceMapData service demo web", stdout)
+      assert.matches("showMapData all\n", stdout)
+      assert.matches("\nservice +ClusterIP +127%.10%.0%.1 +80 +TCP +demo/web ", stdout) -- owners named
+      assert.matches("traceMapData service demo web\nService demo/web %(id %d+%): 1 frontend programmed", stdout)
+      assert.matches("LocalRedirectPolicy node%-local%-dns %(id 10%): 2 frontends programmed", stdout)
+      assert.matches("BalancingPolicy web%-global %(id 20%): 1 frontend programmed", stdout)
+      -- the edit followed: the policy's third backend in the kernel
+      assert.matches("127%.0%.0%.4:18080,127%.0%.0%.5:18080,127%.0%.0%.6:18080", stdout)
       for _, nat_type in ipairs({ "service", "localRedirect", "balancing" }) do
         assert.matches('"msg": "formatted ebpf event",.-"natType": "' .. nat_type .. '"', stdout)
       end
