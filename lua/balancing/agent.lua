@@ -38,6 +38,8 @@ local monotime = require("system").monotime
 
 local M = {}
 
+local created_maps, attach_when_deferred -- (below, with what they serve)
+
 local Agent = {}
 Agent.__index = Agent
 
@@ -92,6 +94,19 @@ local function stdout_sink(line)
   io.stdout:flush()
 end
 
+-- The maps the load created rather than reused (comma-separated names), or
+-- nil when it reused every one.
+function created_maps(dp)
+  local names = {}
+  for name, state in pairs(dp:map_states()) do
+    if state == "created" then
+      names[#names + 1] = name
+    end
+  end
+  table.sort(names)
+  return #names > 0 and table.concat(names, ",") or nil
+end
+
 -- start(options) → agent | nil, err[, how]: how "usage" when the command line
 -- is at fault (nothing was touched), "logged" when the reason is logged
 -- already. options: node_name, manifests,
@@ -134,11 +149,20 @@ function M.start(options)
   if not dp then
     return nil, "load: " .. tostring(err)
   end
-  local ok
-  ok, err = dp:attach(options.cgroup)
-  if not ok then
-    dp:close()
-    return nil, "attach: " .. tostring(err)
+  -- An upgrade that recreated a map (its layout or size changed) while an
+  -- earlier agent's programs are attached: the old programs keep serving
+  -- from the old maps until the new ones are filled, so the attach (the
+  -- programs swapped behind the pinned links) waits for the first sync.
+  local deferred = next(dp:links() or {}) ~= nil and created_maps(dp)
+  if not deferred then
+    local ok
+    ok, err = dp:attach(options.cgroup)
+    if not ok then
+      dp:close()
+      return nil, "attach: " .. tostring(err)
+    end
+  else
+    log.info("attach deferred until the new maps are filled", { created = deferred })
   end
   local applier
   applier, err = core.applier(dp)
@@ -155,6 +179,7 @@ function M.start(options)
   end
   local self = setmetatable({
     options = options, dp = dp, applier = applier, store = store, source = src, overrides = live,
+    attached = not deferred,
     -- (apply keeps what it wrote: the entries are not kept in Lua as well)
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster,
       modules = live.modules, keep_entries = false }),
@@ -298,6 +323,27 @@ function Agent:lua_dir_changed()
   end
 end
 
+-- The deferred attach (start), once the new maps hold the first sync's
+-- entries; retried every tick while it fails (the old programs stay behind
+-- the links meanwhile, and /readyz says not ready).
+function attach_when_deferred(self)
+  if self.attached then
+    return true
+  end
+  local ok, err = self.dp:attach(self.options.cgroup)
+  if not ok then
+    if not self.attach_error then
+      log.error("attach failed: the earlier programs still serve", { cgroup = self.options.cgroup,
+        error = tostring(err) })
+    end
+    self.attach_error = tostring(err)
+    return false
+  end
+  self.attached, self.attach_error = true, nil
+  log.info("programs attached", { cgroup = self.options.cgroup })
+  return true
+end
+
 function Agent:sync()
   local report = read_source(self)
   if not report then
@@ -346,6 +392,7 @@ function Agent:sync()
     core.trim_heap()
     log.info("first sync applied", { objects = report.objects, owners = select(3, self.driver:programmed()),
       swept = type(swept) == "table" and swept or nil })
+    attach_when_deferred(self) -- (the new maps hold every entry now)
   end
   if self.source.write_identity then
     self.source:write_identity(owners)
@@ -362,6 +409,7 @@ function Agent:tick()
   if not self.synced then
     return
   end
+  attach_when_deferred(self)
   local owners = self.loop_avoidance:rescan_due()
   if owners then
     reconcile_and_apply(self, owners)
@@ -441,7 +489,7 @@ function Agent:drain_events()
 end
 
 function Agent:ready()
-  return self.synced
+  return self.synced and self.attached
 end
 
 function Agent:metrics()
