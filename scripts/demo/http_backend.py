@@ -1,7 +1,10 @@
-"""A demo HTTP backend: answers every GET with its own address, so the demo shows which
-backend a connection reached. Usage: http_backend.py ADDRESS PORT (loopback only)."""
+"""The demo's HTTP backends: one process serving PORT on each loopback ADDRESS given, each
+answering every GET with its own address, so the demo shows which backend a connection
+reached. Prints "ready" once every address is bound (it exits with an error naming the
+address when one cannot be). Usage: http_backend.py PORT ADDRESS... (loopback only)."""
 import http.server
 import sys
+import threading
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -17,4 +20,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
+def main():
+    port = int(sys.argv[1])
+    servers = []
+    for address in sys.argv[2:]:
+        if not address.startswith("127."):
+            sys.exit(f"http_backend: {address} is not a loopback address")
+        try:
+            servers.append(http.server.ThreadingHTTPServer((address, port), Handler))
+        except OSError as err:
+            sys.exit(f"http_backend: cannot listen on {address}:{port}: {err.strerror}")
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("ready", flush=True)
+    servers[0].serve_forever()
+
+
+main()

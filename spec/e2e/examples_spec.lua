@@ -96,17 +96,36 @@ describe("examples/standalone", function()
     assert.same({}, plan().rejected)
   end)
 
-  it("programs a TCP frontend on 127.10.0.1:80 with two local loopback backends and a UDP DNS frontend", function()
+  it("programs its Services, LocalRedirectPolicy and BalancingPolicy on loopback", function()
     local by_key = {}
     for _, f in ipairs(plan().frontends) do
-      by_key[f.address .. ":" .. f.port .. "/" .. f.protocol] = f
+      by_key[f.type .. " " .. f.address .. ":" .. f.port .. "/" .. f.protocol] = f
       assert.matches("^127%.", f.address)
       for _, b in ipairs(f.backends) do
         assert.matches("^127%.", b.address)
-        assert.is_true(b["local"])
+        -- a BalancingPolicy's fixed addresses are not this node's (127.0.0.1)
+        assert.equals(f.type ~= "balancing", b["local"])
       end
     end
-    assert.equals(2, #by_key["127.10.0.1:80/TCP"].backends)
-    assert.equals(1, #by_key["127.10.0.53:53/UDP"].backends)
+    local function backends(key)
+      local f = by_key[key]
+      assert(f, "no frontend " .. key)
+      local list = {}
+      for _, b in ipairs(f.backends) do
+        list[#list + 1] = b.address .. ":" .. b.port
+      end
+      return list
+    end
+    assert.same({ "127.0.0.1:18080", "127.0.0.2:18080" }, backends("service 127.10.0.1:80/TCP"))
+    assert.same({ "127.0.0.1:15353" }, backends("service 127.10.0.53:53/UDP"))
+    assert.same({ "127.0.0.1:15353" }, backends("service 127.10.0.53:53/TCP"))
+    -- node-local DNS: the pod on this node
+    assert.same({ "127.0.0.3:15353" }, backends("localRedirect 127.10.0.10:53/UDP"))
+    assert.same({ "127.0.0.3:15353" }, backends("localRedirect 127.10.0.10:53/TCP"))
+    assert.equals("node-local-dns", by_key["localRedirect 127.10.0.10:53/UDP"].owner)
+    assert.equals(10, by_key["localRedirect 127.10.0.10:53/UDP"].id)
+    assert.same({ "127.0.0.4:18080", "127.0.0.5:18080" }, backends("balancing 127.10.0.2:80/TCP"))
+    assert.equals("web-global", by_key["balancing 127.10.0.2:80/TCP"].owner)
+    assert.equals(20, by_key["balancing 127.10.0.2:80/TCP"].id)
   end)
 end)
