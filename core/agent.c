@@ -288,12 +288,13 @@ static int watch_manifests(struct agent *a, const char *dir)
 
 static void push_options(lua_State *L, const struct agent_options *o)
 {
-	lua_createtable(L, 0, 12);
+	lua_createtable(L, 0, 13);
 	lua_binding_set_string(L, "node_name", o->node_name);
 	lua_binding_set_string(L, "manifests", o->manifests);
 	lua_binding_set_string(L, "kubeconfig", o->kubeconfig);
 	lua_binding_set_string(L, "cgroup", o->cgroup);
 	lua_binding_set_string(L, "bpffs", o->bpffs);
+	lua_binding_set_string(L, "run_dir", o->run_dir);
 	lua_binding_set_string(L, "bpf_log_level", o->bpf_log_level);
 	lua_binding_set_number(L, "redirect_qos_limit", o->redirect_qos_limit);
 	lua_binding_set_string(L, "events", o->events);

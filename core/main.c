@@ -4,8 +4,11 @@
  * what the agent would program. Option parsing of the run mode is C; plan is
  * Lua (balancing.plan) and parses its own options.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "errmsg.h"
@@ -45,6 +48,25 @@ static int run_agent(int argc, char **argv)
 	return agent_run(&opts);
 }
 
+/* The state the agent left for inspect (--run-dir/state.json) names owners
+ * of entries that are gone now: removed too. 0, or 1 when it stays. */
+static int remove_state_file(const char *run_dir)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/state.json", run_dir) >= (int)sizeof(path)) {
+		fprintf(stderr, PROGRAM " uninstall: --run-dir is too long\n");
+		return 1;
+	}
+	if (unlink(path) == 0) {
+		printf("removed %s\n", path);
+	} else if (errno != ENOENT) {
+		fprintf(stderr, PROGRAM " uninstall: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /* balancing-agent uninstall [options]: the agent's options (--bpffs is the
  * one it uses), so that an agent command line works with "uninstall" put in. */
 static int run_uninstall(int argc, char **argv)
@@ -58,11 +80,11 @@ static int run_uninstall(int argc, char **argv)
 	ret = options_parse(&opts, argc, argv, err, sizeof(err));
 	if (ret == OPTIONS_HELP) {
 		printf(
-		    "usage: " PROGRAM " uninstall [--bpffs PATH]\n\n"
+		    "usage: " PROGRAM " uninstall [--bpffs PATH] [--run-dir DIR]\n\n"
 		    "Detaches balancing's programs and removes every pin under the pin directory\n"
-		    "(default /sys/fs/bpf/balancing): the datapath stops. The agent's other "
-		    "options\n"
-		    "are accepted and ignored.\n");
+		    "(default /sys/fs/bpf/balancing): the datapath stops. Removes the state file\n"
+		    "the agent kept for inspect (DIR/state.json, default /run/balancing). The\n"
+		    "agent's other options are accepted and ignored.\n");
 		return 0;
 	}
 	if (ret) {
@@ -78,7 +100,7 @@ static int run_uninstall(int argc, char **argv)
 	else
 		printf("detached and unpinned %d links, unpinned %d maps, removed %s\n", r.links,
 		       r.maps, opts.bpffs);
-	return 0;
+	return remove_state_file(opts.run_dir);
 }
 
 int main(int argc, char **argv)

@@ -24,6 +24,7 @@ enum option_id {
 	OPT_OUT_CLUSTER,
 	OPT_SERVICE_PROXY_NAME,
 	OPT_EVENTS,
+	OPT_RUN_DIR,
 };
 
 struct option_spec {
@@ -61,6 +62,8 @@ static const struct option_spec option_specs[] = {
      "also serve Services labelled service.kubernetes.io/service-proxy-name=NAME (default none)"},
     {OPT_EVENTS, "events", "BALANCING_EVENTS", "all|failures|off",
      "which translations become events, written to map_configure (default all)"},
+    {OPT_RUN_DIR, "run-dir", "BALANCING_RUN_DIR", "DIR",
+     "where the agent keeps state.json for inspect (default /run/balancing)"},
 };
 
 #define OPTION_COUNT (sizeof(option_specs) / sizeof(option_specs[0]))
@@ -74,6 +77,7 @@ static void options_defaults(struct agent_options *opts)
 	opts->cgroup = "/run/balancing/cgroupv2";
 	opts->bpffs = "/sys/fs/bpf/balancing";
 	opts->lua_dir = "/etc/balancing/lua";
+	opts->run_dir = "/run/balancing";
 	opts->listen = "127.0.0.1:5870";
 	opts->log_level = LOG_LEVEL_INFO;
 	opts->bpf_log_level = "error";
@@ -156,6 +160,9 @@ static int set_option(struct agent_options *opts, const struct option_spec *spec
 		break;
 	case OPT_LUA_DIR:
 		opts->lua_dir = value;
+		break;
+	case OPT_RUN_DIR:
+		opts->run_dir = value;
 		break;
 	case OPT_LISTEN:
 		if (check_listen(value)) {

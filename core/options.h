@@ -22,6 +22,7 @@ struct agent_options {
 	const char *cgroup;
 	const char *bpffs;
 	const char *lua_dir;
+	const char *run_dir; /* state.json for inspect (owners' names, why not programmed) */
 	const char *listen;
 	enum log_level log_level;
 	const char *bpf_log_level; /* verbose | info | error | off, as balancing.core takes it */

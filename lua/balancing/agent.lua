@@ -11,7 +11,8 @@
 --   agent:drain_events() -- the fd is readable (or a tick): each event as a "formatted ebpf event"
 --                           line, a bounded turn (balancing.event_drain)
 --   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
---   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance)
+--   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance), and
+--                          RUN_DIR/state.json for inspect rewritten when it changed (balancing.agent_state)
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- It follows a manifest directory (--manifests) or the API server
@@ -31,10 +32,13 @@ local event = require("balancing.event")
 local event_drain = require("balancing.event_drain")
 local map_fill = require("balancing.map_fill")
 local loop_avoidance = require("balancing.loop_avoidance")
+local agent_state = require("balancing.agent_state")
 local lfs = require("lfs")
 local monotime = require("system").monotime
 
 local M = {}
+
+local created_maps, attach_when_deferred -- (below, with what they serve)
 
 local Agent = {}
 Agent.__index = Agent
@@ -90,6 +94,19 @@ local function stdout_sink(line)
   io.stdout:flush()
 end
 
+-- The maps the load created rather than reused (comma-separated names), or
+-- nil when it reused every one.
+function created_maps(dp)
+  local names = {}
+  for name, state in pairs(dp:map_states()) do
+    if state == "created" then
+      names[#names + 1] = name
+    end
+  end
+  table.sort(names)
+  return #names > 0 and table.concat(names, ",") or nil
+end
+
 -- start(options) → agent | nil, err[, how]: how "usage" when the command line
 -- is at fault (nothing was touched), "logged" when the reason is logged
 -- already. options: node_name, manifests,
@@ -132,11 +149,20 @@ function M.start(options)
   if not dp then
     return nil, "load: " .. tostring(err)
   end
-  local ok
-  ok, err = dp:attach(options.cgroup)
-  if not ok then
-    dp:close()
-    return nil, "attach: " .. tostring(err)
+  -- An upgrade that recreated a map (its layout or size changed) while an
+  -- earlier agent's programs are attached: the old programs keep serving
+  -- from the old maps until the new ones are filled, so the attach (the
+  -- programs swapped behind the pinned links) waits for the first sync.
+  local deferred = next(dp:links() or {}) ~= nil and created_maps(dp)
+  if not deferred then
+    local ok
+    ok, err = dp:attach(options.cgroup)
+    if not ok then
+      dp:close()
+      return nil, "attach: " .. tostring(err)
+    end
+  else
+    log.info("attach deferred until the new maps are filled", { created = deferred })
   end
   local applier
   applier, err = core.applier(dp)
@@ -153,6 +179,7 @@ function M.start(options)
   end
   local self = setmetatable({
     options = options, dp = dp, applier = applier, store = store, source = src, overrides = live,
+    attached = not deferred,
     -- (apply keeps what it wrote: the entries are not kept in Lua as well)
     driver = reconciler.new({ store = store, node_name = options.node_name, out_cluster = options.out_cluster,
       modules = live.modules, keep_entries = false }),
@@ -163,6 +190,9 @@ function M.start(options)
   self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
   self.loop_avoidance = loop_avoidance.new({ cgroup = options.cgroup, clock = monotime })
   self.meters = agent_metrics.new(self)
+  -- owners' names and why one is not programmed, for inspect
+  self.state = agent_state.new({ path = (options.run_dir or "/run/balancing") .. "/state.json",
+    node_name = options.node_name, bpffs = options.bpffs })
   self.formatter = event.new({ store = store, node_name = options.node_name,
     cgroup_path = function(id) return self:cgroup_path(id) end })
   applier:read_back()
@@ -240,6 +270,7 @@ local function reconcile_and_apply(self, owners)
     local round = self.driver:run(part)
     local reconciled = monotime()
     self.meters.lua_errors:inc(#round.failures)
+    self.state:record(round, self.driver)
     apply_round(self, round.changed)
     reconcile_seconds = reconcile_seconds + (reconciled - started)
     apply_seconds = apply_seconds + (monotime() - reconciled)
@@ -292,6 +323,27 @@ function Agent:lua_dir_changed()
   end
 end
 
+-- The deferred attach (start), once the new maps hold the first sync's
+-- entries; retried every tick while it fails (the old programs stay behind
+-- the links meanwhile, and /readyz says not ready).
+function attach_when_deferred(self)
+  if self.attached then
+    return true
+  end
+  local ok, err = self.dp:attach(self.options.cgroup)
+  if not ok then
+    if not self.attach_error then
+      log.error("attach failed: the earlier programs still serve", { cgroup = self.options.cgroup,
+        error = tostring(err) })
+    end
+    self.attach_error = tostring(err)
+    return false
+  end
+  self.attached, self.attach_error = true, nil
+  log.info("programs attached", { cgroup = self.options.cgroup })
+  return true
+end
+
 function Agent:sync()
   local report = read_source(self)
   if not report then
@@ -335,10 +387,12 @@ function Agent:sync()
     -- the agent will ever have: give it back now rather than at the
     -- collector's next cycle, which the steady state takes long to reach —
     -- and the pages it freed to the system
+    self.state:flush(self.store)
     collectgarbage("collect")
     core.trim_heap()
     log.info("first sync applied", { objects = report.objects, owners = select(3, self.driver:programmed()),
       swept = type(swept) == "table" and swept or nil })
+    attach_when_deferred(self) -- (the new maps hold every entry now)
   end
   if self.source.write_identity then
     self.source:write_identity(owners)
@@ -355,10 +409,12 @@ function Agent:tick()
   if not self.synced then
     return
   end
+  attach_when_deferred(self)
   local owners = self.loop_avoidance:rescan_due()
   if owners then
     reconcile_and_apply(self, owners)
   end
+  self.state:flush(self.store) -- (written only when an ID or an owner's problems changed)
 end
 
 -- The cgroups under --cgroup by ID (a cgroup v2 ID is its directory's inode
@@ -433,7 +489,7 @@ function Agent:drain_events()
 end
 
 function Agent:ready()
-  return self.synced
+  return self.synced and self.attached
 end
 
 function Agent:metrics()
@@ -441,6 +497,9 @@ function Agent:metrics()
 end
 
 function Agent:stop()
+  if self.synced then
+    self.state:flush(self.store)
+  end
   if self.reader then
     self:drain_events() -- what is already in the ring
     self.event_drain:report(true) -- what was lost since the last line

@@ -55,6 +55,7 @@ function M.new()
     policies = {},          -- "Kind/name" -> { kind, name, object, id | nil, invalid | nil, provisional | nil }
     claims = {},            -- annotated id -> { ["Kind/name"] = record }
     provisional_by_id = {}, -- provisional id -> record
+    changes = 0,            -- counts the calls that may have changed an ID (the agent's state file)
   }, Registry)
 end
 
@@ -98,6 +99,7 @@ function Registry:service_id(service)
     end
   end
   self.services[key], self.service_uids[key], self.service_by_id[id] = id, uid, key
+  self.changes = self.changes + 1
   return id
 end
 
@@ -111,6 +113,7 @@ function Registry:release_service(service)
     return
   end
   self.services[key], self.service_uids[key], self.service_by_id[id] = nil, nil, nil
+  self.changes = self.changes + 1
 end
 
 -- Policies ------------------------------------------------------------------
@@ -218,6 +221,7 @@ function Registry:register_policy(policy)
   if not key then
     return nil, "policy: kind and metadata.name are needed for a policy ID"
   end
+  self.changes = self.changes + 1
   local record = self.policies[key]
   if not record then
     record = { key = key, kind = kind, name = name }
@@ -256,6 +260,7 @@ function Registry:release_policy(policy)
   if not record then
     return
   end
+  self.changes = self.changes + 1
   drop_claim(self, record)
   drop_provisional(self, record)
   self.policies[key] = nil
@@ -327,6 +332,22 @@ function Registry:owner_name(id)
     return found.namespace .. "/" .. found.name
   end
   return found.name
+end
+
+-- each_holder(fn): fn(id, kind, namespace, name) for every ID an object
+-- holds (Services, then policies, each in no set order; a policy's
+-- provisional ID too, as lookup() answers it).
+function Registry:each_holder(fn)
+  for id, key in pairs(self.service_by_id) do
+    local namespace, name = key:match("^([^/]*)/(.*)$")
+    fn(id, "Service", namespace, name)
+  end
+  for _, record in pairs(self.policies) do
+    local id = record.object and self:policy_id(record.object)
+    if id then
+      fn(id, record.kind, "", record.name)
+    end
+  end
 end
 
 M.Registry = Registry

@@ -363,8 +363,8 @@ if options.gc_pause then
 end
 started = monotime()
 local agent_pid = spawn("agent", format("env -u LD_PRELOAD %s --kubeconfig %s --node-name %s --cgroup %s --bpffs %s"
-  .. " --listen 127.0.0.1:%d%s", quote(options.agent), quote(kubeconfig), NODE, quote(options.cgroup),
-  quote(options.bpffs), agent_port, lua_dir_words))
+  .. " --listen 127.0.0.1:%d --run-dir %s%s", quote(options.agent), quote(kubeconfig), NODE, quote(options.cgroup),
+  quote(options.bpffs), agent_port, quote(options.work .. "/run"), lua_dir_words))
 repeat
   local code = agent_http:get("/readyz")
   if code == 200 then

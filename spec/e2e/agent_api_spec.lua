@@ -256,8 +256,9 @@ describe("balancing-agent following the API server", function()
       "certificate-authority: /etc/ssl/certs/ca-certificates.crt")))
     local port, log = core_env.free_port(), dir .. "/other-ca.log"
     local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s --kubeconfig %s --cgroup %s --bpffs %s "
-      .. "--listen 127.0.0.1:%d --node-name node-1 >>%s 2>&1 & echo $!", agent_run.AGENT, scratch.quote(kubeconfig),
-      scratch.quote(env:cgroup()), scratch.quote(env:pin_dir()), port, scratch.quote(log))))
+      .. "--listen 127.0.0.1:%d --node-name node-1 --run-dir %s >>%s 2>&1 & echo $!", agent_run.AGENT,
+      scratch.quote(kubeconfig), scratch.quote(env:cgroup()), scratch.quote(env:pin_dir()), port,
+      scratch.quote(agent_run.run_dir_of(log)), scratch.quote(log))))
     local pid = tonumber(launch:read("*l"))
     launch:close()
     agent_run.track(pid, "balancing-agent")
@@ -564,8 +565,8 @@ describe("balancing-agent following the API server", function()
     scratch.write_file(dir .. "/kubeconfig", "apiVersion: v1\nkind: Config\n")
     local cgroup, bpffs = env:cgroup(), env:pin_dir()
     local status, stdout, stderr = scratch.run(string.format("%s --node-name node-1 --kubeconfig %s --cgroup %s "
-      .. "--bpffs %s --listen 127.0.0.1:%d", agent_run.AGENT, scratch.quote(dir .. "/kubeconfig"),
-      scratch.quote(cgroup), scratch.quote(bpffs), core_env.free_port()))
+      .. "--bpffs %s --listen 127.0.0.1:%d --run-dir %s", agent_run.AGENT, scratch.quote(dir .. "/kubeconfig"),
+      scratch.quote(cgroup), scratch.quote(bpffs), core_env.free_port(), scratch.quote(dir .. "/run")))
     assert.equals(2, status, stdout .. stderr)
     assert.matches("kubeconfig " .. dir .. "/kubeconfig: current-context is not set", stderr, 1, true)
     local _, attached = core_env.cgroup_programs(cgroup)

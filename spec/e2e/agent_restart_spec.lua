@@ -157,7 +157,7 @@ describe("balancing-agent restarted", function()
     end
     try(agent_run.cleanup) -- agents, servers and the client loop, by pid
     if env and bpffs then
-      local status, _, stderr = agent_run.uninstall(bpffs, cgroup)
+      local status, _, stderr = agent_run.uninstall(bpffs, cgroup, dir .. "/run")
       if status ~= 0 then
         problems[#problems + 1] = "uninstall: " .. stderr
       end
@@ -407,8 +407,8 @@ describe("balancing-agent restarted", function()
     -- the new version's object cannot be created: a map the kernel refuses (E2BIG)
     local status, stdout = scratch.run(string.format("env -u LD_PRELOAD BALANCING_MAX_AFFINITY=4294967295 "
       .. "BALANCING_MAX_SERVICES=4096 timeout 30 %s --manifests %s --cgroup %s --bpffs %s --listen 127.0.0.1:%d "
-      .. "--node-name node-1", agent_run.AGENT, scratch.quote(manifests), scratch.quote(cgroup), scratch.quote(bpffs),
-      core_env.free_port()))
+      .. "--node-name node-1 --run-dir %s", agent_run.AGENT, scratch.quote(manifests), scratch.quote(cgroup),
+      scratch.quote(bpffs), core_env.free_port(), scratch.quote(agent_run.run_dir_of(manifests))))
     assert.equals(1, status, stdout)
     local refused
     for line in stdout:gmatch("[^\n]+") do
@@ -429,5 +429,60 @@ describe("balancing-agent restarted", function()
     for _, reached in ipairs(connect(cgroup, "127.10.0.86", 8)) do
       assert.is_true(backends[reached], reached)
     end
+  end)
+
+  it("an upgrade that recreates a map keeps the old programs serving until the new maps are filled", function()
+    if not setup() then
+      return
+    end
+    local servers = agent_run.spawn_json("python3 " .. KERNEL_FIXTURES .. "/servers.py tcp 127.0.0.1",
+      "servers.py")
+    local vip, backend = "127.10.0.87", servers.backends[1]
+    local manifests = dir .. "/manifests"
+    scratch.write_file(manifests .. "/web.yaml", service_yaml({ name = "web", vip = vip,
+      addresses = { "127.0.0.1" }, port = backend:match(":(%d+)$") }))
+    local options = { manifests = manifests, cgroup = cgroup, bpffs = bpffs, log = dir .. "/agent.log" }
+    local agent = agent_run.start(options)
+    -- { hook = { id, prog_id } } of the pinned links
+    local function pinned_links()
+      local links = {}
+      for _, hook in ipairs(HOOKS) do
+        local _, out = scratch.run("bpftool -j link show pinned " .. scratch.quote(bpffs .. "/link_" .. hook))
+        local ok, link = pcall(cjson.decode, out)
+        assert(ok and type(link) == "table" and link.prog_id, "bpftool link show: " .. out)
+        links[hook] = link
+      end
+      return links
+    end
+    local old_links = pinned_links()
+
+    start_loop(vip, 1500, { backend })
+    wait_connections(200, 20)
+    agent:kill("TERM") -- the rolling update stops the old agent first
+    wait_connections(200, 20)
+    -- the new version: map_service of another size, so the load creates a new one
+    options.env = "BALANCING_MAX_SERVICES=8192"
+    agent = agent_run.start(options)
+    wait_connections(300, 20)
+    local report, output = finish_loop()
+    assert.equals(0, report.failures, output)
+    assert.equals(report.connects, report.backends[backend], output)
+
+    -- the order in the new agent's log: deferred, filled, then attached
+    local deferred = agent_run.log_lines(options.log, "attach deferred until the new maps are filled")
+    assert.equals(1, #deferred, agent:log_tail())
+    assert.matches("map_service", deferred[1].created, 1, true)
+    local text = assert(scratch.read_file(options.log))
+    local filled = select(2, text:find('"first sync applied"', text:find("attach deferred", 1, true), true))
+    local attached = text:find('"programs attached"', filled or 1, true)
+    assert.is_truthy(filled, agent:log_tail())
+    assert.is_truthy(attached, "no \"programs attached\" after the first sync: " .. text:gsub("[^\n]*formatted ebpf event[^\n]*\n", ""))
+    -- the same links, the new programs behind them
+    local links = pinned_links()
+    for hook, link in pairs(old_links) do
+      assert.equals(link.id, links[hook].id, hook)
+      assert.are_not.equal(link.prog_id, links[hook].prog_id, hook)
+    end
+    assert.same({ backend }, connect(cgroup, vip, 1))
   end)
 end)

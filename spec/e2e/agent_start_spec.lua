@@ -36,9 +36,9 @@ end
 -- Runs the agent to its exit (at most 20 s): status, log lines, stderr.
 local function run_agent(env_prefix, opts)
   local status, stdout, stderr = scratch.run(string.format(
-    "timeout 20 env %s %s --manifests %s --cgroup %s --bpffs %s --listen 127.0.0.1:%d --node-name node-1",
-    env_prefix, AGENT, scratch.quote(opts.manifests), scratch.quote(opts.cgroup), scratch.quote(opts.bpffs),
-    core_env.free_port()))
+    "timeout 20 env %s %s --manifests %s --cgroup %s --bpffs %s --listen 127.0.0.1:%d --node-name node-1 "
+    .. "--run-dir %s", env_prefix, AGENT, scratch.quote(opts.manifests), scratch.quote(opts.cgroup),
+    scratch.quote(opts.bpffs), core_env.free_port(), scratch.quote(agent_run.run_dir_of(opts.manifests))))
   return status, json_lines(stdout), stderr
 end
 
@@ -112,9 +112,9 @@ describe("balancing-agent at start", function()
     local script = 'echo $$ > "$1/cgroup.procs" || exit 1; shift; '
       .. 'exec unshare --mount --cgroup --propagation private "$@"'
     local launch = assert(io.popen(string.format("env -u LD_PRELOAD sh -c %s sh %s %s --manifests %s --cgroup %s "
-      .. "--bpffs %s --listen 127.0.0.1:%d --node-name node-1 >>%s 2>&1 & echo $!", scratch.quote(script),
+      .. "--bpffs %s --listen 127.0.0.1:%d --node-name node-1 --run-dir %s >>%s 2>&1 & echo $!", scratch.quote(script),
       scratch.quote(s.cgroup), AGENT, scratch.quote(s.manifests), scratch.quote(mount_point), scratch.quote(s.bpffs),
-      port, scratch.quote(log))))
+      port, scratch.quote(agent_run.run_dir_of(log)), scratch.quote(log))))
     local pid = tonumber(launch:read("*l"))
     launch:close()
     assert(pid, "the agent did not start")
@@ -134,7 +134,7 @@ describe("balancing-agent at start", function()
     assert(agent_run.stop_process(pid, "balancing-agent", "TERM", 10), "the agent still runs 10 s after SIGTERM")
     local _, still = core_env.cgroup_programs(s.cgroup)
     assert.equals(4, still, "SIGTERM leaves the datapath attached")
-    local status, out, err = agent_run.uninstall(s.bpffs, s.cgroup)
+    local status, out, err = agent_run.uninstall(s.bpffs, s.cgroup, agent_run.run_dir_of(log))
     assert.equals(0, status, out .. err)
     local _, left = core_env.cgroup_programs(s.cgroup)
     assert.equals(0, left)

@@ -194,7 +194,7 @@ describe("deploy/ cross-references", function()
     assert.is_table(objects["ClusterRole/" .. binding.roleRef.name])
   end)
 
-  it("mounts the agent's default pin directory, cgroup and Lua override directory", function()
+  it("mounts the agent's default pin directory, cgroup, run directory and Lua override directory", function()
     local defaults = agent_defaults()
     local function mounted(path)
       for _, m in ipairs(agent.volumeMounts) do
@@ -207,6 +207,12 @@ describe("deploy/ cross-references", function()
     assert.is_table(bpffs, defaults.bpffs)
     assert.is_table(cgroup, defaults.cgroup)
     assert.equals(defaults["lua-dir"], lua and lua.mountPath)
+    -- the run directory (state.json for inspect): writable, and the host's, so that inspect in
+    -- a new pod names the owners of what the old one programmed
+    local run_dir = mounted(defaults["run-dir"])
+    assert.is_table(run_dir, tostring(defaults["run-dir"]))
+    assert.is_not_true(run_dir.readOnly)
+    assert.equals(run_dir.mountPath, volume_of(daemonset, run_dir.name).hostPath.path)
     -- the host's own paths, so that pins and the cgroup2 mount outlive the pod
     assert.equals(bpffs.mountPath, volume_of(daemonset, bpffs.name).hostPath.path)
     assert.equals(cgroup.mountPath, volume_of(daemonset, cgroup.name).hostPath.path)

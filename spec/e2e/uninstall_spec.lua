@@ -8,9 +8,13 @@ local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 local AGENT = build_dir .. "/bin/balancing-agent"
 local VIP = "127.10.0.9"
 
--- Runs the agent; returns status, stdout, stderr.
+-- Runs the agent; returns status, stdout, stderr. uninstall removes the
+-- state file under --run-dir: always a scratch one here (run_dir), never
+-- the default /run/balancing, which may be a real agent's.
+local run_dir
+
 local function run(args)
-  return scratch.run(AGENT .. " " .. table.concat(args, " "))
+  return scratch.run(AGENT .. " " .. table.concat(args, " ") .. " --run-dir " .. scratch.quote(run_dir))
 end
 
 -- One connect to VIP:80 from inside the cgroup, with a backend listening on
@@ -43,7 +47,14 @@ local function exists(path)
 end
 
 describe("balancing-agent uninstall", function()
-  after_each(core_env.close_all)
+  before_each(function()
+    run_dir = scratch.temp_dir()
+  end)
+
+  after_each(function()
+    scratch.remove_dir(run_dir)
+    core_env.close_all()
+  end)
 
   it("detaches the programs and removes every pin, while an agent still holds them: the datapath stops", function()
     local env = core_env.open(pending)
@@ -53,12 +64,15 @@ describe("balancing-agent uninstall", function()
     local port = core_env.free_port()
     core_env.program_frontend(dp, { address = VIP, port = 80, protocol = "TCP", id = 44, backend_port = port })
     assert.equals("ok", connect_once(cgroup, port)) -- translated to the backend
+    scratch.write_file(run_dir .. "/state.json", "{}") -- what the agent leaves for inspect
 
     local status, stdout, stderr = run({ "uninstall", "--bpffs", dir })
 
     assert.equals(0, status, stderr)
     assert.matches("detached and unpinned 4 links", stdout, 1, true)
     assert.is_false(exists(dir))
+    assert.is_false(exists(run_dir .. "/state.json"))
+    assert.matches("removed " .. run_dir .. "/state.json", stdout, 1, true)
     local _, count = core_env.cgroup_programs(cgroup)
     assert.equals(0, count)
     -- the client now reaches the VIP itself, where nothing listens

@@ -89,6 +89,12 @@ end
 local Agent = {}
 Agent.__index = Agent
 
+-- The run directory (--run-dir: the agent's state file) of an agent whose
+-- log is at log_path: "run" beside it, in the spec's scratch directory.
+function M.run_dir_of(log_path)
+  return (log_path:match("^(.*)/[^/]*$") or ".") .. "/run"
+end
+
 -- Starts the agent on its source — opts.manifests (a directory),
 -- opts.kubeconfig, or opts.in_cluster (neither: the environment says where)
 -- — with opts.cgroup, opts.bpffs (from core_env), its stdout and stderr
@@ -99,7 +105,7 @@ Agent.__index = Agent
 -- fails the spec with the log's end otherwise. opts.lua_dir: --lua-dir
 -- (else the agent's default). opts.args: more agent arguments (a list of
 -- words). opts.stderr: a file for stderr alone (then opts.log is stdout
--- alone: the JSON log lines).
+-- alone: the JSON log lines). opts.run_dir: --run-dir (else run_dir_of(log)).
 function M.start(opts)
   local port = core_env.free_port()
   local source
@@ -115,17 +121,19 @@ function M.start(opts)
   for i, word in ipairs(opts.args or {}) do
     extra[i] = scratch.quote(word)
   end
-  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s "
+  -- (the state file for inspect goes beside the log, never to /run/balancing)
+  local run_dir = opts.run_dir or M.run_dir_of(opts.log)
+  local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s --run-dir %s "
     .. "--listen 127.0.0.1:%d --node-name %s %s %s >>%s 2>%s & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
-    source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), port, scratch.quote(opts.node_name or "node-1"),
-    opts.lua_dir and "--lua-dir " .. scratch.quote(opts.lua_dir) or "", table.concat(extra, " "),
-    scratch.quote(opts.log), opts.stderr and ">" .. scratch.quote(opts.stderr) or "&1")))
+    source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), scratch.quote(run_dir), port,
+    scratch.quote(opts.node_name or "node-1"), opts.lua_dir and "--lua-dir " .. scratch.quote(opts.lua_dir) or "",
+    table.concat(extra, " "), scratch.quote(opts.log), opts.stderr and ">" .. scratch.quote(opts.stderr) or "&1")))
   local pid = tonumber(launch:read("*l"))
   launch:close()
   assert(pid, "the agent did not start")
   M.track(pid, "balancing-agent")
   local agent = setmetatable({ pid = pid, port = port, log = opts.log, stderr = opts.stderr, cgroup = opts.cgroup,
-    bpffs = opts.bpffs }, Agent)
+    bpffs = opts.bpffs, run_dir = run_dir }, Agent)
   local seconds = opts.ready_seconds or 20
   local ready = M.eventually(seconds, function()
     return M.http_get(port, "/readyz") == 200 or not M.alive(pid, "balancing-agent")
@@ -294,10 +302,12 @@ function M.tool_json(binary, args)
   return doc
 end
 
--- `balancing-agent uninstall`: the links detached, every pin removed.
-function M.uninstall(bpffs, cgroup)
-  return scratch.run(string.format("%s uninstall --bpffs %s --cgroup %s", M.AGENT, scratch.quote(bpffs),
-    scratch.quote(cgroup)))
+-- `balancing-agent uninstall`: the links detached, every pin removed, and
+-- the state file under run_dir (a spec's own: never /run/balancing).
+function M.uninstall(bpffs, cgroup, run_dir)
+  assert(run_dir, "agent_run.uninstall: run_dir (uninstall removes its state.json)")
+  return scratch.run(string.format("%s uninstall --bpffs %s --cgroup %s --run-dir %s", M.AGENT, scratch.quote(bpffs),
+    scratch.quote(cgroup), scratch.quote(run_dir)))
 end
 
 -- after_each: kills (SIGKILL, by pid) every process started here that is

@@ -162,10 +162,12 @@ describe("BalancingPolicy", function()
 
     it("a serviceMatcher policy has no entry at all, so the Service's own entry serves", function()
       local policy = vip_policy{ service = { namespace = "shop", name = "web" }, selector = nothing }
-      local frontends, rejections, entries = world.run(balancing, cluster{ web_service, policy }, "web-global")
+      local frontends, rejections, entries, notices = world.run(balancing, cluster{ web_service, policy }, "web-global")
       assert.same({}, frontends)
       assert.same({}, rejections)
       assert.equals("balancing/web-global", entries.owner)
+      assert.same({ "not programmed: no backend matches (the frontend's Service serves it meanwhile)" },
+        world.messages(notices))
     end)
 
     it("a serviceMatcher policy whose pods' nodes are all unknown (hostPort) has no entry either", function()
@@ -237,10 +239,12 @@ describe("BalancingPolicy", function()
 
     it("programs nothing outside the cluster when enableOutCluster is false", function()
       local policy = vip_policy{ out_cluster = false }
-      local frontends, rejections = world.run(balancing, cluster{ policy }, "web-global",
+      local frontends, rejections, _, notices = world.run(balancing, cluster{ policy }, "web-global",
         { node_name = "edge-host", out_cluster = true })
       assert.same({}, frontends)
       assert.same({}, rejections)
+      assert.same({ "not programmed: this agent runs outside the cluster and enableOutCluster is not set" },
+        world.messages(notices))
     end)
 
     it("still applies inside the cluster when enableOutCluster is false", function()

@@ -147,10 +147,13 @@ describe("LocalRedirectPolicy", function()
         dns_pod{ name = "nld-b", node = "node-2", ip = "10.244.2.5" },
         node_local_dns(),
       }
-      local frontends, rejections, entries = world.run(localredirect, objects, "node-local-dns")
+      local frontends, rejections, entries, notices = world.run(localredirect, objects, "node-local-dns")
       assert.same({}, frontends)
       assert.same({}, rejections)
       assert.same({}, entries.loop_pods)
+      -- (what inspect traceMapData shows as the reason)
+      assert.same({ "not programmed: no local backend on this node (no running pod with an IPv4 address "
+        .. "on node node-1 matches the backend selector)" }, world.messages(notices))
     end)
   end)
 
@@ -187,16 +190,19 @@ describe("LocalRedirectPolicy", function()
 
     it("programs nothing, and rejects nothing, on a node its nodeLabelSelector does not match", function()
       local policy = node_local_dns{ node_selector = { matchLabels = { role = "core" } } }
-      local frontends, rejections = world.run(localredirect, cluster{ policy }, "node-local-dns")
+      local frontends, rejections, _, notices = world.run(localredirect, cluster{ policy }, "node-local-dns")
       assert.same({}, frontends)
       assert.same({}, rejections)
+      assert.same({ "not programmed: nodeLabelSelector does not select node node-1" }, world.messages(notices))
     end)
 
     it("programs nothing on an agent outside the cluster (it has no local pods)", function()
-      local frontends, rejections = world.run(localredirect, cluster{ node_local_dns() },
+      local frontends, rejections, _, notices = world.run(localredirect, cluster{ node_local_dns() },
         "node-local-dns", { out_cluster = true })
       assert.same({}, frontends)
       assert.same({}, rejections)
+      assert.same({ "not programmed: a LocalRedirectPolicy has no local backends outside the cluster" },
+        world.messages(notices))
     end)
   end)
 

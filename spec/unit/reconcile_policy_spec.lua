@@ -305,7 +305,7 @@ describe("policy rules", function()
       return { n = select("#", ...), ... }
     end
 
-    it("returns entries, rejections and notices (none for a policy): reconcile returns notices, never logs", function()
+    it("returns entries, rejections and notices (none when it programs or is rejected): never logs", function()
       local store = world.store(objects)
       local ctx = world.ctx(store)
       for _, call in ipairs({

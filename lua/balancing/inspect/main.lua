@@ -1,12 +1,14 @@
 -- The `inspect` command (build/bin/inspect calls main(argv)): the command
 -- line of CONTRACTS.md. showMapData reads the pinned maps (the agent may be
--- stopped) and prints them decoded; setMapData configure changes the running
--- datapath's settings. traceMapData needs the state the running agent keeps
--- (which objects own which IDs, why one is not programmed) and says so until
--- the agent keeps it; anything else is refused with one line, exit 2.
+-- stopped) and prints them decoded, the owners named from the state the
+-- agent leaves under its run directory; traceMapData shows one object's
+-- entries and why it lacks any (balancing.inspect.trace); setMapData
+-- configure changes the running datapath's settings. Anything else is
+-- refused with one line, exit 2.
 local M = {}
 
 local DEFAULT_BPFFS = "/sys/fs/bpf/balancing"
+local DEFAULT_RUN_DIR = "/run/balancing"
 
 local USAGE = [[
 usage: inspect [--bpffs PATH] [--json] showMapData all|service|backend|affinity|natRecord|nodeIp|nodeProxyIp|configure
@@ -15,17 +17,22 @@ usage: inspect [--bpffs PATH] [--json] showMapData all|service|backend|affinity|
        inspect [--bpffs PATH] [--json] traceMapData balancing NAMESPACE NAME
        inspect [--bpffs PATH] setMapData configure bpfLogLevel|redirectQosLimit|events VALUE
 
-options:
+options (each also read from the environment variable in brackets):
   --bpffs PATH     pin directory (default /sys/fs/bpf/balancing) [BALANCING_BPFFS]
+  --run-dir DIR    the agent's run directory, where it keeps state.json (default
+                   /run/balancing) [BALANCING_RUN_DIR]
   --json           one JSON document on stdout instead of tables
   --lua-dir DIR    Lua override directory (default /etc/balancing/lua) [BALANCING_LUA_DIR]
   --help           this text
 
 showMapData prints the pinned maps decoded (service: the frontends with their
-backends, as `balancing-agent plan` prints them); setMapData configure changes
-the running datapath. traceMapData needs the running agent's state, which is not
-built yet: it exits with status 2. Exit status: 0 done; 1 the maps cannot be
-read or written; 2 a bad command line.
+backends, as `balancing-agent plan` prints them), owners named from the agent's
+state. traceMapData prints one object's frontends and backends as programmed, and
+why it has none or fewer than it asks for (policies are cluster-scoped: NAMESPACE
+is not used; for balancing, NAME may be the policy or the Service its frontend
+matches). setMapData configure changes the running datapath.
+Exit status: 0 done; 1 the maps (or, for traceMapData, the agent's state) cannot
+be read or written; 2 a bad command line, or an object the agent does not know.
 ]]
 
 -- showMapData's objects and the maps they show.
@@ -60,15 +67,34 @@ local function usage_error(stderr, text)
   return 2
 end
 
+local function say_not_pinned(options, stderr, err)
+  stderr:write("inspect: no maps pinned under ", options.bpffs, ": ", tostring(err or "none found"),
+    " (is the agent installed? --bpffs names another pin directory)\n")
+end
+
+local function open_maps(options, stderr)
+  local core = require("balancing.core")
+  local handles, err = core.open_maps(options.bpffs)
+  if not handles or next(handles) == nil then
+    say_not_pinned(options, stderr, err)
+    return nil
+  end
+  return handles
+end
+
 -- main(argv[, io]) → exit status; io = { stdout = file, stderr = file } for specs.
 function M.main(argv, streams)
   local stdout = streams and streams.stdout or io.stdout
   local stderr = streams and streams.stderr or io.stderr
   local getenv = streams and streams.getenv or os.getenv
   local words = {}
-  local options = { bpffs = getenv("BALANCING_BPFFS") or DEFAULT_BPFFS, json = false }
+  local options = { bpffs = getenv("BALANCING_BPFFS") or DEFAULT_BPFFS, json = false,
+    run_dir = getenv("BALANCING_RUN_DIR") or DEFAULT_RUN_DIR }
   if options.bpffs == "" then
     options.bpffs = DEFAULT_BPFFS
+  end
+  if options.run_dir == "" then
+    options.run_dir = DEFAULT_RUN_DIR
   end
   local i = 1
   while i <= #argv do
@@ -78,16 +104,20 @@ function M.main(argv, streams)
       return 0
     elseif arg == "--json" then
       options.json = true
-    elseif arg == "--bpffs" or arg == "--lua-dir" then
+    elseif arg == "--bpffs" or arg == "--run-dir" or arg == "--lua-dir" then
       if not argv[i + 1] or argv[i + 1] == "" then
         return usage_error(stderr, arg .. " needs a value")
       end
       if arg == "--bpffs" then
         options.bpffs = argv[i + 1]
+      elseif arg == "--run-dir" then
+        options.run_dir = argv[i + 1]
       end
       i = i + 1
     elseif arg:match("^%-%-bpffs=.") then
       options.bpffs = arg:match("^%-%-bpffs=(.*)$")
+    elseif arg:match("^%-%-run%-dir=.") then
+      options.run_dir = arg:match("^%-%-run%-dir=(.*)$")
     elseif arg:match("^%-%-lua%-dir=") then -- luacheck: ignore 542 (the host reads it)
     elseif arg:sub(1, 1) == "-" then
       return usage_error(stderr, "unknown option " .. arg .. " (see --help)")
@@ -117,24 +147,15 @@ function M.main(argv, streams)
   elseif command == "setMapData" then
     return M.set_configure(options, words[3], words[4], #words, stdout, stderr)
   end
-  return usage_error(stderr, command .. " " .. object
-    .. ": needs the running agent's state, which is not built yet (a later version); "
-    .. "'inspect showMapData all' shows what is programmed")
-end
-
-local function say_not_pinned(options, stderr, err)
-  stderr:write("inspect: no maps pinned under ", options.bpffs, ": ", tostring(err or "none found"),
-    " (is the agent installed? --bpffs names another pin directory)\n")
-end
-
-local function open_maps(options, stderr)
-  local core = require("balancing.core")
-  local handles, err = core.open_maps(options.bpffs)
-  if not handles or next(handles) == nil then
-    say_not_pinned(options, stderr, err)
-    return nil
+  if #words ~= 4 then
+    return usage_error(stderr, "traceMapData " .. object .. " takes NAMESPACE and "
+      .. (object == "localRedirect" and "POLICY" or "NAME") .. " (see --help)")
   end
-  return handles
+  local handles = open_maps(options, stderr)
+  if not handles then
+    return 1
+  end
+  return require("balancing.inspect.trace").run(options, object, words[3], words[4], handles, stdout, stderr)
 end
 
 local function column_title(name)
@@ -170,7 +191,12 @@ function M.show(options, object, stdout, stderr)
   local names = object == "all" and ALL_MAPS or (object ~= "service" and { MAP_OF[object] } or {})
   local document, text = {}, {}
   if object == "all" or object == "service" then
-    local view, err = maps.frontend_view(handles)
+    -- the owners' names: the agent's state, when it left one for these maps
+    local state, state_err = require("balancing.inspect.state").load(options)
+    if not state then
+      stderr:write("inspect: owners not named: ", state_err, "\n")
+    end
+    local view, err = maps.frontend_view(handles, state and state.ids)
     if not view then
       stderr:write("inspect: ", tostring(err), "\n")
       return 1

@@ -71,7 +71,8 @@ local function backends(store, ctx, plan)
   local backend = plan.spec.backend
   local targets = endpoint_targets(store, ctx, backend)
   if #targets == 0 and plan.spec.frontend.mode == "service" then
-    return nil
+    -- (the Service's own entry serves its frontend meanwhile)
+    return nil, "not programmed: no backend matches (the frontend's Service serves it meanwhile)"
   end
   return backend.mode, targets
 end

@@ -36,11 +36,13 @@ local function local_backend_pods(store, ctx, backend)
   return pods
 end
 
--- Only local backends: with none, nothing (not even the loop pods).
+-- Only local backends: with none, nothing (not even the loop pods), and the
+-- frontend falls through to what else serves its address.
 local function backends(store, ctx, plan, entries)
   local pods = local_backend_pods(store, ctx, plan.spec.backend)
   if #pods == 0 then
-    return nil
+    return nil, string.format("not programmed: no local backend on this node (no running pod with an IPv4 "
+      .. "address on node %s matches the backend selector)", tostring(ctx.node_name))
   end
   local targets = policy.targets()
   for _, pod in ipairs(pods) do

@@ -44,12 +44,18 @@ local address_order = abi.ipv4_order
 
 -- Whether a checked policy applies on this node. A LocalRedirectPolicy never
 -- applies outside the cluster: such a host runs no pods, so no local backend.
+-- applies(kind, spec, ctx) → true, or false and why not (a note: the
+-- policy is valid, only not for this node).
 function M.applies(kind, spec, ctx)
-  if ctx.out_cluster and (kind == "LocalRedirectPolicy" or not spec.enable_out_cluster) then
-    return false
+  if ctx.out_cluster and kind == "LocalRedirectPolicy" then
+    return false, "not programmed: a LocalRedirectPolicy has no local backends outside the cluster"
+  end
+  if ctx.out_cluster and not spec.enable_out_cluster then
+    return false, "not programmed: this agent runs outside the cluster and enableOutCluster is not set"
   end
   if spec.node_selector and not spec.node_selector:matches(ctx.labels or {}) then
-    return false
+    return false, string.format("not programmed: nodeLabelSelector does not select node %s",
+      tostring(ctx.node_name))
   end
   return true
 end
@@ -237,9 +243,10 @@ function M.empty_entries(kind, name)
   return entries
 end
 
--- prepare(kind, store, ctx, name) → plan, rejections. plan is nil when the
--- policy programs nothing on this node (gone, invalid, or not for this node);
--- else { policy, spec, id, frontends } with the frontends it wins.
+-- prepare(kind, store, ctx, name) → plan, rejections, note. plan is nil when
+-- the policy programs nothing on this node (gone, invalid, or not for this
+-- node: the note says why); else { policy, spec, id, frontends } with the
+-- frontends it wins.
 function M.prepare(kind, store, ctx, name)
   local policy = store:get(kind, "", name)
   if not policy then
@@ -253,8 +260,9 @@ function M.prepare(kind, store, ctx, name)
   if not id then
     return nil, { { kind = kind, name = name, reason = err } }
   end
-  if not M.applies(kind, spec, ctx) then
-    return nil, {}
+  local applies, note = M.applies(kind, spec, ctx)
+  if not applies then
+    return nil, {}, note
   end
   local frontends, rejections = M.resolve_conflicts(store, ctx, kind, policy,
     M.frontends(store, kind, name, spec))
@@ -264,22 +272,37 @@ end
 -- desired(kind, store, ctx, name, backends) → entries, rejections, notices:
 -- the flow both kinds share. backends(store, ctx, plan, entries) gives the
 -- NAT mode and the targets (M.targets().sorted()) of the won frontends, or
--- nil when the policy programs nothing right now; it may add to entries
--- (loop_pods). notices ({ message, fields }: what is worth telling but is
--- no error) are always empty for a policy: everything a policy does not
--- program is either a rejection or the rule. Like every reconcile module it
--- returns what it has to say and never logs (reconcile is pure).
+-- nil and why when the policy programs nothing right now; it may add to
+-- entries (loop_pods). notices ({ message, level = "debug" }) say why a valid
+-- policy programs nothing on this node (not for this node, no local backend):
+-- no error, so logged at debug only, and what `inspect traceMapData` shows.
+-- Like every reconcile module it returns what it has to say and never logs
+-- (reconcile is pure).
+local NO_NOTICES = setmetatable({}, { __newindex = function()
+  error("balancing.reconcile.policy: NO_NOTICES is read-only", 2)
+end })
+
+local function note(message)
+  return { { message = message, level = "debug" } }
+end
+
 function M.desired(kind, store, ctx, name, backends)
   local entries = M.empty_entries(kind, name)
-  local plan, rejections = M.prepare(kind, store, ctx, name)
-  if not plan or #plan.frontends == 0 then
-    return entries, rejections, {}
+  local plan, rejections, why_not = M.prepare(kind, store, ctx, name)
+  if not plan then
+    return entries, rejections, why_not and note(why_not) or NO_NOTICES
+  end
+  if #plan.frontends == 0 then
+    -- (a frontend lost to an older policy is a rejection already)
+    return entries, rejections, #rejections == 0 and note("not programmed: no frontend "
+      .. "(the frontend's Service is missing or has no address this agent serves)") or NO_NOTICES
   end
   local mode, targets = backends(store, ctx, plan, entries)
-  if mode then
-    entries.frontends = M.frontend_entries(kind, plan, mode, targets)
+  if not mode then
+    return entries, rejections, note(targets or "not programmed: no backend")
   end
-  return entries, rejections, {}
+  entries.frontends = M.frontend_entries(kind, plan, mode, targets)
+  return entries, rejections, NO_NOTICES
 end
 
 -- Backend targets: { address = "10.244.1.5", is_local = bool }. One entry per
