@@ -75,23 +75,31 @@ describe("inspect --json showMapData all with the agent running", function()
       "--node-name", NODE }).frontends
   end
 
+  -- inspect with the agent's pins and run directory (its state.json: the
+  -- owners' names)
   local function inspect_view(agent)
-    return agent_run.tool_json(agent_run.INSPECT, { "--json", "--bpffs", agent.bpffs, "showMapData", "all" })
-      .frontends
+    return agent_run.tool_json(agent_run.INSPECT, { "--json", "--bpffs", agent.bpffs, "--run-dir", agent.run_dir,
+      "showMapData", "all" }).frontends
   end
 
-  -- Waits (bounded) until inspect shows what plan computes now; the last
-  -- difference and the agent's log otherwise.
+  -- Waits (bounded) until inspect shows what plan computes now, every owner
+  -- named (the agent rewrites state.json on its loop's tick, after the maps);
+  -- the last difference and the agent's log otherwise. Returns both views.
   local function assert_agree(agent, seconds)
     local expected = plan_view()
-    local difference
+    local difference, inspected
     local agreed = agent_run.eventually(seconds, function()
-      difference = frontend_view.difference(expected, inspect_view(agent))
+      inspected = inspect_view(agent)
+      difference = frontend_view.difference(expected, inspected)
+      local unnamed = #inspected - frontend_view.owners_given(inspected)
+      if difference == nil and unnamed > 0 then
+        difference = unnamed .. " frontend(s) without an owner in inspect"
+      end
       return difference == nil
     end)
     assert(agreed, string.format("inspect (+) and plan (-) differ %d s after the change:\n%s\n\nagent log:\n%s",
       seconds, tostring(difference), agent:log_tail()))
-    return expected
+    return expected, inspected
   end
 
   it("has the frontends plan computes, and still once the agent followed a manifest change", function()
@@ -105,6 +113,9 @@ describe("inspect --json showMapData all with the agent running", function()
     local inspected = inspect_view(agent)
     assert.is_nil(frontend_view.difference(before, inspected), "inspect (+) and plan (-) differ:\n"
       .. tostring(frontend_view.difference(before, inspected)))
+    -- with the run directory inspect names every owner, so the comparison
+    -- above covered the owners too
+    assert.equals(#inspected, frontend_view.owners_given(inspected))
 
     -- the change: web loses its node-2 endpoint, a new Service arrives
     local web_path = dir .. "/manifests/web.yaml"
@@ -114,12 +125,13 @@ describe("inspect --json showMapData all with the agent running", function()
     replace_file(web_path, web:sub(1, start_at - 1) .. web:sub(end_at + 1))
     replace_file(dir .. "/manifests/extra.yaml", EXTRA_SERVICE)
 
-    local after = assert_agree(agent, FOLLOW_SECONDS)
+    local after, followed = assert_agree(agent, FOLLOW_SECONDS)
     -- the change is one: plan sees the new Service and web without 10.244.2.20
     assert.is_not_nil(frontend_view.difference(before, after), "the manifest change changed no frontend")
     local extra = frontend_view.find(after, "10.96.200.1", 8081, "TCP", "service")
     assert.is_table(extra, "plan shows no frontend for the added Service")
     assert.equals(2, #extra.backends)
+    assert.equals("spec/extra", frontend_view.find(followed, "10.96.200.1", 8081, "TCP", "service").owner)
     local web_http = frontend_view.find(after, "10.96.100.10", 80, "TCP", "service")
     assert.is_table(web_http)
     for _, backend in ipairs(web_http.backends) do
