@@ -16,6 +16,7 @@ local M = {}
 
 local build_dir = os.getenv("BALANCING_BUILD_DIR") or "build"
 M.AGENT = build_dir .. "/bin/balancing-agent"
+M.INSPECT = build_dir .. "/bin/inspect"
 
 -- Waits until check() is true, polling, at most seconds; returns its last
 -- value. Never a fixed sleep: it returns as soon as check() holds.
@@ -88,6 +89,12 @@ end
 local Agent = {}
 Agent.__index = Agent
 
+-- The run directory (--run-dir: the agent's state file) of an agent whose
+-- log is at log_path: "run" beside it, in the spec's scratch directory.
+function M.run_dir_of(log_path)
+  return (log_path:match("^(.*)/[^/]*$") or ".") .. "/run"
+end
+
 -- Starts the agent on its source — opts.manifests (a directory),
 -- opts.kubeconfig, or opts.in_cluster (neither: the environment says where)
 -- — with opts.cgroup, opts.bpffs (from core_env), its stdout and stderr
@@ -96,13 +103,9 @@ Agent.__index = Agent
 -- (it must exec it, so that the pid is the agent's). Waits at most
 -- opts.ready_seconds (20) for /readyz 200, i.e. its first sync applied;
 -- fails the spec with the log's end otherwise. opts.lua_dir: --lua-dir
--- (else the agent's default).
--- The run directory (--run-dir: the agent's state file) of an agent whose
--- log is at log_path: "run" beside it, in the spec's scratch directory.
-function M.run_dir_of(log_path)
-  return (log_path:match("^(.*)/[^/]*$") or ".") .. "/run"
-end
-
+-- (else the agent's default). opts.args: more agent arguments (a list of
+-- words). opts.stderr: a file for stderr alone (then opts.log is stdout
+-- alone: the JSON log lines). opts.run_dir: --run-dir (else run_dir_of(log)).
 function M.start(opts)
   local port = core_env.free_port()
   local source
@@ -114,19 +117,23 @@ function M.start(opts)
     assert(opts.in_cluster, "agent_run.start: manifests, kubeconfig or in_cluster")
     source = ""
   end
+  local extra = {}
+  for i, word in ipairs(opts.args or {}) do
+    extra[i] = scratch.quote(word)
+  end
   -- (the state file for inspect goes beside the log, never to /run/balancing)
   local run_dir = opts.run_dir or M.run_dir_of(opts.log)
   local launch = assert(io.popen(string.format("env -u LD_PRELOAD %s %s %s %s --cgroup %s --bpffs %s --run-dir %s "
-    .. "--listen 127.0.0.1:%d --node-name %s %s >>%s 2>&1 & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
+    .. "--listen 127.0.0.1:%d --node-name %s %s %s >>%s 2>%s & echo $!", opts.env or "", opts.wrapper or "", M.AGENT,
     source, scratch.quote(opts.cgroup), scratch.quote(opts.bpffs), scratch.quote(run_dir), port,
     scratch.quote(opts.node_name or "node-1"), opts.lua_dir and "--lua-dir " .. scratch.quote(opts.lua_dir) or "",
-    scratch.quote(opts.log))))
+    table.concat(extra, " "), scratch.quote(opts.log), opts.stderr and ">" .. scratch.quote(opts.stderr) or "&1")))
   local pid = tonumber(launch:read("*l"))
   launch:close()
   assert(pid, "the agent did not start")
   M.track(pid, "balancing-agent")
-  local agent = setmetatable({ pid = pid, port = port, log = opts.log, cgroup = opts.cgroup, bpffs = opts.bpffs,
-    run_dir = run_dir }, Agent)
+  local agent = setmetatable({ pid = pid, port = port, log = opts.log, stderr = opts.stderr, cgroup = opts.cgroup,
+    bpffs = opts.bpffs, run_dir = run_dir }, Agent)
   local seconds = opts.ready_seconds or 20
   local ready = M.eventually(seconds, function()
     return M.http_get(port, "/readyz") == 200 or not M.alive(pid, "balancing-agent")
@@ -181,6 +188,26 @@ function M.metric_value(port, name, labels)
   return sum
 end
 
+-- A manifest (YAML) of a ClusterIP Service and its EndpointSlice for the
+-- agent's --manifests directory: service.name, .namespace ("demo"), .vip,
+-- .port (80), .protocol ("TCP"), one endpoint 127.0.0.1 on .backend_port.
+function M.service_yaml(service)
+  local name, namespace = service.name, service.namespace or "demo"
+  local protocol = service.protocol or "TCP"
+  return table.concat({
+    "apiVersion: v1", "kind: Service",
+    "metadata: {name: " .. name .. ", namespace: " .. namespace .. ", uid: " .. name .. "-uid}",
+    "spec: {clusterIP: " .. service.vip .. ", ports: [{name: p, port: " .. (service.port or 80) .. ", protocol: "
+      .. protocol .. "}]}",
+    "---",
+    "apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice",
+    "metadata: {name: " .. name .. "-1, namespace: " .. namespace .. ", labels: {kubernetes.io/service-name: "
+      .. name .. "}}",
+    "addressType: IPv4",
+    "ports: [{name: p, port: " .. service.backend_port .. ", protocol: " .. protocol .. "}]",
+    "endpoints: [{addresses: [127.0.0.1]}]", "" }, "\n")
+end
+
 -- The backend one connection from inside cgroup to vip:80 reached
 -- ("127.0.0.1:port"), or nil (refused, nothing translated).
 function M.connect_once(cgroup, vip)
@@ -200,8 +227,8 @@ end
 
 -- The end of the log file the agent writes to (its last 4 KiB: a log of
 -- thousands of event lines is not read whole for an assertion's message).
-function Agent:log_tail()
-  local file = io.open(self.log, "r")
+local function file_tail(path)
+  local file = io.open(path, "r")
   if not file then
     return "(no log)"
   end
@@ -210,6 +237,13 @@ function Agent:log_tail()
   local text = file:read("*a")
   file:close()
   return text
+end
+
+function Agent:log_tail()
+  if self.stderr then
+    return file_tail(self.log) .. "\n(stderr:)\n" .. file_tail(self.stderr)
+  end
+  return file_tail(self.log)
 end
 
 -- The log's JSON lines, decoded, whose msg is msg (all of them, in order).
@@ -234,6 +268,38 @@ function M.sanitizer_report(path)
     end
   end
   return nil
+end
+
+-- The environment variables the binaries read, unset for a tool run so that
+-- the caller's environment does not leak into what is tested.
+local TOOL_ENV = { "NODE_NAME", "BALANCING_MANIFESTS", "BALANCING_OUT_CLUSTER", "BALANCING_LUA_DIR",
+  "BALANCING_LOG_LEVEL", "BALANCING_BPF_LOG_LEVEL", "BALANCING_REDIRECT_QOS_LIMIT", "BALANCING_LISTEN",
+  "BALANCING_CGROUP", "BALANCING_BPFFS", "BALANCING_RUN_DIR", "BALANCING_EVENTS", "KUBECONFIG",
+  "KUBERNETES_SERVICE_HOST" }
+
+-- run_tool(binary, {args}) → exit status, stdout, stderr of build/bin/inspect
+-- or balancing-agent run to its end (plan, uninstall), in a clean environment.
+function M.run_tool(binary, args)
+  local words = { "env" }
+  for _, name in ipairs(TOOL_ENV) do
+    words[#words + 1] = "-u " .. name
+  end
+  words[#words + 1] = scratch.quote(binary)
+  for _, arg in ipairs(args) do
+    words[#words + 1] = scratch.quote(arg)
+  end
+  return scratch.run(table.concat(words, " "))
+end
+
+-- The JSON document of a tool run that must succeed (`plan --json`,
+-- `inspect --json ...`); fails the spec with its stderr otherwise.
+function M.tool_json(binary, args)
+  local status, stdout, stderr = M.run_tool(binary, args)
+  local what = binary .. " " .. table.concat(args, " ")
+  assert(status == 0, string.format("%s: exit %s\n%s", what, tostring(status), stderr))
+  local ok, doc = pcall(require("cjson").decode, stdout)
+  assert(ok and type(doc) == "table", what .. ": not a JSON document: " .. stdout:sub(1, 2000))
+  return doc
 end
 
 -- `balancing-agent uninstall`: the links detached, every pin removed, and

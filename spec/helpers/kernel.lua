@@ -428,9 +428,11 @@ function Env:child_cgroup(relative)
   return path
 end
 
--- client.py in a process of cgroup (e.g. one of Env:child_cgroup).
-function M.client_in_cgroup(cgroup, mode, host, port, count, options)
-  return run_client(enter_cgroup(cgroup), mode, host, port, count, options)
+-- client.py in a process of cgroup (e.g. one of Env:child_cgroup, or an
+-- agent's test cgroup). wrapper: words the client is exec'd through, e.g.
+-- "taskset -c 0 " (its pid stays the client's).
+function M.client_in_cgroup(cgroup, mode, host, port, count, options, wrapper)
+  return run_client(enter_cgroup(cgroup), mode, host, port, count, options, wrapper)
 end
 
 -- The same client in a process outside the cgroup (not translated).
