@@ -28,7 +28,7 @@
 # "debugging capture: N steps, N failed". Exit status 0 when every step passed.
 # spec/e2e/debugging_capture_spec.lua runs it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "debugging_capture: needs root (it loads eBPF programs and makes a cgroup)" >&2
@@ -74,7 +74,7 @@ CLIENT_UID=6f1c0a8e-5d2b-4c3a-9e47-0c1d2e3f4a5b
 CLIENT_CONTAINER=4c5bd1a6e2f03b7c9d8e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e
 POD_SLICE=$CGROUP/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${CLIENT_UID//-/_}.slice
 CLIENT_CGROUP=$POD_SLICE/cri-containerd-$CLIENT_CONTAINER.scope
-AGENT_PID= SERVER_PID= BACKENDS_PID= DNSMASQ_PID= AGENT_RAN=
+AGENT_PID="" SERVER_PID="" BACKENDS_PID="" DNSMASQ_PID="" AGENT_RAN=""
 
 # Stops pid (only while its command line still contains marker) and waits
 # for it to be gone.
@@ -541,6 +541,9 @@ wait_for 10 "grep -q '\"annotation refused\"' $LOG" || echo "   (no refusal with
 step "its annotations: no serviceId" \
   "kubectl get localredirectpolicies dns-refused -o jsonpath='{.metadata.annotations}' | jq ."
 step "the agent's line" "grep '\"annotation refused\"' $LOG | jq ."
+# (the state file follows within a second of an ID given: the agent's one-second tick)
+wait_for 5 "$INSPECT --bpffs $PINS --run-dir $RUN_DIR traceMapData localRedirect demo dns-refused" \
+  || echo "   (the state file does not name dns-refused within 5 s)"
 step "what inspect says of it" "$INSPECT --bpffs $PINS --run-dir $RUN_DIR traceMapData localRedirect demo dns-refused"
 # (the fault answered one request: the next PATCH passes, as after the ClusterRole is fixed)
 step "the policy changed (the agent asks again for each new version of the object)" \
