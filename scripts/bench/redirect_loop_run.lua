@@ -162,8 +162,8 @@ for round = 1, rounds do
     if raw then
       raw:write(string.format("%s %d %s %d %d %.1f %d\n", s.tree, s.depth, s.variant, round, wall, per_run, runs))
     end
-    io.stderr:write(string.format("[redirect_loop] round %d  %-7s depth %2d %-3s  %6d ns/connect  connect4 %6.0f ns/run\n",
-      round, s.tree, s.depth, s.variant, wall, per_run))
+    io.stderr:write(string.format("[redirect_loop] round %d  %-7s depth %2d %-3s  %6d ns/connect"
+      .. "  connect4 %6.0f ns/run\n", round, s.tree, s.depth, s.variant, wall, per_run))
   end
 end
 if raw then
@@ -239,7 +239,8 @@ end
 
 local function lookups(tree, depth)
   if tree == "patched" then
-    return "see below"
+    -- redirect_loop_levels.patch: level 3 only (the benchmark's backend pod)
+    return depth >= 3 and "1" or "0"
   end
   return tostring(math.min(depth, 16))
 end
@@ -281,7 +282,36 @@ for _, tree in ipairs(trees) do
     local intercept = (sy - slope * sx) / n
     print()
     print(string.format("%s: LR − Service connect4 delta ≈ %+.0f ns %+.1f ns × levels walked (least squares over"
-      .. " depths %s)", tree, intercept, slope, table.concat(xs, ", ")))
+      .. " depths %s, on the medians)", tree, intercept, slope, table.concat(xs, ", ")))
+    -- the same fit within each round, on that round's paired deltas: the spread across rounds is the noise
+    local slopes = {}
+    for round = 1, rounds do
+      local rx, ry = {}, {}
+      for _, depth in ipairs(depths) do
+        local lr, svc = get(tree, depth, "lr"), get(tree, depth, "svc")
+        if lr and svc and lr[round] and svc[round] then
+          rx[#rx + 1] = math.min(depth, 16)
+          ry[#ry + 1] = lr[round].prog - svc[round].prog
+        end
+      end
+      if #rx >= 2 then
+        local mx, my = 0, 0
+        for i = 1, #rx do
+          mx, my = mx + rx[i] / #rx, my + ry[i] / #rx
+        end
+        local num, den = 0, 0
+        for i = 1, #rx do
+          num, den = num + (rx[i] - mx) * (ry[i] - my), den + (rx[i] - mx) ^ 2
+        end
+        if den > 0 then
+          slopes[#slopes + 1] = num / den
+        end
+      end
+    end
+    if #slopes > 0 then
+      print(string.format("%s: per-round fits, median %+.1f ns per level [%+.1f – %+.1f] over %d rounds", tree,
+        median(slopes), quantile(slopes, 0.25), quantile(slopes, 0.75), #slopes))
+    end
   end
 end
 
