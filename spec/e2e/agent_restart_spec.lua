@@ -476,7 +476,8 @@ describe("balancing-agent restarted", function()
     local filled = select(2, text:find('"first sync applied"', text:find("attach deferred", 1, true), true))
     local attached = text:find('"programs attached"', filled or 1, true)
     assert.is_truthy(filled, agent:log_tail())
-    assert.is_truthy(attached, "no \"programs attached\" after the first sync: " .. text:gsub("[^\n]*formatted ebpf event[^\n]*\n", ""))
+    local without_events = text:gsub("[^\n]*formatted ebpf event[^\n]*\n", "")
+    assert.is_truthy(attached, "no \"programs attached\" after the first sync: " .. without_events)
     -- the same links, the new programs behind them
     local links = pinned_links()
     for hook, link in pairs(old_links) do

@@ -156,6 +156,7 @@ describe("inspect traceMapData, with the agent", function()
     local elsewhere = dir .. "/elsewhere"
     status, stdout, stderr = inspect({ "traceMapData", "service", "kube-system", "kube-dns" }, elsewhere)
     assert.equals(1, status)
+    assert.equals("", stdout)
     assert.matches("no agent state at " .. elsewhere .. "/state.json", stderr, 1, true)
     -- showMapData still works, its owners unnamed, and says why on stderr
     status, stdout, stderr = inspect({ "--json", "showMapData", "service" }, elsewhere)
@@ -163,7 +164,8 @@ describe("inspect traceMapData, with the agent", function()
     assert.equals("", cjson.decode(stdout).frontends[1].owner)
     assert.matches("owners not named: no agent state at", stderr, 1, true)
 
-    status, _, stderr = inspect({ "traceMapData", "service", "kube-system" })
+    status, stdout, stderr = inspect({ "traceMapData", "service", "kube-system" })
+    assert.equals("", stdout)
     assert.equals(2, status)
     assert.matches("takes NAMESPACE and NAME", stderr, 1, true)
   end)
