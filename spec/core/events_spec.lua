@@ -59,16 +59,17 @@ local function run_client(dp, cgroup, protocol, port, with_backend)
   error("no free backend port for the client")
 end
 
--- The events of reader for the VIP, polled for up to a second.
-local function events_for_vip(reader)
+-- The events of reader for the VIP, polled 50 ms at a time until at least
+-- want (1) came, for at most attempts (20) polls.
+local function events_for_vip(reader, want, attempts)
   local found = {}
-  for _ = 1, 20 do
+  for _ = 1, attempts or 20 do
     for _, event in ipairs(assert(reader:poll(50))) do
       if event.original_address == VIP then
         found[#found + 1] = event
       end
     end
-    if #found > 0 then
+    if #found >= (want or 1) then
       return found
     end
   end
@@ -250,17 +251,7 @@ describe("events of real translations", function()
     for _ = 1, 12 do -- 120 records of 88 bytes: the 4 KiB ring about 2.6 times round
       local pid = tonumber(core_env.run_in_cgroup(cgroup, "exec python3 -c " .. core_env.quote(sender))
         :match("pid (%d+)"))
-      local found = {}
-      for _ = 1, 40 do
-        for _, event in ipairs(assert(reader:poll(50))) do
-          if event.original_address == VIP then
-            found[#found + 1] = event
-          end
-        end
-        if #found >= 10 then
-          break
-        end
-      end
+      local found = events_for_vip(reader, 10, 40)
       assert.equals(10, #found)
       for _, event in ipairs(found) do
         assert.equals(pid, event.pid)
