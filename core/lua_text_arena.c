@@ -31,14 +31,18 @@ static uint32_t check_ref(lua_State *L, int idx)
 	return (uint32_t)n;
 }
 
+/* core.text_arena([dictionary]) → an arena; with a dictionary, one that
+ * holds its texts deflated against it (text_codec.h) */
 int lua_text_arena_new(lua_State *L)
 {
+	size_t dictionary_len = 0;
+	const char *dictionary = luaL_optlstring(L, 1, NULL, &dictionary_len);
 	struct lua_text_arena *la = lua_newuserdata(L, sizeof(*la));
 
 	la->arena = NULL;
 	luaL_getmetatable(L, TEXT_ARENA_MT);
 	lua_setmetatable(L, -2);
-	la->arena = text_arena_new();
+	la->arena = text_arena_new(dictionary, dictionary_len);
 	if (!la->arena)
 		return luaL_error(L, "text_arena: out of memory");
 	return 1;
@@ -59,15 +63,21 @@ static int arena_put(lua_State *L)
 	return 1;
 }
 
-/* arena:get(ref) → text | nil */
+/* arena:get(ref) → text | nil (no such text) | error (a held text that does
+ * not inflate: the arena is broken, which the caller must not take for a
+ * missing object) */
 static int arena_get(lua_State *L)
 {
 	struct text_arena *arena = check_arena(L);
 	size_t len;
-	const char *text = text_arena_get(arena, check_ref(L, 2), &len);
+	uint32_t ref = check_ref(L, 2);
+	const char *text = text_arena_get(arena, ref, &len);
 
-	if (!text)
+	if (!text) {
+		if (text_arena_holds(arena, ref))
+			return luaL_error(L, "text_arena: text %d does not inflate", (int)ref);
 		return 0;
+	}
 	lua_pushlstring(L, text, len);
 	return 1;
 }
@@ -92,9 +102,10 @@ static int arena_stats(lua_State *L)
 	struct text_arena_stats stats;
 
 	text_arena_stats(check_arena(L), &stats);
-	lua_createtable(L, 0, 5);
+	lua_createtable(L, 0, 6);
 	set_number(L, "texts", stats.texts);
 	set_number(L, "live_bytes", stats.live_bytes);
+	set_number(L, "text_bytes", stats.text_bytes);
 	set_number(L, "used_bytes", stats.used_bytes);
 	set_number(L, "capacity", stats.capacity);
 	set_number(L, "compactions", stats.compactions);

@@ -2,8 +2,11 @@
 #include "text_arena.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "text_codec.h"
 
 /*
  * Texts are appended to blocks of BLOCK_SIZE (a longer text gets a block of
@@ -24,7 +27,8 @@ struct block {
 struct slot {
 	uint32_t block;
 	uint32_t offset;
-	uint32_t len;
+	uint32_t len;	  /* bytes held in the block */
+	uint32_t raw_len; /* bytes of the text: more than len when it is held deflated */
 	bool live;
 	uint32_t next_free; /* (free slots) the next free slot's index + 1, or 0 */
 };
@@ -36,12 +40,22 @@ struct text_arena {
 	struct slot *slots;
 	uint32_t slot_count, slot_capacity;
 	uint32_t free_head; /* a free slot's index + 1, or 0 */
-	size_t texts, live_bytes, evacuations;
+	size_t texts, live_bytes, text_bytes, evacuations;
+	struct text_codec *codec; /* NULL: texts are held as they are */
 };
 
-struct text_arena *text_arena_new(void)
+struct text_arena *text_arena_new(const char *dictionary, size_t len)
 {
-	return calloc(1, sizeof(struct text_arena));
+	struct text_arena *arena = calloc(1, sizeof(struct text_arena));
+
+	if (arena && dictionary) {
+		arena->codec = text_codec_new(dictionary, len);
+		if (!arena->codec) {
+			free(arena);
+			return NULL;
+		}
+	}
+	return arena;
 }
 
 void text_arena_free(struct text_arena *arena)
@@ -52,6 +66,7 @@ void text_arena_free(struct text_arena *arena)
 		free(arena->blocks[i].data);
 	free(arena->blocks);
 	free(arena->slots);
+	text_codec_free(arena->codec);
 	free(arena);
 }
 
@@ -146,22 +161,35 @@ static struct slot *new_slot(struct text_arena *arena, uint32_t *ref)
 
 uint32_t text_arena_put(struct text_arena *arena, const char *text, size_t len)
 {
+	const char *held = text;
+	size_t held_len = len;
 	struct slot *slot;
 	uint32_t ref;
 
 	if (len > UINT32_MAX)
 		return 0;
+	if (arena->codec) {
+		const char *deflated;
+		size_t deflated_len = text_codec_pack(arena->codec, text, len, &deflated);
+
+		if (deflated_len) { /* else it did not get smaller: held as it is */
+			held = deflated;
+			held_len = deflated_len;
+		}
+	}
 	slot = new_slot(arena, &ref);
 	if (!slot)
 		return 0;
-	if (place(arena, text, len, slot) != 0) {
+	slot->raw_len = (uint32_t)len;
+	if (place(arena, held, held_len, slot) != 0) {
 		slot->live = false;
 		slot->next_free = arena->free_head;
 		arena->free_head = ref;
 		return 0;
 	}
 	slot->live = true;
-	arena->live_bytes += len;
+	arena->live_bytes += held_len;
+	arena->text_bytes += len;
 	arena->texts++;
 	return ref;
 }
@@ -173,14 +201,23 @@ static struct slot *live_slot(const struct text_arena *arena, uint32_t ref)
 	return &arena->slots[ref - 1];
 }
 
-const char *text_arena_get(const struct text_arena *arena, uint32_t ref, size_t *len)
+bool text_arena_holds(const struct text_arena *arena, uint32_t ref)
+{
+	return live_slot(arena, ref) != NULL;
+}
+
+const char *text_arena_get(struct text_arena *arena, uint32_t ref, size_t *len)
 {
 	const struct slot *slot = live_slot(arena, ref);
+	const char *held;
 
 	if (!slot)
 		return NULL;
-	*len = slot->len;
-	return arena->blocks[slot->block].data + slot->offset;
+	held = arena->blocks[slot->block].data + slot->offset;
+	*len = slot->raw_len;
+	if (slot->len == slot->raw_len)
+		return held;
+	return text_codec_unpack(arena->codec, held, slot->len, slot->raw_len);
 }
 
 static void free_block(struct text_arena *arena, uint32_t index)
@@ -223,6 +260,7 @@ int text_arena_drop(struct text_arena *arena, uint32_t ref)
 	b = &arena->blocks[index];
 	b->live -= slot->len;
 	arena->live_bytes -= slot->len;
+	arena->text_bytes -= slot->raw_len;
 	arena->texts--;
 	slot->live = false;
 	slot->next_free = arena->free_head;
@@ -243,6 +281,7 @@ void text_arena_stats(const struct text_arena *arena, struct text_arena_stats *o
 	*out = (struct text_arena_stats){
 	    .texts = arena->texts,
 	    .live_bytes = arena->live_bytes,
+	    .text_bytes = arena->text_bytes,
 	    .compactions = arena->evacuations,
 	};
 	for (uint32_t i = 0; i < arena->block_count; i++) {

@@ -194,6 +194,53 @@ function M.pack(obj)
   return ok and text or nil
 end
 
+-- DICTIONARY: what the store's text arena deflates each text against
+-- (core/text_codec.h). A text alone is about a kilobyte, too short for
+-- deflate to find much to share within it; most of it is what every
+-- Service or EndpointSlice repeats — field names, the usual values, the
+-- labels and annotations Helm and the EndpointSlice controller write —
+-- which this gives it to refer to. Generic Kubernetes objects, encoded as
+-- pack encodes them (escapes included) so that they match byte for byte:
+-- nothing in it comes from any one cluster. Deflate refers to what is
+-- nearer the text more cheaply, so the Service, read most, comes last.
+local function dictionary_object(metadata, rest)
+  rest.metadata = metadata
+  return cjson.encode(rest)
+end
+
+M.DICTIONARY = table.concat({
+  dictionary_object({ name = "app-abcde", generateName = "app-", generation = 1, namespace = "default",
+    uid = "00000000-0000-0000-0000-000000000000", resourceVersion = "1000",
+    creationTimestamp = "2026-01-01T00:00:00Z",
+    labels = { ["kubernetes.io/service-name"] = "app",
+      ["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller.k8s.io",
+      ["service.kubernetes.io/headless"] = "", ["service.kubernetes.io/service-proxy-name"] = "" } },
+    { apiVersion = "discovery.k8s.io/v1", kind = "EndpointSlice", addressType = "IPv4",
+      ports = { { name = "http", port = 8080, protocol = "TCP", appProtocol = "http" },
+        { name = "https", port = 8443, protocol = "TCP" }, { name = "metrics", port = 9090, protocol = "TCP" },
+        { name = "dns", port = 53, protocol = "UDP" }, { name = "dns-tcp", port = 53, protocol = "TCP" } },
+      endpoints = "10.0.0.1\tW\tnode-1\tzone-a\n10.0.0.2\tW\tnode-2\tzone-b\n" }),
+  dictionary_object({ name = "app", namespace = "default", uid = "00000000-0000-0000-0000-000000000000",
+    resourceVersion = "1000", creationTimestamp = "2026-01-01T00:00:00Z",
+    labels = { app = "app", ["k8s-app"] = "app", ["app.kubernetes.io/name"] = "app",
+      ["app.kubernetes.io/instance"] = "app", ["app.kubernetes.io/version"] = "1.0.0",
+      ["app.kubernetes.io/component"] = "server", ["app.kubernetes.io/part-of"] = "app",
+      ["app.kubernetes.io/managed-by"] = "Helm", ["helm.sh/chart"] = "app-1.0.0" },
+    annotations = { ["meta.helm.sh/release-name"] = "app", ["meta.helm.sh/release-namespace"] = "default",
+      ["balancing.elf.io/serviceId"] = "1" } },
+    { apiVersion = "v1", kind = "Service",
+      spec = { type = "ClusterIP", clusterIP = "10.96.0.1", clusterIPs = { "10.96.0.1" },
+        ipFamilies = { "IPv4" }, ipFamilyPolicy = "SingleStack", internalTrafficPolicy = "Cluster",
+        externalTrafficPolicy = "Cluster", sessionAffinity = "None", allocateLoadBalancerNodePorts = true,
+        sessionAffinityConfig = { clientIP = { timeoutSeconds = 10800 } },
+        ports = { { name = "http", protocol = "TCP", port = 80, targetPort = "http", nodePort = 30080 },
+          { name = "https", protocol = "TCP", port = 443, targetPort = 8443 },
+          { name = "metrics", protocol = "TCP", port = 9090, targetPort = 9090 } } },
+      status = { loadBalancer = { ingress = { { ip = "192.0.2.1", ipMode = "VIP" } } } } }),
+  -- the shortest Service status, nearly every Service's
+  '"status":{"loadBalancer":{}}',
+})
+
 -- unpack(text) → the object pack was given (a fresh table).
 function M.unpack(text)
   local obj = cjson.decode(text)

@@ -48,7 +48,8 @@ local PACKED = { Service = true, EndpointSlice = true }
 
 -- Where the texts live: a text arena of the C core when there is one (the
 -- agent, plan, the specs' build), so that they do not sit among the Lua
--- heap's garbage (core/text_arena.h); else Lua strings.
+-- heap's garbage, each deflated against packed.DICTIONARY (a quarter of
+-- the bytes: core/text_arena.h, text_codec.h); else Lua strings.
 local core_loaded, core = pcall(require, "balancing.core")
 local new_text_arena = core_loaded and type(core) == "table" and core.text_arena or nil
 
@@ -185,7 +186,7 @@ function M.new(opts)
     counts = {},     -- kind -> number of objects
     sorted = {},     -- kind -> sorted array (cache, dropped on change; not for PACKED kinds)
     service_specs = setmetatable({}, { __mode = "v" }), -- "ns/name" -> checked spec, while held
-    texts = new_text_arena and new_text_arena(), -- the texts of PACKED kinds (or nil: Lua strings)
+    texts = new_text_arena and new_text_arena(packed.DICTIONARY), -- the texts of PACKED kinds (or nil: Lua strings)
     dirty = {},
     slices_by_service = {},   -- "ns/service" -> key set of EndpointSlices (see key_set_add)
     services_by_ip = {},      -- ClusterIP -> key set of Services
