@@ -938,6 +938,16 @@ describe("store: list after a change", function()
     assert.equals(0, s.texts:stats().texts)
   end)
 
+  it("holds its texts deflated against packed.DICTIONARY, and gives the objects back as they came", function()
+    local web, web_slice = service("default", "web", { "10.96.0.1" }), slice("default", "web-1", "web")
+    local s = new_store(web, web_slice)
+    local stats = s.texts:stats()
+    assert.is_true(stats.live_bytes * 2 < stats.text_bytes,
+      string.format("%d bytes held for %d of text", stats.live_bytes, stats.text_bytes))
+    assert.same(web.spec, s:get("Service", "default", "web").spec)
+    assert.same(web_slice.endpoints, s:get("EndpointSlice", "default", "web-1").endpoints)
+  end)
+
   it("marks nothing when an object comes again as it is, without a resourceVersion", function()
     local s = new_store(service("default", "web", { "10.96.0.1" }), slice("default", "web-1", "web"))
     assert(s:upsert(service("default", "web", { "10.96.0.1" })))
