@@ -247,12 +247,29 @@ struct applier {
 	unsigned char *lookup_value;
 };
 
+/* A frontend's and an entry's key and value live in the same allocation as
+ * the struct, behind it: at 15,000 frontends, two small mallocs each were
+ * a megabyte of chunk headers and minimum sizes. */
+#define SHADOW_ALIGN(n) (((n) + 7) & ~(size_t)7)
+
+static void *shadow_new(size_t struct_size, const void *key, size_t key_size, size_t value_size,
+			unsigned char **key_out, unsigned char **value_out)
+{
+	size_t key_at = SHADOW_ALIGN(struct_size), value_at = key_at + SHADOW_ALIGN(key_size);
+	unsigned char *bytes = calloc(1, value_at + value_size);
+
+	if (!bytes)
+		return NULL;
+	*key_out = bytes + key_at;
+	*value_out = bytes + value_at;
+	memcpy(*key_out, key, key_size);
+	return bytes;
+}
+
 static void frontend_free(struct frontend *f)
 {
 	if (!f)
 		return;
-	free(f->key);
-	free(f->value);
 	free(f->slots);
 	free(f->present);
 	free(f);
@@ -260,10 +277,6 @@ static void frontend_free(struct frontend *f)
 
 static void entry_free(struct entry *en)
 {
-	if (!en)
-		return;
-	free(en->key);
-	free(en->value);
 	free(en);
 }
 
@@ -294,6 +307,58 @@ static bool owner_empty(const struct owner *o)
 	for (int m = 0; m < APPLY_MAP_COUNT; m++)
 		n += o->entries[m].count;
 	return n == 0;
+}
+
+/* A new frontend for key in o's shadow, claimed for o: 0, or an error with
+ * nothing added. */
+static int owner_add_frontend(struct applier *a, struct owner *o, const void *key, struct frontend **out)
+{
+	size_t ksize = a->maps[APPLY_MAP_SERVICE].key_size;
+	unsigned char *key_copy, *value;
+	struct frontend *f = shadow_new(sizeof(*f), key, ksize, a->maps[APPLY_MAP_SERVICE].value_size,
+					&key_copy, &value);
+	int err;
+
+	if (!f)
+		return -ENOMEM;
+	f->key = key_copy;
+	f->value = value;
+	err = htab_put(&o->frontends, f->key, ksize, f);
+	if (!err)
+		err = htab_put(&a->claims[APPLY_MAP_SERVICE], f->key, ksize, o);
+	if (err) {
+		htab_del(&o->frontends, f->key, ksize);
+		frontend_free(f);
+		return err;
+	}
+	*out = f;
+	return 0;
+}
+
+/* A new entry of plain map m for key in o's shadow, claimed for o: 0, or an
+ * error with nothing added. */
+static int owner_add_entry(struct applier *a, struct owner *o, enum apply_map m, const void *key,
+			   struct entry **out)
+{
+	size_t ksize = a->maps[m].key_size;
+	unsigned char *key_copy, *value;
+	struct entry *en = shadow_new(sizeof(*en), key, ksize, a->value_bytes[m], &key_copy, &value);
+	int err;
+
+	if (!en)
+		return -ENOMEM;
+	en->key = key_copy;
+	en->value = value;
+	err = htab_put(&o->entries[m], en->key, ksize, en);
+	if (!err)
+		err = htab_put(&a->claims[m], en->key, ksize, o);
+	if (err) {
+		htab_del(&o->entries[m], en->key, ksize);
+		entry_free(en);
+		return err;
+	}
+	*out = en;
+	return 0;
 }
 
 static int frontend_reserve(struct frontend *f, __u32 slots, size_t vsize)
@@ -569,24 +634,9 @@ static int mark_wanted(struct applier *a, struct owner *o, const struct apply_de
 			f->counted = false;
 		}
 		if (!f) {
-			f = calloc(1, sizeof(*f));
-			if (!f)
-				return -ENOMEM;
-			f->key = malloc(ksize);
-			f->value = malloc(a->maps[APPLY_MAP_SERVICE].value_size);
-			if (!f->key || !f->value) {
-				frontend_free(f);
-				return -ENOMEM;
-			}
-			memcpy(f->key, key, ksize);
-			err = htab_put(&o->frontends, f->key, ksize, f);
-			if (!err)
-				err = htab_put(&a->claims[APPLY_MAP_SERVICE], f->key, ksize, o);
-			if (err) {
-				htab_del(&o->frontends, f->key, ksize);
-				frontend_free(f);
+			err = owner_add_frontend(a, o, key, &f);
+			if (err)
 				return err;
-			}
 		}
 		f->want = &d->frontends[i];
 	}
@@ -616,24 +666,9 @@ static int mark_wanted(struct applier *a, struct owner *o, const struct apply_de
 				htab_put(&a->claims[m], en->key, size, o); /* replaces */
 			}
 			if (!en) {
-				en = calloc(1, sizeof(*en));
-				if (!en)
-					return -ENOMEM;
-				en->key = malloc(size);
-				en->value = malloc(a->value_bytes[m]);
-				if (!en->key || !en->value) {
-					entry_free(en);
-					return -ENOMEM;
-				}
-				memcpy(en->key, want->key, size);
-				err = htab_put(&o->entries[m], en->key, size, en);
-				if (!err)
-					err = htab_put(&a->claims[m], en->key, size, o);
-				if (err) {
-					htab_del(&o->entries[m], en->key, size);
-					entry_free(en);
+				err = owner_add_entry(a, o, m, want->key, &en);
+				if (err)
 					return err;
-				}
 			}
 			en->want = want->value;
 		}
@@ -1198,33 +1233,14 @@ int apply_walk(const struct applier *a, const char *owner, const struct apply_vi
 
 static const char pool_name[] = "(read back, unclaimed)";
 
+/* The read-back's frontend for key, made when it has none yet. */
 static int pool_frontend(struct applier *a, const void *key, struct frontend **out)
 {
 	size_t ksize = a->maps[APPLY_MAP_SERVICE].key_size;
 	struct frontend *f = htab_get(&a->pool->frontends, key, ksize);
-	int err;
 
-	if (f)
-		goto out;
-	f = calloc(1, sizeof(*f));
 	if (!f)
-		return -ENOMEM;
-	f->key = malloc(ksize);
-	f->value = malloc(a->maps[APPLY_MAP_SERVICE].value_size);
-	if (!f->key || !f->value) {
-		frontend_free(f);
-		return -ENOMEM;
-	}
-	memcpy(f->key, key, ksize);
-	err = htab_put(&a->pool->frontends, f->key, ksize, f);
-	if (!err)
-		err = htab_put(&a->claims[APPLY_MAP_SERVICE], f->key, ksize, a->pool);
-	if (err) {
-		htab_del(&a->pool->frontends, f->key, ksize);
-		frontend_free(f);
-		return err;
-	}
-out:
+		return owner_add_frontend(a, a->pool, key, out);
 	*out = f;
 	return 0;
 }
@@ -1292,24 +1308,9 @@ static int read_plain(struct applier *a, enum apply_map m, const struct map_dump
 			continue;
 		en = htab_get(&a->pool->entries[m], key, ksize);
 		if (!en) {
-			en = calloc(1, sizeof(*en));
-			if (!en)
-				return -ENOMEM;
-			en->key = malloc(ksize);
-			en->value = malloc(a->value_bytes[m]);
-			if (!en->key || !en->value) {
-				entry_free(en);
-				return -ENOMEM;
-			}
-			memcpy(en->key, key, ksize);
-			err = htab_put(&a->pool->entries[m], en->key, ksize, en);
-			if (!err)
-				err = htab_put(&a->claims[m], en->key, ksize, a->pool);
-			if (err) {
-				htab_del(&a->pool->entries[m], en->key, ksize);
-				entry_free(en);
+			err = owner_add_entry(a, a->pool, m, key, &en);
+			if (err)
 				return err;
-			}
 		}
 		memcpy(en->value, d->values + (size_t)i * d->value_bytes, a->value_bytes[m]);
 		en->present = true;
