@@ -274,6 +274,39 @@ say("  store (%d objects): %s — %s in the Lua heap (keys, indexes, IDs) and %s
   .. " (%d texts, buffer %s); %.0f B per object, %.0f B per endpoint", objects, mib(store_kib + arena_kib),
   mib(store_kib), mib(arena_kib), arena.texts, mib(arena.capacity / 1024), (store_kib + arena_kib) * 1024 / objects,
   (store_kib + arena_kib) * 1024 / counts.endpoints)
+-- The arena's codec (core/text_codec.c): every text the store holds, put
+-- into fresh arenas — as they are, deflated alone (an empty dictionary), and
+-- deflated against the store's dictionary — and read back from each.
+if store.texts then
+  local texts, text_bytes_total = {}, 0
+  for _, kind in ipairs({ "Service", "EndpointSlice" }) do
+    for _, held in pairs(store.objects[kind]) do
+      if type(held) == "number" then
+        texts[#texts + 1] = store.texts:get(held)
+        text_bytes_total = text_bytes_total + #texts[#texts]
+      end
+    end
+  end
+  local function codec_run(dictionary)
+    local fresh, refs = require("balancing.core").text_arena(dictionary), {}
+    local started = monotonic()
+    for i, text in ipairs(texts) do
+      refs[i] = fresh:put(text)
+    end
+    local put_us = (monotonic() - started) / #texts * 1e6
+    started = monotonic()
+    for i = 1, #texts do
+      fresh:get(refs[i])
+    end
+    return fresh:stats().live_bytes, put_us, (monotonic() - started) / #texts * 1e6
+  end
+  local _, plain_put, plain_get = codec_run(nil)
+  local alone = codec_run("")
+  local held, put_us, get_us = codec_run(require("balancing.packed").DICTIONARY)
+  say("  its text arena: %d texts, %.1f MB of text held in %.1f MB (%.1f×; deflated alone %.1f×); a put %.1f µs"
+    .. " and a get %.1f µs (as they are: %.1f and %.1f µs)", #texts, text_bytes_total / 1e6, held / 1e6,
+    text_bytes_total / held, text_bytes_total / alone, put_us, get_us, plain_put, plain_get)
+end
 say("  the same objects decoded but untrimmed: %s; trimmed, as tables: %s", mib(untrimmed_kib), mib(trimmed_kib))
 say("  reconcile driver (%d frontends, %d backend slots counted; their entries are not kept): %s",
   frontends, backends, mib(driver_kib))
