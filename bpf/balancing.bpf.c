@@ -48,25 +48,39 @@ static __always_inline int sock4_xlate_init(struct bpf_sock_addr *ctx, __u8 hook
 	x->hook = hook;
 	x->dialed_address = ctx->user_ip4;
 	x->dialed_port = (__u16)ctx->user_port;
-	x->netns_cookie = bpf_get_netns_cookie(ctx);
 	return 0;
+}
+
+/* What only a matched frontend needs (affinity, the event, the reverse
+ * record), taken once one matched: a send to an address that is no
+ * frontend, most of them, pays for neither helper. */
+static __always_inline void sock4_xlate_matched(struct bpf_sock_addr *ctx, struct sock4_xlate *x)
+{
+	x->netns_cookie = bpf_get_netns_cookie(ctx);
+	x->socket_cookie = bpf_get_socket_cookie(ctx);
 }
 
 /* Every translation that matched a frontend, success or failure, is counted
  * for its owner (map_translations, whatever --events says) and offered to
- * the event ring (which --events filters). */
-static __always_inline void sock4_report(const struct sock4_xlate *x)
+ * the event ring (which --events filters). A function of its own (a BPF to
+ * BPF call), not inlined: sock4_xlate_fwd reports from three places, and
+ * three copies of the counter and the event made the program half as long
+ * again, its success path spread over more instruction cache and pages. */
+static __noinline int sock4_report(const struct sock4_xlate *x)
 {
 	counter_add(x);
 	event_submit(x);
+	return 0;
 }
 
 /* A LocalRedirect entry passed over for its QoS limit with nothing behind
  * it: the client goes to the address it dialed, and the event says why. */
-static __always_inline void sock4_report_unserved_redirect(struct sock4_xlate *x)
+static __always_inline void sock4_report_unserved_redirect(struct bpf_sock_addr *ctx,
+							  struct sock4_xlate *x)
 {
 	if (!(x->flags & EVENT_FLAG_REDIRECT_HIT_LIMIT))
 		return;
+	x->netns_cookie = bpf_get_netns_cookie(ctx);
 	x->reason = REASON_REDIRECT_LIMIT;
 	sock4_report(x);
 }
@@ -83,10 +97,10 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, __u8 hook)
 		return err;
 	err = lb4_lookup_frontend(&x);
 	if (err) {
-		sock4_report_unserved_redirect(&x);
+		sock4_report_unserved_redirect(ctx, &x);
 		return err;
 	}
-	x.socket_cookie = bpf_get_socket_cookie(ctx);
+	sock4_xlate_matched(ctx, &x);
 	err = lb4_select_backend(&x);
 	if (err) {
 		BALANCING_LOG(BPF_LOG_INFO, "%pI4:%u rejected, reason %u", &x.dialed_address,

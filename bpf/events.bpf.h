@@ -29,14 +29,25 @@ static __always_inline void event_count_drop(void)
 		__sync_fetch_and_add(&drops->count, 1);
 }
 
+/* The ring's size in bytes: for a ring buffer, max_entries is its data size
+ * (what bpf_ringbuf_query(BPF_RB_RING_SIZE) answers), read here from the
+ * map itself with a plain load instead of a helper call. (Reading struct
+ * bpf_map through a map pointer needs CAP_PERFMON, which the agent has for
+ * bpf_printk.) */
+static __always_inline __u64 event_ring_size(void)
+{
+	return ((struct bpf_map *)&map_event)->max_entries;
+}
+
 /* BPF_RB_FORCE_WAKEUP once the reader has a batch waiting, else
- * BPF_RB_NO_WAKEUP (balancing.h: EVENT_WAKEUP_FRACTION says why). */
+ * BPF_RB_NO_WAKEUP (balancing.h: EVENT_WAKEUP_FRACTION says why): one
+ * bpf_ringbuf_query per event. */
 static __always_inline __u64 event_wakeup(void)
 {
-	__u64 size = bpf_ringbuf_query(&map_event, BPF_RB_RING_SIZE);
 	__u64 waiting = bpf_ringbuf_query(&map_event, BPF_RB_AVAIL_DATA);
 
-	return waiting >= size / EVENT_WAKEUP_FRACTION ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	return waiting >= event_ring_size() / EVENT_WAKEUP_FRACTION ? BPF_RB_FORCE_WAKEUP
+								      : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void event_submit(const struct sock4_xlate *x)

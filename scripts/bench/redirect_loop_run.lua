@@ -9,9 +9,10 @@
 -- (dials the LocalRedirect VIP) or "svc" (dials the plain Service VIP).
 --
 -- bpf_stats: run time accounting is switched on with a BPF_ENABLE_STATS file
--- descriptor held by this process (the kernel switches it off again when the
--- last such fd closes, so it ends with this process whatever happens), never
--- with the global kernel.bpf_stats_enabled sysctl. Around every client run
+-- descriptor held by this process (bpf_stats.lua, shared with
+-- scripts/bench/connect; the kernel switches it off again when the last such
+-- fd closes, so it ends with this process whatever happens), never with the
+-- global kernel.bpf_stats_enabled sysctl. Around every client run
 -- the connect4 program's run_time_ns and run_cnt are read (BPF_OBJ_GET_INFO_BY_FD):
 -- only the run's own clients are in the run's cgroups, so the difference is
 -- the run's, and run_cnt must grow by exactly the connects made.
@@ -21,37 +22,9 @@
 -- per-round differences or ratios between two runs of the same round (the
 -- runs seconds apart share the machine's background load).
 
-local ffi = require("ffi")
-
-ffi.cdef [[
-long syscall(long number, ...);
-int close(int fd);
-char *strerror(int errnum);
-struct rl_bpf_attr_stats { uint32_t type; };
-struct rl_bpf_attr_get_id { uint32_t id; uint32_t next_id; uint32_t open_flags; };
-struct rl_bpf_attr_info { uint32_t bpf_fd; uint32_t info_len; uint64_t info; };
-struct rl_bpf_prog_info {
-  uint32_t type; uint32_t id; uint8_t tag[8];
-  uint8_t skip1[64 - 16]; char name[16];
-  uint8_t skip2[192 - 80]; uint64_t run_time_ns; uint64_t run_cnt;
-  uint8_t rest[232 - 208];
-};
-]]
-
-local SYS_BPF = ({ x64 = 321, arm64 = 280 })[ffi.arch] or error("unknown architecture " .. ffi.arch)
-local BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD, BPF_ENABLE_STATS = 13, 15, 32
-local BPF_STATS_RUN_TIME = 0
-assert(ffi.offsetof("struct rl_bpf_prog_info", "run_time_ns") == 192)
-assert(ffi.offsetof("struct rl_bpf_prog_info", "run_cnt") == 200)
-assert(ffi.offsetof("struct rl_bpf_prog_info", "name") == 64)
-
-local function bpf(cmd, attr)
-  local fd = tonumber(ffi.C.syscall(SYS_BPF, ffi.cast("int", cmd), attr, ffi.cast("unsigned int", ffi.sizeof(attr))))
-  if fd < 0 then
-    return nil, ffi.string(ffi.C.strerror(ffi.errno()))
-  end
-  return fd
-end
+local script_dir = (arg and arg[0] or "redirect_loop_run.lua"):match("^(.*)/[^/]*$") or "."
+package.path = script_dir .. "/?.lua;" .. package.path
+local bpf_stats = require("bpf_stats")
 
 local function die(...)
   io.stderr:write("redirect_loop: ", ...)
@@ -66,35 +39,18 @@ if not (plan_path and bench and rounds and connects and warmup and max_seconds) 
   die("usage: redirect_loop_run.lua PLAN BENCH ROUNDS CONNECTS WARMUP MAX_SECONDS [RAW]")
 end
 
--- bpf_stats for as long as this process lives (the fd is never closed early)
-local stats_fd, stats_err = bpf(BPF_ENABLE_STATS, ffi.new("struct rl_bpf_attr_stats", { type = BPF_STATS_RUN_TIME }))
-if not stats_fd then
-  die("BPF_ENABLE_STATS: ", stats_err, " (the global sysctl is not an option on a shared machine)")
+-- bpf_stats for as long as this process lives (closed after the rounds)
+local stats, stats_err = bpf_stats.enable()
+if not stats then
+  die(stats_err)
 end
 
-local prog_fds = {}
 local function prog_stats(id)
-  local fd = prog_fds[id]
-  if not fd then
-    local err
-    fd, err = bpf(BPF_PROG_GET_FD_BY_ID, ffi.new("struct rl_bpf_attr_get_id", { id = id }))
-    if not fd then
-      die("program ", id, ": ", err)
-    end
-    prog_fds[id] = fd
-  end
-  local buf = ffi.new("struct rl_bpf_prog_info[1]")
-  local info = buf[0]
-  local attr = ffi.new("struct rl_bpf_attr_info", { bpf_fd = fd, info_len = ffi.sizeof(info),
-    info = ffi.cast("uint64_t", ffi.cast("uintptr_t", buf)) })
-  local ok, err = bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+  local ok, t, c = pcall(bpf_stats.prog_stats, id, "balancing_conn")
   if not ok then
-    die("program ", id, " info: ", err)
+    die(t)
   end
-  -- the layout checked against what the kernel says of itself
-  assert(info.id == id, "bpf_prog_info layout: id")
-  assert(ffi.string(info.name):match("^balancing_conn"), "not connect4: " .. ffi.string(info.name))
-  return info.run_time_ns, info.run_cnt
+  return t, c
 end
 
 local function quote(word)
@@ -169,7 +125,7 @@ end
 if raw then
   raw:close()
 end
-ffi.C.close(stats_fd)
+stats.close()
 
 -- Report ---------------------------------------------------------------------
 
