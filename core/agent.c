@@ -429,10 +429,13 @@ out:
 	lua_host_close(&a.host);
 	if (!err) {
 		/* a normal stop loses nothing: the reader gets a bounded while
-		 * to take what waits (then it is lost, said on stderr) */
-		if (output_flush(&out, OUTPUT_FLUSH_MS) && out.len)
-			fprintf(stderr, PROGRAM ": %zu bytes of output lost: stdout not read\n", out.len);
+		 * to take what waits (then it is lost, said on stderr once the
+		 * fd's flags are back: stderr may be the same open pipe) */
+		size_t lost = output_flush(&out, OUTPUT_FLUSH_MS) ? out.len : 0;
+
 		output_close(&out);
+		if (lost)
+			fprintf(stderr, PROGRAM ": %zu bytes of output lost: stdout not read\n", lost);
 	}
 	return status;
 }
