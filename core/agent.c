@@ -22,6 +22,7 @@
 #include "log.h"
 #include "lua_binding.h"
 #include "lua_host.h"
+#include "output.h"
 
 #define PROGRAM "balancing-agent"
 
@@ -29,6 +30,8 @@ enum { HTTP_REQUEST_MAX = 4096 };
 /* the programs wake the loop per batch of events (EVENT_WAKEUP_FRACTION):
  * the tick takes the rest, so an event waits at most this long */
 #define EVENTS_TICK_SECONDS 0.1
+/* at the end, what is buffered gets this long to be read */
+#define OUTPUT_FLUSH_MS 2000
 
 struct agent {
 	struct ev_loop *loop;
@@ -341,7 +344,10 @@ int agent_run(const struct agent_options *opts)
 {
 	struct agent a = {.ref = LUA_NOREF, .http_fd = -1};
 	char missing[256];
-	int status = 1, ret, lua_dir_err = 0;
+	int status = 1, ret, lua_dir_err = 0, err;
+	struct output out;
+	bool capacity_bad;
+	size_t capacity = output_capacity_from_env(&capacity_bad);
 
 	log_set_stream(stdout);
 	/* a peer that closed its end (the API server cutting a connection, a
@@ -354,8 +360,20 @@ int agent_run(const struct agent_options *opts)
 		log_line(LOG_LEVEL_ERROR, "agent cannot start", "missing", missing, NULL);
 		return 1;
 	}
+	/* stdout through a bounded buffer, never blocking the loop: a stalled
+	 * reader (a log driver, a full pipe) costs lines, counted, never the
+	 * agent (issue 8; docs/agent.md "Output under a stalled reader") */
+	fflush(stdout);
+	err = output_open(&out, STDOUT_FILENO, capacity);
+	if (err)
+		log_line(LOG_LEVEL_WARN, "stdout written blocking", "error", strerror(-err), NULL);
+	else
+		output_set_agent(&out);
+	if (capacity_bad)
+		log_line(LOG_LEVEL_WARN, "output buffer size not a whole number from 4096 to 2^30: default used",
+			 "variable", OUTPUT_CAPACITY_ENV, "value", getenv(OUTPUT_CAPACITY_ENV), NULL);
 	if (lua_host_open(&a.host, PROGRAM, opts->lua_dir))
-		return 1;
+		goto out;
 	a.loop = ev_default_loop(EVFLAG_AUTO);
 	if (!a.loop) {
 		log_line(LOG_LEVEL_ERROR, "agent cannot start", "error", "no event loop", NULL);
@@ -381,6 +399,8 @@ int agent_run(const struct agent_options *opts)
 		goto out;
 	}
 
+	if (!err)
+		output_attach(&out, a.loop);
 	ev_signal_init(&a.sigterm, on_signal, SIGTERM);
 	ev_signal_init(&a.sigint, on_signal, SIGINT);
 	ev_signal_start(a.loop, &a.sigterm);
@@ -407,5 +427,15 @@ out:
 		close(a.http_fd);
 	dir_watch_stop(&a.manifests);
 	lua_host_close(&a.host);
+	if (!err) {
+		/* a normal stop loses nothing: the reader gets a bounded while
+		 * to take what waits (then it is lost, said on stderr once the
+		 * fd's flags are back: stderr may be the same open pipe) */
+		size_t lost = output_flush(&out, OUTPUT_FLUSH_MS) ? out.len : 0;
+
+		output_close(&out);
+		if (lost)
+			fprintf(stderr, PROGRAM ": %zu bytes of output lost: stdout not read\n", lost);
+	}
 	return status;
 }

@@ -2,7 +2,10 @@
 /* JSON log lines from C (see log.h). */
 #include "log.h"
 
+#include "output.h"
+
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,64 +106,119 @@ size_t log_json_string(char *out, size_t size, const char *text)
 	return len;
 }
 
-/* Writes the JSON string of text to stream (sized on a first pass, so long
- * tracebacks are not cut). */
-static void write_json_string(FILE *stream, const char *text)
-{
-	char small[256];
-	size_t need;
-	char *big;
+/* A line built in memory: small lines on the stack, long ones (tracebacks)
+ * grown on the heap. A failed allocation marks the line short of memory. */
+struct line {
+	char *text;
+	size_t len, size;
+	bool heap, failed;
+	char small[512];
+};
 
-	need = log_json_string(small, sizeof(small), text);
-	if (need < sizeof(small)) {
-		fputs(small, stream);
+static void line_reserve(struct line *l, size_t more)
+{
+	size_t size;
+	char *grown;
+
+	if (l->failed || l->len + more + 1 <= l->size)
+		return;
+	size = l->size * 2 > l->len + more + 1 ? l->size * 2 : l->len + more + 1;
+	grown = l->heap ? realloc(l->text, size) : malloc(size);
+	if (!grown) {
+		l->failed = true;
 		return;
 	}
-	big = malloc(need + 1);
-	if (!big) {
-		fputs("\"(log field too long for memory)\"", stream);
+	if (!l->heap)
+		memcpy(grown, l->text, l->len);
+	l->text = grown;
+	l->size = size;
+	l->heap = true;
+}
+
+static void line_append(struct line *l, const char *text, size_t len)
+{
+	line_reserve(l, len);
+	if (l->failed)
 		return;
-	}
-	log_json_string(big, need + 1, text);
-	fputs(big, stream);
-	free(big);
+	memcpy(l->text + l->len, text, len);
+	l->len += len;
+}
+
+static void line_puts(struct line *l, const char *text)
+{
+	line_append(l, text, strlen(text));
+}
+
+/* The JSON string of text (sized on a first pass, so long tracebacks are
+ * not cut). */
+static void line_json_string(struct line *l, const char *text)
+{
+	size_t need = log_json_string(NULL, 0, text);
+
+	line_reserve(l, need);
+	if (l->failed)
+		return;
+	log_json_string(l->text + l->len, need + 1, text);
+	l->len += need;
 }
 
 void log_line(enum log_level level, const char *msg, ...)
 {
 	FILE *stream = log_stream ? log_stream : stderr;
+	struct output *out = output_agent();
+	struct line l = {.size = sizeof(l.small)};
 	struct timespec now;
 	struct tm tm;
-	char stamp[40];
+	char stamp[40], head[128];
 	const char *key, *value;
 	va_list ap;
 
 	if (level < log_threshold)
 		return;
+	l.text = l.small;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 
-	/* one fprintf per piece, then one flush: lines are short and a reader
-	 * (a pipe, a test) must see each one whole and at once */
-	fprintf(stream, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":", stamp,
-		now.tv_nsec / 1000000, log_level_name(level));
-	write_json_string(stream, msg);
+	/* the whole line in memory first: the running agent's output takes it
+	 * or refuses it whole, and a reader of a pipe sees it at once */
+	snprintf(head, sizeof(head), "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":", stamp,
+		 now.tv_nsec / 1000000, log_level_name(level));
+	line_puts(&l, head);
+	line_json_string(&l, msg);
 
 	va_start(ap, msg);
 	while ((key = va_arg(ap, const char *)) != NULL) {
 		value = va_arg(ap, const char *);
-		fputc(',', stream);
-		write_json_string(stream, key);
-		fputc(':', stream);
+		line_puts(&l, ",");
+		line_json_string(&l, key);
+		line_puts(&l, ":");
 		if (value)
-			write_json_string(stream, value);
+			line_json_string(&l, value);
 		else
-			fputs("null", stream);
+			line_puts(&l, "null");
 	}
 	va_end(ap);
+	line_puts(&l, "}\n");
 
-	fputs("}\n", stream);
-	fflush(stream);
+	if (l.failed) {
+		/* what is certain to fit: the message is lost, the fact is not */
+		l.len = (size_t)snprintf(l.small, sizeof(l.small),
+					 "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":"
+					 "\"(log line too long for memory)\"}\n",
+					 stamp, now.tv_nsec / 1000000, log_level_name(level));
+		if (l.heap)
+			free(l.text);
+		l.text = l.small;
+		l.heap = false;
+	}
+	if (out) {
+		output_write_log_line(out, l.text, l.len);
+	} else {
+		fwrite(l.text, 1, l.len, stream);
+		fflush(stream);
+	}
+	if (l.heap)
+		free(l.text);
 }

@@ -36,6 +36,7 @@
 #include "lua_binding.h"
 #include "lua_events.h"
 #include "lua_map.h"
+#include "lua_output.h"
 #include "maps.h"
 #include "netns.h"
 
@@ -594,6 +595,10 @@ static const luaL_Reg core_functions[] = {
     {"cgroup2_mount", core_cgroup2_mount},
     {"features", core_features},
     {"ensure_cgroup2", core_ensure_cgroup2},
+    {"output_write", lua_output_write},
+    {"output_log", lua_output_log},
+    {"output_stats", lua_output_stats},
+    {"output_open", lua_output_open},
     {NULL, NULL},
 };
 
@@ -606,6 +611,7 @@ int luaopen_balancing_core(lua_State *L)
 	lua_kube_register(L);
 	lua_text_arena_register(L);
 	lua_events_register(L);
+	lua_output_register(L);
 	lua_newtable(L);
 	luaL_register(L, NULL, core_functions);
 	lua_pushinteger(L, BALANCING_ABI_VERSION);

@@ -11,8 +11,9 @@
 --   agent:drain_events() -- the fd is readable (or a tick): each event as a "formatted ebpf event"
 --                           line, a bounded turn (balancing.event_drain)
 --   agent:lua_dir_changed() -- the override directory changed: a live override checked and swapped in
---   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance), and
---                          RUN_DIR/state.json for inspect rewritten when it changed (balancing.agent_state)
+--   agent:tick()        -- every second: backend pods' cgroups found since (loop avoidance),
+--                          RUN_DIR/state.json for inspect rewritten when it changed (balancing.agent_state),
+--                          and the log lines stdout refused said when due (balancing.output_drops)
 --   agent:stop()        -- let go of everything; pins and links stay (the datapath keeps working)
 --
 -- It follows a manifest directory (--manifests) or the API server
@@ -30,6 +31,7 @@ local kubeconfig = require("balancing.kubeconfig")
 local manifest_source = require("balancing.manifest_source")
 local event = require("balancing.event")
 local event_drain = require("balancing.event_drain")
+local output_drops = require("balancing.output_drops")
 local map_fill = require("balancing.map_fill")
 local loop_avoidance = require("balancing.loop_avoidance")
 local agent_state = require("balancing.agent_state")
@@ -87,11 +89,34 @@ local function map_sizes(load_options, getenv)
 end
 
 -- The running agent logs on stdout, one JSON object per line (CONTRACTS.md
--- "Logs"), as its C side does; the stream is flushed per line, so that lines
--- of C and Lua never mix and a reader sees each as it happens.
+-- "Logs"), as its C side does: through the agent's output (core/output.h),
+-- which takes a line whole or refuses it (counted) and never blocks the loop
+-- on a stalled reader. Outside the binary (no output) a plain flushed write.
 local function stdout_sink(line)
-  io.stdout:write(line, "\n")
-  io.stdout:flush()
+  local text = line .. "\n"
+  local taken = core.output_log(text)
+  if taken == nil then
+    io.stdout:write(text)
+    io.stdout:flush()
+  end
+  return taken
+end
+
+-- The events' lines the same way: → the lines the output refused.
+local function stdout_events(text)
+  local taken, refused = core.output_write(text)
+  if taken == nil then
+    io.stdout:write(text)
+    io.stdout:flush()
+    return 0
+  end
+  return refused
+end
+
+-- The log lines the output refused so far.
+local function log_lines_dropped()
+  local stats = core.output_stats()
+  return stats and stats.log_lines_dropped or 0
 end
 
 -- The maps the load created rather than reused (comma-separated names), or
@@ -190,6 +215,9 @@ function M.start(options)
   self.map_fill = map_fill.new(dp, { "map_redirect_loop" })
   self.loop_avoidance = loop_avoidance.new({ cgroup = options.cgroup, clock = monotime })
   self.meters = agent_metrics.new(self)
+  -- a stalled reader of stdout costs lines: said when it reads again
+  self.output_drops = output_drops.new({ dropped = log_lines_dropped,
+    interval = tonumber(os.getenv("BALANCING_OUTPUT_DROP_LOG_SECONDS")) })
   -- owners' names and why one is not programmed, for inspect
   self.state = agent_state.new({ path = (options.run_dir or "/run/balancing") .. "/state.json",
     node_name = options.node_name, bpffs = options.bpffs })
@@ -406,6 +434,7 @@ end
 -- appeared (or changed) since its policy was applied gets its
 -- loop-avoidance pairs now (balancing.loop_avoidance).
 function Agent:tick()
+  self.output_drops:report()
   if not self.synced then
     return
   end
@@ -473,10 +502,7 @@ function Agent:event_fd()
   self.event_drain = event_drain.new({ reader = reader, drops_map = drops_map,
     interval = tonumber(os.getenv("BALANCING_EVENT_DROP_LOG_SECONDS")),
     format = function(decoded) return self.formatter:line(decoded) end,
-    write = function(text)
-      io.stdout:write(text)
-      io.stdout:flush()
-    end,
+    write = stdout_events,
     written = function(n) self.meters.events:inc(n) end })
   return reader:fd()
 end
@@ -510,6 +536,7 @@ function Agent:stop()
   end
   self.applier:close()
   self.dp:close() -- closes our fds only: maps and links stay pinned
+  self.output_drops:report(true) -- (C flushes the output after this, waiting a bounded while)
 end
 
 M.Agent = Agent

@@ -87,12 +87,24 @@ function M.new(agent)
   self.lua_reloads:inc(0, { result = "refused" })
   self.events = registry:counter("balancing_events_total", "Translation events written to the log.")
   registry:collect("balancing_events_dropped_total", "Translation events lost: stage ring, the programs found "
-    .. "the ring full; stage agent, the agent shed them unread when it could not keep up.", "counter", function()
-      local ring, shed = 0, 0
+    .. "the ring full; stage agent, the agent shed them unread when it could not keep up; stage output, their "
+    .. "lines were refused by stdout's buffer, full behind a stalled reader.", "counter", function()
+      local ring, shed, refused = 0, 0, 0
       if agent.event_drain then
-        ring, shed = agent.event_drain:dropped()
+        ring, shed, refused = agent.event_drain:dropped()
       end
-      return { { { stage = "ring" }, ring }, { { stage = "agent" }, shed } }
+      return { { { stage = "ring" }, ring }, { { stage = "agent" }, shed }, { { stage = "output" }, refused } }
+    end)
+  -- the agent's stdout (core/output.h): nil outside the binary
+  registry:collect("balancing_log_lines_dropped_total", "Log lines (events apart: balancing_events_dropped_total"
+    .. "{stage=\"output\"}) refused whole by stdout's buffer, full behind a stalled reader.", "counter", function()
+      local stats = core.output_stats()
+      return { { {}, stats and stats.log_lines_dropped or 0 } }
+    end)
+  registry:collect("balancing_output_buffer_bytes", "Bytes of log waiting in stdout's buffer for the reader.",
+    "gauge", function()
+      local stats = core.output_stats()
+      return { { {}, stats and stats.buffered or 0 } }
     end)
   registry:collect("balancing_watch_restarts_total",
     "Lists and watches of a kind started again after a failure (a drop, an error, a stall).", "counter",

@@ -5,14 +5,18 @@
 -- what comes next and the log stays close to now. What is lost is counted
 -- (balancing_events_dropped_total: stage "ring" for the events the
 -- programs found no room for, counted per CPU in map_event_drops; stage
--- "agent" for what this turn shed) and said in one warn line at most once
--- per interval, with the counts since the line before.
+-- "agent" for what this turn shed; stage "output" for the lines the agent's
+-- output refused, its buffer full behind a stalled reader: core.output_write)
+-- and said in one warn line at most once per interval, with the counts since
+-- the line before (a line the output refused is tried again at the next
+-- turn: what is said adds up to the counters once the reader is back).
 --
 --   local drain = event_drain.new{ reader = reader, drops_map = dp:map("map_event_drops"),
---     format = function(decoded) return line end, write = function(text) end,
+--     format = function(decoded) return line end,
+--     write = function(text) return refused end, -- (lines the output refused, or nil)
 --     written = function(n) end }            -- (optional: the events counter)
 --   drain:turn()                             -- the ring's fd is readable, or a tick
---   drain:dropped()                          -- → ring, agent (totals, for /metrics)
+--   drain:dropped()                          -- → ring, agent, output (totals, for /metrics)
 --   drain:report()                           -- the drop line now, if anything is unsaid
 local percpu = require("balancing.percpu")
 local log = require("balancing.log")
@@ -55,13 +59,13 @@ function M.new(opts)
     written = opts.written or function() end,
     clock = opts.clock or monotime,
     interval = opts.interval or M.LOG_INTERVAL_SECONDS,
-    shed = 0,
+    shed = 0, refused = 0,
   }, Drain)
   -- the pinned counter outlives an agent: a restarted agent's first line
   -- counts from its own start
   self.ring_at_start = self.drops_map and ring_total(self.drops_map) or 0
   self.ring = self.ring_at_start
-  self.said = { ring = self.ring, agent = 0, at = self.clock() - self.interval }
+  self.said = { ring = self.ring, agent = 0, output = 0, at = self.clock() - self.interval }
   return self
 end
 
@@ -80,11 +84,11 @@ function Drain:refresh()
   end
 end
 
--- ring, agent: the events lost so far (ring: as the pinned counter says,
--- from before this agent too, as a Prometheus counter may).
+-- ring, agent, output: the events lost so far (ring: as the pinned counter
+-- says, from before this agent too, as a Prometheus counter may).
 function Drain:dropped()
   self:refresh()
-  return self.ring, self.shed
+  return self.ring, self.shed, self.refused
 end
 
 -- The drop line, when something was lost since the last one and the last
@@ -96,13 +100,17 @@ function Drain:report(force)
   end
   self:refresh()
   local ring, agent = self.ring - self.said.ring, self.shed - self.said.agent
-  if ring == 0 and agent == 0 then
+  local output = self.refused - self.said.output
+  if ring == 0 and agent == 0 and output == 0 then
     return false
   end
-  log.warn(M.MESSAGE, { ring = ring, agent = agent, seconds = math.floor((now - self.said.at) * 10 + 0.5) / 10,
-    hint = "the ring was full (ring) or the agent could not keep up (agent): "
-      .. "BALANCING_EVENT_RING_BYTES, or --events failures" })
-  self.said = { ring = self.ring, agent = self.shed, at = now }
+  if log.warn(M.MESSAGE, { ring = ring, agent = agent, output = output,
+    seconds = math.floor((now - self.said.at) * 10 + 0.5) / 10,
+    hint = "the ring was full (ring), the agent could not keep up (agent) or its stdout was not read (output): "
+      .. "BALANCING_EVENT_RING_BYTES, or --events failures" }) == false then
+    return false -- the line refused (stdout stalled): still unsaid, tried at the next turn
+  end
+  self.said = { ring = self.ring, agent = self.shed, output = self.refused, at = now }
   return true
 end
 
@@ -121,8 +129,10 @@ function Drain:turn()
   end
   if #lines > 0 then
     lines[#lines + 1] = ""
-    self.write(table.concat(lines, "\n"))
-    self.written(#list)
+    local refused = self.write(table.concat(lines, "\n"))
+    refused = tonumber(refused) or 0
+    self.refused = self.refused + refused
+    self.written(#list - refused)
   end
   local shed = 0
   local pending, size = self.reader:backlog()

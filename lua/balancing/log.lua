@@ -6,7 +6,8 @@
 --
 -- Lines below the level (set_level) are dropped before anything is encoded.
 -- The sink receives the line without its newline; the default sink writes it
--- to stderr.
+-- to stderr. A sink that returns false refused the line: the log function
+-- then returns false too (nothing otherwise).
 local cjson = require("cjson")
 local ffi = require("ffi")
 
@@ -90,17 +91,22 @@ local function format(level, msg, fields)
   return table.concat(parts)
 end
 
+-- → false when the sink refused the line (the agent's stdout, its buffer
+-- full behind a stalled reader), else nothing: a caller that must know
+-- whether it was said (a drop line) tries again later.
 local function emit(level, msg, fields)
   if LEVELS[level] < threshold then
     return
   end
-  sink(format(level, msg, fields))
+  if sink(format(level, msg, fields)) == false then
+    return false
+  end
 end
 
-function M.debug(msg, fields) emit("debug", msg, fields) end
-function M.info(msg, fields) emit("info", msg, fields) end
-function M.warn(msg, fields) emit("warn", msg, fields) end
-function M.error(msg, fields) emit("error", msg, fields) end
+function M.debug(msg, fields) return emit("debug", msg, fields) end
+function M.info(msg, fields) return emit("info", msg, fields) end
+function M.warn(msg, fields) return emit("warn", msg, fields) end
+function M.error(msg, fields) return emit("error", msg, fields) end
 
 -- Whether a line of this level would be written (to skip costly field building).
 function M.enabled(level)

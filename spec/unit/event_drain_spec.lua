@@ -88,7 +88,7 @@ describe("event_drain", function()
 
     assert.equals(event_drain.FORMAT_PER_TURN, written)
     assert.equals(8000, shed)
-    assert.same({ 0, 8000 }, { drain:dropped() })
+    assert.same({ 0, 8000, 0 }, { drain:dropped() })
     assert.equals(8000, drops_said()[1].agent)
   end)
 
@@ -107,7 +107,7 @@ describe("event_drain", function()
 
     drain:turn()
 
-    assert.same({ 30, 0 }, { drain:dropped() })
+    assert.same({ 30, 0, 0 }, { drain:dropped() })
     local said = drops_said()
     assert.equals(1, #said)
     assert.equals(23, said[1].ring)
@@ -152,5 +152,40 @@ describe("event_drain", function()
 
     assert.is_true(drain:report(true))
     assert.equals(2, drops_said()[2].ring)
+  end)
+
+  it("counts the lines the output refused as stage output, and never as written", function()
+    local written = 0
+    local drain = event_drain.new({ reader = fake_reader(10), interval = 10, clock = function() return now end,
+      format = function(ev) return "line " .. ev.n end,
+      write = function() return 4 end, -- the output took 6 lines, refused the last 4
+      written = function(n) written = written + n end })
+
+    drain:turn()
+
+    assert.same({ 0, 0, 4 }, { drain:dropped() })
+    assert.equals(6, written)
+    local said = drops_said()
+    assert.equals(1, #said)
+    assert.equals(4, said[1].output)
+    assert.equals(0, said[1].ring + said[1].agent)
+  end)
+
+  it("keeps the drops unsaid while the output refuses the drop line, and says them all once it takes it", function()
+    local refusing = true
+    log.set_sink(function(line)
+      if refusing then
+        return false
+      end
+      lines[#lines + 1] = cjson.decode(line)
+    end)
+    local drain = event_drain.new({ reader = fake_reader(10), interval = 10, clock = function() return now end,
+      format = function(ev) return "line " .. ev.n end, write = function() return 10 end })
+    drain:turn()
+    now = now + 0.1
+    assert.is_false(drain:report())
+    refusing = false
+    assert.is_true(drain:report())
+    assert.equals(10, drops_said()[1].output)
   end)
 end)
