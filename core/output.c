@@ -55,18 +55,10 @@ int output_open(struct output *o, int fd, size_t capacity)
 	o->fd = -1;
 	if (flags < 0)
 		return -errno;
-	o->buf = malloc(capacity ? capacity : 1);
-	if (!o->buf)
-		return -ENOMEM;
 	/* O_NONBLOCK is a flag of the open file, which the process that gave
 	 * us fd 1 may share: it is put back at close */
-	if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-		int err = -errno;
-
-		free(o->buf);
-		o->buf = NULL;
-		return err;
-	}
+	if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
 	o->fd = fd;
 	o->fd_flags = flags;
 	o->capacity = capacity;
@@ -148,6 +140,13 @@ static void append(struct output *o, const char *data, size_t len)
 	}
 	if (!len || o->error)
 		return;
+	/* the buffer is made when a line first has to wait: an agent whose
+	 * reader keeps up never holds it (4 MiB that the RSS would count once
+	 * touched) */
+	if (!o->buf && !(o->buf = malloc(o->capacity ? o->capacity : 1))) {
+		o->error = -ENOMEM; /* as a broken fd: nothing more goes out */
+		return;
+	}
 	if (o->head + o->len + len > o->capacity) {
 		memmove(o->buf, o->buf + o->head, o->len);
 		o->head = 0;

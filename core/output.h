@@ -4,7 +4,8 @@
  * under a stalled reader"). Whole lines go into a bounded buffer and out to
  * the fd, set O_NONBLOCK, as fast as the reader takes them: written at once
  * when nothing is waiting, otherwise from an ev_io watcher on the loop that
- * runs only while something is buffered. A line that does not fit is
+ * runs only while something is buffered. The buffer is allocated when a line
+ * first has to wait. A line that does not fit is
  * refused whole (never cut) and the caller counts it; log lines refused are
  * counted here (output_log_lines_dropped). At the end, output_flush waits a
  * bounded time for the reader, so that a normal stop loses nothing.
