@@ -23,25 +23,7 @@ local EVENT_FIELDS = { "time", "level", "msg", "timestamp", "nodeName", "protoco
   "clientPodName", "clientNamespace", "clientPodUid", "clientContainerId", "isHostApp", "redirectHitLimit" }
 table.sort(EVENT_FIELDS)
 
--- demo/dns on SERVED_VIP:53/UDP with one endpoint (127.0.0.1:backend_port,
--- nobody listening: a datagram needs no one), and demo/empty on
--- EMPTY_VIP:80/TCP with none.
-local function manifests(backend_port)
-  return table.concat({
-    "apiVersion: v1", "kind: Service",
-    "metadata: {name: dns, namespace: demo, uid: dns-uid}",
-    "spec: {clusterIP: " .. SERVED_VIP .. ", ports: [{name: dns, port: 53, protocol: UDP}]}",
-    "---",
-    "apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice",
-    "metadata: {name: dns-1, namespace: demo, labels: {kubernetes.io/service-name: dns}}",
-    "addressType: IPv4",
-    "ports: [{name: dns, port: " .. backend_port .. ", protocol: UDP}]",
-    "endpoints: [{addresses: [127.0.0.1]}]",
-    "---",
-    "apiVersion: v1", "kind: Service",
-    "metadata: {name: empty, namespace: demo, uid: empty-uid}",
-    "spec: {clusterIP: " .. EMPTY_VIP .. ", ports: [{name: http, port: 80}]}", "" }, "\n")
-end
+local flood_manifests = require("helpers.flood_manifests")
 
 -- Seconds of the day of an RFC 3339 UTC time with milliseconds (the log's).
 local function seconds_of(rfc3339)
@@ -76,7 +58,7 @@ describe("balancing-agent under a flood of events", function()
       return nil
     end
     dir = scratch.temp_dir()
-    scratch.write_file(dir .. "/manifests/demo.yaml", manifests(core_env.free_port()))
+    scratch.write_file(dir .. "/manifests/demo.yaml", flood_manifests(SERVED_VIP, EMPTY_VIP, core_env.free_port()))
     return agent_run.start({ manifests = dir .. "/manifests", cgroup = env:cgroup(), bpffs = env:pin_dir(),
       log = dir .. "/agent.log", env = env_words }), env
   end

@@ -26,24 +26,7 @@ local SERVED_VIP, EMPTY_VIP, LATE_VIP = "127.10.0.106", "127.10.0.107", "127.10.
 local FLOOD_SECONDS = 3
 local DROP_LOG_SECONDS = 1
 
--- demo/dns on SERVED_VIP:53/UDP with one endpoint (nobody listening: a
--- datagram needs no one), demo/empty on EMPTY_VIP:80/TCP with none.
-local function manifests(backend_port)
-  return table.concat({
-    "apiVersion: v1", "kind: Service",
-    "metadata: {name: dns, namespace: demo, uid: dns-uid}",
-    "spec: {clusterIP: " .. SERVED_VIP .. ", ports: [{name: dns, port: 53, protocol: UDP}]}",
-    "---",
-    "apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice",
-    "metadata: {name: dns-1, namespace: demo, labels: {kubernetes.io/service-name: dns}}",
-    "addressType: IPv4",
-    "ports: [{name: dns, port: " .. backend_port .. ", protocol: UDP}]",
-    "endpoints: [{addresses: [127.0.0.1]}]",
-    "---",
-    "apiVersion: v1", "kind: Service",
-    "metadata: {name: empty, namespace: demo, uid: empty-uid}",
-    "spec: {clusterIP: " .. EMPTY_VIP .. ", ports: [{name: http, port: 80}]}", "" }, "\n")
-end
+local flood_manifests = require("helpers.flood_manifests")
 
 -- demo/late on LATE_VIP:80/TCP (version: a comment, so that each write is
 -- a change of the directory).
@@ -117,7 +100,7 @@ describe("balancing-agent with a stalled reader of its stdout", function()
       return
     end
     dir = scratch.temp_dir()
-    scratch.write_file(dir .. "/manifests/demo.yaml", manifests(core_env.free_port()))
+    scratch.write_file(dir .. "/manifests/demo.yaml", flood_manifests(SERVED_VIP, EMPTY_VIP, core_env.free_port()))
     local fifo = dir .. "/stdout.fifo"
     assert.equals(0, (scratch.run("mkfifo " .. scratch.quote(fifo))))
     reader = open_reader(fifo) -- (before the agent: its shell's open of the FIFO then does not wait)
