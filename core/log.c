@@ -205,9 +205,7 @@ void log_line(enum log_level level, const char *msg, ...)
 	if (l.failed) {
 		/* what is certain to fit: the message is lost, the fact is not */
 		l.len = (size_t)snprintf(l.small, sizeof(l.small),
-					 "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":"
-					 "\"(log line too long for memory)\"}\n",
-					 stamp, now.tv_nsec / 1000000, log_level_name(level));
+					 "%s\"(log line too long for memory)\"}\n", head);
 		if (l.heap)
 			free(l.text);
 		l.text = l.small;

@@ -58,37 +58,36 @@ static int push_stats(lua_State *L, struct output *o)
 	return 1;
 }
 
-int lua_output_write(lua_State *L)
+/* The agent's output, or NULL with nil pushed: outside the running agent
+ * (plan, the specs) there is none, and the caller writes as it likes. */
+static struct output *agent_output_or_nil(lua_State *L)
 {
 	struct output *o = output_agent();
 
-	if (!o) {
+	if (!o)
 		lua_pushnil(L);
-		return 1;
-	}
-	return push_write(L, o, 1);
+	return o;
+}
+
+int lua_output_write(lua_State *L)
+{
+	struct output *o = agent_output_or_nil(L);
+
+	return o ? push_write(L, o, 1) : 1;
 }
 
 int lua_output_log(lua_State *L)
 {
-	struct output *o = output_agent();
+	struct output *o = agent_output_or_nil(L);
 
-	if (!o) {
-		lua_pushnil(L);
-		return 1;
-	}
-	return push_log(L, o, 1);
+	return o ? push_log(L, o, 1) : 1;
 }
 
 int lua_output_stats(lua_State *L)
 {
-	struct output *o = output_agent();
+	struct output *o = agent_output_or_nil(L);
 
-	if (!o) {
-		lua_pushnil(L);
-		return 1;
-	}
-	return push_stats(L, o);
+	return o ? push_stats(L, o) : 1;
 }
 
 /* core.output_open(fd, capacity): the fd stays the caller's (not closed). */
@@ -123,21 +122,25 @@ static int method_log(lua_State *L)
 	return push_log(L, check_output(L), 2);
 }
 
+/* true, or nil, message, errno */
+static int push_result(lua_State *L, int err)
+{
+	if (err)
+		return lua_binding_push_plain_error(L, err, strerror(-err));
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int method_pump(lua_State *L)
 {
-	int err = output_pump(check_output(L));
-
-	return err ? lua_binding_push_plain_error(L, err, strerror(-err))
-		   : (lua_pushboolean(L, 1), 1);
+	return push_result(L, output_pump(check_output(L)));
 }
 
 static int method_flush(lua_State *L)
 {
 	struct output *o = check_output(L);
-	int err = output_flush(o, (int)luaL_optinteger(L, 2, 0));
 
-	return err ? lua_binding_push_plain_error(L, err, strerror(-err))
-		   : (lua_pushboolean(L, 1), 1);
+	return push_result(L, output_flush(o, (int)luaL_optinteger(L, 2, 0)));
 }
 
 static int method_stats(lua_State *L)

@@ -20,7 +20,7 @@
 --   drain:report()                           -- the drop line now, if anything is unsaid
 local percpu = require("balancing.percpu")
 local log = require("balancing.log")
-local monotime = require("system").monotime
+local drop_report = require("balancing.drop_report")
 
 local M = {}
 
@@ -57,15 +57,20 @@ function M.new(opts)
     format = assert(opts.format, "event_drain.new: format is required"),
     write = assert(opts.write, "event_drain.new: write is required"),
     written = opts.written or function() end,
-    clock = opts.clock or monotime,
-    interval = opts.interval or M.LOG_INTERVAL_SECONDS,
     shed = 0, refused = 0,
   }, Drain)
   -- the pinned counter outlives an agent: a restarted agent's first line
   -- counts from its own start
   self.ring_at_start = self.drops_map and ring_total(self.drops_map) or 0
   self.ring = self.ring_at_start
-  self.said = { ring = self.ring, agent = 0, output = 0, at = self.clock() - self.interval }
+  self.drop_line = drop_report.new({ message = M.MESSAGE, clock = opts.clock,
+    interval = opts.interval or M.LOG_INTERVAL_SECONDS,
+    hint = "the ring was full (ring), the agent could not keep up (agent) or its stdout was not read (output): "
+      .. "BALANCING_EVENT_RING_BYTES, or --events failures",
+    totals = function()
+      self:refresh()
+      return { ring = self.ring, agent = self.shed, output = self.refused }
+    end })
   return self
 end
 
@@ -92,26 +97,10 @@ function Drain:dropped()
 end
 
 -- The drop line, when something was lost since the last one and the last
--- one is at least an interval old. → true when a line was written.
+-- one is at least an interval old (balancing.drop_report). → true when a
+-- line was written.
 function Drain:report(force)
-  local now = self.clock()
-  if not force and now - self.said.at < self.interval then
-    return false
-  end
-  self:refresh()
-  local ring, agent = self.ring - self.said.ring, self.shed - self.said.agent
-  local output = self.refused - self.said.output
-  if ring == 0 and agent == 0 and output == 0 then
-    return false
-  end
-  if log.warn(M.MESSAGE, { ring = ring, agent = agent, output = output,
-    seconds = math.floor((now - self.said.at) * 10 + 0.5) / 10,
-    hint = "the ring was full (ring), the agent could not keep up (agent) or its stdout was not read (output): "
-      .. "BALANCING_EVENT_RING_BYTES, or --events failures" }) == false then
-    return false -- the line refused (stdout stalled): still unsaid, tried at the next turn
-  end
-  self.said = { ring = self.ring, agent = self.shed, output = self.refused, at = now }
-  return true
+  return self.drop_line:report(force)
 end
 
 -- One turn: format and write what is there (bounded), shed beyond it when

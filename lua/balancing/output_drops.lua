@@ -9,48 +9,21 @@
 --   local drops = output_drops.new{ dropped = function() return total end }
 --   drops:report()        -- every tick: the line when due
 --   drops:report(true)    -- the agent's stop: what is unsaid, interval or not
-local log = require("balancing.log")
-local monotime = require("system").monotime
+local drop_report = require("balancing.drop_report")
 
 local M = {}
 
 M.MESSAGE = "log lines dropped"
 M.LOG_INTERVAL_SECONDS = 10
 
-local Reporter = {}
-Reporter.__index = Reporter
-
 -- new{ dropped[, clock][, interval] }: dropped() → the lines refused so far.
+-- → a balancing.drop_report (report([force])).
 function M.new(opts)
-  local self = setmetatable({
-    dropped = assert(opts.dropped, "output_drops.new: dropped is required"),
-    clock = opts.clock or monotime,
+  local dropped = assert(opts.dropped, "output_drops.new: dropped is required")
+  return drop_report.new({ message = M.MESSAGE, clock = opts.clock,
     interval = opts.interval or M.LOG_INTERVAL_SECONDS,
-  }, Reporter)
-  self.said = { total = self.dropped(), at = self.clock() - self.interval }
-  return self
+    hint = "stdout was not read as fast as the agent wrote: its reader stalled, or BALANCING_OUTPUT_BUFFER_BYTES",
+    totals = function() return { lines = dropped() } end })
 end
-
--- → true when a line was written (taken by the output).
-function Reporter:report(force)
-  local now = self.clock()
-  if not force and now - self.said.at < self.interval then
-    return false
-  end
-  local total = self.dropped()
-  local lines = total - self.said.total
-  if lines == 0 then
-    return false
-  end
-  if log.warn(M.MESSAGE, { lines = lines, seconds = math.floor((now - self.said.at) * 10 + 0.5) / 10,
-    hint = "stdout was not read as fast as the agent wrote: its reader stalled, or BALANCING_OUTPUT_BUFFER_BYTES" })
-    == false then
-    return false -- refused as well: still unsaid (and itself counted now)
-  end
-  self.said = { total = total, at = now }
-  return true
-end
-
-M.Reporter = Reporter
 
 return M
