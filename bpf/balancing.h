@@ -24,6 +24,7 @@
 
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock (abi.lua declares it for LuaJIT) */
 #endif
 
 /* Bumped whenever a layout below changes: a pinned map set from another ABI
@@ -146,6 +147,7 @@ enum balancing_map_defaults {
 	DEFAULT_MAX_BACKENDS = 524288,   /* backend slots over all frontends */
 	DEFAULT_MAX_AFFINITY = 65536,    /* LRU */
 	DEFAULT_MAX_NAT_RECORDS = 262144, /* LRU */
+	DEFAULT_MAX_TCP_NAT_RECORDS = 262144, /* slots: a power of two */
 	DEFAULT_MAX_NODE_IPS = 16384,
 	DEFAULT_MAX_NODE_PROXY_IPS = 4096,
 	DEFAULT_MAX_REDIRECT_QOS = 4096,
@@ -202,7 +204,8 @@ struct affinity_value {
 	__u16 slot;
 };
 
-/* map_nat_record (LRU): reverse translation for recvmsg4/getpeername4. */
+/* map_nat_record (LRU): reverse translation for recvmsg4/getpeername4 of
+ * UDP sockets (and TCP records of a datapath before map_nat_record_tcp). */
 struct nat_record_key {
 	__u64 socket_cookie;
 	__u32 address; /* backend, network order */
@@ -215,6 +218,21 @@ struct nat_record_value {
 	__u32 dialed_address;        /* what the client asked for (NodePort:
 					the node IP it dialed) */
 	__u32 service_id;            /* to check it is still the same owner */
+};
+
+/* map_nat_record_tcp (array): the reverse record of a TCP connection, in
+ * slot (socket cookie mod the slot count). A connect writes its slot, which
+ * costs one store where an LRU insert costs a bucket lock, a free-list pop
+ * and, once the map is full, an eviction (docs/benchmarks.md). A newer
+ * socket whose cookie takes the same slot overwrites the record, as an LRU
+ * would evict an idle one; getpeername4 restores only from a slot whose key
+ * is its own socket's and peer's. The lock keeps a slot whole while another
+ * CPU writes or reads it. */
+struct nat_record_tcp {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	struct nat_record_key key; /* socket cookie 0: an empty slot */
+	struct nat_record_value value;
 };
 
 /* map_node_ip: every IPv4 address of every node. */

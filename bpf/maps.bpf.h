@@ -42,6 +42,14 @@ struct {
 } map_nat_record SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DEFAULT_MAX_TCP_NAT_RECORDS);
+	__type(key, __u32);
+	__type(value, struct nat_record_tcp);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} map_nat_record_tcp SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, DEFAULT_MAX_NODE_IPS);
 	__type(key, struct node_ip_key);

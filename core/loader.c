@@ -69,6 +69,7 @@ void loader_options_init(struct loader_options *o, const char *bpffs)
 	    .max_backends = DEFAULT_MAX_BACKENDS,
 	    .max_affinity = DEFAULT_MAX_AFFINITY,
 	    .max_nat_records = DEFAULT_MAX_NAT_RECORDS,
+	    .max_tcp_nat_records = DEFAULT_MAX_TCP_NAT_RECORDS,
 	    .max_node_ips = DEFAULT_MAX_NODE_IPS,
 	    .max_node_proxy_ips = DEFAULT_MAX_NODE_PROXY_IPS,
 	    .max_redirect_qos = DEFAULT_MAX_REDIRECT_QOS,
@@ -130,6 +131,7 @@ static int set_sizes(struct balancing_bpf *skel, const struct loader_options *o,
 	    {skel->maps.map_backend, "max_backends", o->max_backends},
 	    {skel->maps.map_affinity, "max_affinity", o->max_affinity},
 	    {skel->maps.map_nat_record, "max_nat_records", o->max_nat_records},
+	    {skel->maps.map_nat_record_tcp, "max_tcp_nat_records", o->max_tcp_nat_records},
 	    {skel->maps.map_node_ip, "max_node_ips", o->max_node_ips},
 	    {skel->maps.map_node_proxy_ip, "max_node_proxy_ips", o->max_node_proxy_ips},
 	    {skel->maps.map_redirect_qos, "max_redirect_qos", o->max_redirect_qos},
@@ -148,6 +150,10 @@ static int set_sizes(struct balancing_bpf *skel, const struct loader_options *o,
 			return errmsg_set(e, err, "%s of %s", sizes[i].option,
 					  bpf_map__name(sizes[i].map));
 	}
+	/* the datapath finds a socket's slot with a mask */
+	if (!is_power_of_two(o->max_tcp_nat_records))
+		return errmsg_plain(e, -EINVAL, "max_tcp_nat_records %u: must be a power of two",
+				    o->max_tcp_nat_records);
 	/* the kernel wants a ring of whole pages, a power of two of them */
 	if (!is_power_of_two(o->event_ring_bytes) || o->event_ring_bytes < (__u32)page)
 		return errmsg_plain(
@@ -318,6 +324,7 @@ int loader_load(struct datapath **out, const struct loader_options *o,
 	if (err)
 		goto out;
 	dp->skel->rodata->count_translations = o->count_translations;
+	dp->skel->rodata->nat_record_tcp_slots = o->max_tcp_nat_records;
 	err = bpffs_prepare_dir(dp->pin_dir, e);
 	if (err)
 		goto out;

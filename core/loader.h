@@ -22,6 +22,7 @@ struct loader_options {
 	__u32 max_backends;
 	__u32 max_affinity;
 	__u32 max_nat_records;
+	__u32 max_tcp_nat_records; /* a power of two */
 	__u32 max_node_ips;
 	__u32 max_node_proxy_ips;
 	__u32 max_redirect_qos;

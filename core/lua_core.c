@@ -162,6 +162,7 @@ static int read_sizes(lua_State *L, int idx, struct loader_options *o, struct er
 	    {"max_backends", &o->max_backends},
 	    {"max_affinity", &o->max_affinity},
 	    {"max_nat_records", &o->max_nat_records},
+	    {"max_tcp_nat_records", &o->max_tcp_nat_records},
 	    {"max_node_ips", &o->max_node_ips},
 	    {"max_node_proxy_ips", &o->max_node_proxy_ips},
 	    {"max_redirect_qos", &o->max_redirect_qos},

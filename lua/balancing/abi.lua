@@ -43,11 +43,13 @@ local function read_header()
     .. "); set BALANCING_HEADER")
 end
 
--- The header text as ffi.cdef accepts it: kernel integer types declared,
--- preprocessor lines dropped.
+-- The header text as ffi.cdef accepts it: kernel integer types and
+-- struct bpf_spin_lock declared, preprocessor lines dropped.
 function M.cdef_text(header_text)
   local lines = {
     "typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32; typedef uint64_t __u64;",
+    -- <linux/bpf.h>'s, which the C side includes
+    "struct bpf_spin_lock { __u32 val; };",
   }
   for line in (header_text .. "\n"):gmatch("([^\n]*)\n") do
     if not line:match("^%s*#") then

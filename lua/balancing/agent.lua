@@ -69,7 +69,8 @@ end
 -- Map sizes from the environment (docs/agent.md "Map sizes"): each of
 -- core.load's max_* and event_ring_bytes as BALANCING_MAX_SERVICES, ...;
 -- the defaults hold a 10,000-Service cluster. The loader checks the values.
-local MAP_SIZES = { "max_services", "max_backends", "max_affinity", "max_nat_records", "max_node_ips",
+local MAP_SIZES = { "max_services", "max_backends", "max_affinity", "max_nat_records", "max_tcp_nat_records",
+  "max_node_ips",
   "max_node_proxy_ips", "max_redirect_qos", "max_redirect_loop", "max_translation_counters",
   "event_ring_bytes" }
 

@@ -250,6 +250,7 @@ describe("core.load", function()
     local cases = {
       { { bpf_log_level = "loud" }, "bpf_log_level loud" },
       { { event_ring_bytes = 5000 }, "event_ring_bytes 5000" },
+      { { max_tcp_nat_records = 3000 }, "max_tcp_nat_records 3000: must be a power of two" },
       { { max_services = 0 }, "max_services" },
       { { max_backends = -1 }, "max_backends" },
       { { redirect_qos_limit = 1.5 }, "redirect_qos_limit" },

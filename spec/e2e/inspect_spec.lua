@@ -88,6 +88,36 @@ describe("inspect", function()
     assert.matches("BPF%-LOG%-LEVEL", stdout)
   end)
 
+  it("showMapData natRecord shows a TCP connection's record from its slot, a UDP socket's from the LRU", function()
+    local env = core_env.open(pending)
+    local _, dir = env:load()
+    local function record_value(address, id)
+      return ffi.new("struct nat_record_value", { frontend = abi.service_key(address, 80, "TCP", "service"),
+        dialed_address = abi.ipv4_to_u32(address), service_id = id })
+    end
+    local slot = ffi.new("struct nat_record_tcp")
+    slot.key.socket_cookie = 4101
+    slot.key.address = abi.ipv4_to_u32("10.244.1.5")
+    slot.key.port = abi.htons(8080)
+    slot.value = record_value("10.96.0.20", 7)
+    -- socket 4101's slot in the default 262,144; every other slot is empty
+    bpftool_write.update(dir .. "/map_nat_record_tcp", ffi.new("__u32[1]", 4101), slot)
+    bpftool_write.update(dir .. "/map_nat_record", ffi.new("struct nat_record_key", { socket_cookie = 4102,
+      address = abi.ipv4_to_u32("10.244.1.6"), port = abi.htons(53) }), record_value("10.96.0.10", 3))
+
+    local status, stdout, stderr = run({ "--bpffs", dir, "--json", "showMapData", "natRecord" })
+    assert.equals(0, status, stderr)
+    local maps = cjson.decode(stdout).maps
+    assert.same({ { socketCookie = "4101", backend = "10.244.1.5", backendPort = 8080, type = "service",
+      address = "10.96.0.20", port = 80, protocol = "TCP", dialed = "10.96.0.20", id = 7 } }, maps.map_nat_record_tcp)
+    assert.equals(1, #maps.map_nat_record)
+    assert.equals("4102", maps.map_nat_record[1].socketCookie)
+    status, stdout = run({ "--bpffs", dir, "showMapData", "natRecord" })
+    assert.equals(0, status)
+    assert.matches("map_nat_record %(1 entries%)", stdout)
+    assert.matches("map_nat_record_tcp %(1 entries%)", stdout)
+  end)
+
   it("setMapData configure changes the running datapath's settings, one at a time, keeping the rest", function()
     local env = core_env.open(pending)
     local _, dir = env:load{ node_id = 7 }

@@ -297,6 +297,15 @@ function Env:map(name)
   return check(self.dp:map(name), "no such map", "dp:map(" .. name .. ")")
 end
 
+-- The TCP reverse records: the filled slots of map_nat_record_tcp, as
+-- `inspect showMapData natRecord` shows them (socketCookie, backend,
+-- backendPort, dialed, id, ...).
+function Env:tcp_nat_records()
+  local rows = require("balancing.inspect.maps").rows({ map_nat_record_tcp = self:map("map_nat_record_tcp") },
+    "map_nat_record_tcp")
+  return check(rows, "no rows", "reading map_nat_record_tcp")
+end
+
 -- The cgroup id the programs see (bpf_get_current_cgroup_id): on cgroup2, the
 -- inode number of the cgroup directory.
 function Env:cgroup_id()

@@ -37,11 +37,12 @@ be read or written; 2 a bad command line, or an object the agent does not know.
 
 -- showMapData's objects and the maps they show.
 local MAP_OF = {
-  service = "map_service", backend = "map_backend", affinity = "map_affinity", natRecord = "map_nat_record",
-  nodeIp = "map_node_ip", nodeProxyIp = "map_node_proxy_ip", configure = "map_configure",
+  service = { "map_service" }, backend = { "map_backend" }, affinity = { "map_affinity" },
+  natRecord = { "map_nat_record", "map_nat_record_tcp" }, nodeIp = { "map_node_ip" },
+  nodeProxyIp = { "map_node_proxy_ip" }, configure = { "map_configure" },
 }
-local ALL_MAPS = { "map_backend", "map_affinity", "map_nat_record", "map_node_ip", "map_node_proxy_ip",
-  "map_configure" }
+local ALL_MAPS = { "map_backend", "map_affinity", "map_nat_record", "map_nat_record_tcp", "map_node_ip",
+  "map_node_proxy_ip", "map_configure" }
 
 local OBJECTS = {
   showMapData = {
@@ -188,7 +189,7 @@ function M.show(options, object, stdout, stderr)
   if not handles then
     return 1
   end
-  local names = object == "all" and ALL_MAPS or (object ~= "service" and { MAP_OF[object] } or {})
+  local names = object == "all" and ALL_MAPS or (object ~= "service" and MAP_OF[object] or {})
   local document, text = {}, {}
   if object == "all" or object == "service" then
     -- the owners' names: the agent's state, when it left one for these maps

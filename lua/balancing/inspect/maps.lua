@@ -65,7 +65,20 @@ for number, name in pairs(EVENTS_NAMES) do
   M.EVENTS[name] = number
 end
 
--- map name → { columns, decode(key_bytes, value_bytes, now_ns) → row }
+local NAT_RECORD_COLUMNS = { "socketCookie", "backend", "backendPort", "type", "address", "port", "protocol", "dialed",
+  "id" }
+
+local function nat_record_row(key, value)
+  local row = frontend_fields({ socketCookie = tostring(key.socket_cookie):gsub("ULL$", "") }, value.frontend)
+  row.backend = address(key.address)
+  row.backendPort = abi.ntohs(key.port)
+  row.dialed = address(value.dialed_address)
+  row.id = tonumber(value.service_id)
+  return row
+end
+
+-- map name → { columns, decode(key_bytes, value_bytes, now_ns) → row, or nil
+-- for an entry that holds nothing }
 M.MAPS = {
   map_service = {
     columns = { "type", "address", "port", "protocol", "mode", "id", "total", "local", "affinity", "flags" },
@@ -107,15 +120,21 @@ M.MAPS = {
     end,
   },
   map_nat_record = {
-    columns = { "socketCookie", "backend", "backendPort", "type", "address", "port", "protocol", "dialed", "id" },
+    columns = NAT_RECORD_COLUMNS,
     decode = function(k, v)
-      local key, value = as("struct nat_record_key", k), as("struct nat_record_value", v)
-      local row = frontend_fields({ socketCookie = tostring(key.socket_cookie):gsub("ULL$", "") }, value.frontend)
-      row.backend = address(key.address)
-      row.backendPort = abi.ntohs(key.port)
-      row.dialed = address(value.dialed_address)
-      row.id = tonumber(value.service_id)
-      return row
+      return nat_record_row(as("struct nat_record_key", k), as("struct nat_record_value", v))
+    end,
+  },
+  -- TCP's records, one slot per socket cookie: a slot no connect has
+  -- filled (socket cookie 0) is no row
+  map_nat_record_tcp = {
+    columns = NAT_RECORD_COLUMNS,
+    decode = function(_, v)
+      local slot = as("struct nat_record_tcp", v)
+      if slot.key.socket_cookie == 0 then
+        return nil
+      end
+      return nat_record_row(slot.key, slot.value)
     end,
   },
   map_node_ip = {
@@ -169,8 +188,8 @@ function M.rows(handles, name)
   end
   local now_ns = monotonic_ns()
   local rows = {}
-  for i, entry in ipairs(entries) do
-    rows[i] = spec.decode(entry.key, entry.value, now_ns)
+  for _, entry in ipairs(entries) do
+    rows[#rows + 1] = spec.decode(entry.key, entry.value, now_ns)
   end
   local columns = spec.columns
   table.sort(rows, function(a, b)
