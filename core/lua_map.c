@@ -3,6 +3,7 @@
 #include "lua_map.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -80,26 +81,81 @@ static int map_lookup(lua_State *L)
 	return 1;
 }
 
+/* The bytes of a value that must not all be zero for a dump to return it:
+ * an array's unused elements exist and read as zeros, and turning each into
+ * two Lua strings is most of what dumping a large array costs. */
+struct nonzero_field {
+	size_t offset;
+	size_t size; /* 0: every entry */
+};
+
+static bool all_zero(const unsigned char *bytes, size_t size)
+{
+	for (size_t i = 0; i < size; i++)
+		if (bytes[i])
+			return false;
+	return true;
+}
+
+/* dump's optional { nonzero = { offset = O, size = S } }. */
+static int arg_nonzero(lua_State *L, int idx, const struct lua_map *m, struct nonzero_field *f,
+		       struct errmsg *e)
+{
+	lua_Integer offset, size;
+
+	*f = (struct nonzero_field){0};
+	if (lua_isnoneornil(L, idx))
+		return 0;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_getfield(L, idx, "nonzero");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (!lua_istable(L, -1))
+		return errmsg_plain(e, -EINVAL, "dump %s: nonzero must be a table", m->h.name);
+	lua_getfield(L, -1, "offset");
+	lua_getfield(L, -2, "size");
+	offset = lua_isnumber(L, -2) ? lua_tointeger(L, -2) : -1;
+	size = lua_isnumber(L, -1) ? lua_tointeger(L, -1) : -1;
+	lua_pop(L, 3);
+	if (offset < 0 || size < 1 || (size_t)offset + (size_t)size > maps_value_bytes(&m->h))
+		return errmsg_plain(
+		    e, -EINVAL,
+		    "dump %s: nonzero needs an offset and a size within the %zu-byte value",
+		    m->h.name, maps_value_bytes(&m->h));
+	f->offset = (size_t)offset;
+	f->size = (size_t)size;
+	return 0;
+}
+
 static int map_dump(lua_State *L)
 {
 	struct lua_map *m = check_map(L);
+	struct nonzero_field nonzero;
 	struct map_dump d;
 	struct errmsg e;
-	int err;
+	int err, n = 0;
 
 	if (m->h.fd < 0)
 		return map_closed(L, m);
-	err = maps_dump(&m->h, &d, &e);
+	err = arg_nonzero(L, 2, m, &nonzero, &e);
+	if (!err)
+		err = maps_dump(&m->h, &d, &e);
 	if (err)
 		return lua_binding_push_error(L, err, &e);
-	lua_createtable(L, (int)d.count, 0);
+	lua_createtable(L, nonzero.size ? 0 : (int)d.count, 0);
 	for (__u32 i = 0; i < d.count; i++) {
+		const unsigned char *value = d.values + i * d.value_bytes;
+
+		if (nonzero.size && all_zero(value + nonzero.offset, nonzero.size))
+			continue;
 		lua_createtable(L, 0, 2);
 		lua_pushlstring(L, (const char *)d.keys + i * d.key_size, d.key_size);
 		lua_setfield(L, -2, "key");
-		lua_pushlstring(L, (const char *)d.values + i * d.value_bytes, d.value_bytes);
+		lua_pushlstring(L, (const char *)value, d.value_bytes);
 		lua_setfield(L, -2, "value");
-		lua_rawseti(L, -2, (int)i + 1);
+		lua_rawseti(L, -2, ++n);
 	}
 	maps_dump_free(&d);
 	return 1;

@@ -265,6 +265,34 @@ describe("dumps", function()
     assert.is_true(dp:detach())
   end)
 
+  it("dump{nonzero} leaves out the entries whose field is all zero, as an array's unused slots are", function()
+    local env = core_env.open(pending)
+    local _, dir = env:load{ max_tcp_nat_records = 16 }
+    local slot = ffi.new("struct nat_record_tcp")
+    slot.key.socket_cookie = 4103
+    slot.value.service_id = 12
+    bpftool_write.update(dir .. "/map_nat_record_tcp", ffi.new("__u32[1]", 7), slot)
+    -- a slot emptied by the datapath: its cookie 0, the rest left as it was
+    slot.key.socket_cookie = 0
+    bpftool_write.update(dir .. "/map_nat_record_tcp", ffi.new("__u32[1]", 9), slot)
+    local map = assert(require("balancing.core").open_maps(dir)).map_nat_record_tcp
+    local cookie = { offset = ffi.offsetof("struct nat_record_tcp", "key"), size = 8 }
+
+    assert.equals(16, #assert(map:dump()))
+    local filled = assert(map:dump{ nonzero = cookie })
+    assert.equals(1, #filled)
+    assert.equals(7, decode("__u32[1]", filled[1].key)[0])
+    assert.equals(12, decode("struct nat_record_tcp", filled[1].value).value.service_id)
+    assert.equals(16, #assert(map:dump{}), "no nonzero: every entry")
+
+    for _, bad in ipairs({ { offset = 36, size = 8 }, { offset = 0, size = 0 }, { size = 8 }, "key" }) do
+      local entries, err, code = map:dump{ nonzero = bad }
+      assert.is_nil(entries)
+      assert.matches("^dump map_nat_record_tcp: nonzero ", err)
+      assert.equals(-22, code)
+    end
+  end)
+
   it("a ring buffer has no entries to dump: the error names it", function()
     local env = core_env.open(pending)
     local dp = env:load()

@@ -77,8 +77,8 @@ local function nat_record_row(key, value)
   return row
 end
 
--- map name → { columns, decode(key_bytes, value_bytes, now_ns) → row, or nil
--- for an entry that holds nothing }
+-- map name → { columns, decode(key_bytes, value_bytes, now_ns) → row[, dump =
+-- map:dump's options] }
 M.MAPS = {
   map_service = {
     columns = { "type", "address", "port", "protocol", "mode", "id", "total", "local", "affinity", "flags" },
@@ -125,15 +125,13 @@ M.MAPS = {
       return nat_record_row(as("struct nat_record_key", k), as("struct nat_record_value", v))
     end,
   },
-  -- TCP's records, one slot per socket cookie: a slot no connect has
-  -- filled (socket cookie 0) is no row
+  -- TCP's records, one slot per socket cookie: only the slots a connect
+  -- filled (socket cookie not 0), picked out in C (of 262,144 by default)
   map_nat_record_tcp = {
     columns = NAT_RECORD_COLUMNS,
+    dump = { nonzero = { offset = ffi.offsetof("struct nat_record_tcp", "key"), size = 8 } },
     decode = function(_, v)
       local slot = as("struct nat_record_tcp", v)
-      if slot.key.socket_cookie == 0 then
-        return nil
-      end
       return nat_record_row(slot.key, slot.value)
     end,
   },
@@ -182,14 +180,14 @@ function M.rows(handles, name)
   if not map then
     return nil, name .. " is not pinned"
   end
-  local entries, err = map:dump()
+  local entries, err = map:dump(spec.dump)
   if not entries then
     return nil, err
   end
   local now_ns = monotonic_ns()
   local rows = {}
-  for _, entry in ipairs(entries) do
-    rows[#rows + 1] = spec.decode(entry.key, entry.value, now_ns)
+  for i, entry in ipairs(entries) do
+    rows[i] = spec.decode(entry.key, entry.value, now_ns)
   end
   local columns = spec.columns
   table.sort(rows, function(a, b)
