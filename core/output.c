@@ -77,26 +77,35 @@ static void watch_while_pending(struct output *o)
 		ev_io_stop(o->loop, &o->io);
 }
 
-int output_pump(struct output *o)
+/* Writes data until it is all out, the reader is full (EAGAIN) or the fd
+ * fails (then o->error, and nothing more goes out): the bytes written. */
+static size_t write_now(struct output *o, const char *data, size_t len)
 {
+	size_t done = 0;
 	ssize_t n;
 
-	while (o->len && !o->error) {
-		n = write(o->fd, o->buf + o->head, o->len);
-		if (n > 0) {
-			o->head += (size_t)n;
-			o->len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
+	while (done < len && !o->error) {
+		n = write(o->fd, data + done, len - done);
+		if (n > 0)
+			done += (size_t)n;
+		else if (n < 0 && errno == EAGAIN)
 			break;
-		/* the reader is gone (EPIPE) or the fd is broken: what waits
-		 * can never be read, and holding it would only refuse lines */
-		o->error = n < 0 ? -errno : -EIO;
-		o->len = 0;
+		else if (!(n < 0 && errno == EINTR))
+			o->error = n < 0 ? -errno : -EIO;
 	}
+	return done;
+}
+
+int output_pump(struct output *o)
+{
+	size_t n = write_now(o, o->buf + o->head, o->len);
+
+	o->head += n;
+	o->len -= n;
+	/* the reader is gone (EPIPE) or the fd is broken: what waits can never
+	 * be read, and holding it would only refuse lines */
+	if (o->error)
+		o->len = 0;
 	if (!o->len)
 		o->head = 0;
 	watch_while_pending(o);
@@ -123,20 +132,11 @@ void output_attach(struct output *o, struct ev_loop *loop)
  * after what waits, so the bytes go out in the order they came. */
 static void append(struct output *o, const char *data, size_t len)
 {
-	ssize_t n;
+	if (!o->len) {
+		size_t n = write_now(o, data, len);
 
-	while (!o->len && len) {
-		n = write(o->fd, data, len);
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else {
-			if (!(n < 0 && errno == EAGAIN))
-				o->error = n < 0 ? -errno : -EIO;
-			break;
-		}
+		data += n;
+		len -= n;
 	}
 	if (!len || o->error)
 		return;

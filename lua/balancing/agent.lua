@@ -70,8 +70,7 @@ end
 -- core.load's max_* and event_ring_bytes as BALANCING_MAX_SERVICES, ...;
 -- the defaults hold a 10,000-Service cluster. The loader checks the values.
 local MAP_SIZES = { "max_services", "max_backends", "max_affinity", "max_nat_records", "max_tcp_nat_records",
-  "max_node_ips",
-  "max_node_proxy_ips", "max_redirect_qos", "max_redirect_loop", "max_translation_counters",
+  "max_node_ips", "max_node_proxy_ips", "max_redirect_qos", "max_redirect_loop", "max_translation_counters",
   "event_ring_bytes" }
 
 local function map_sizes(load_options, getenv)
@@ -93,12 +92,16 @@ end
 -- "Logs"), as its C side does: through the agent's output (core/output.h),
 -- which takes a line whole or refuses it (counted) and never blocks the loop
 -- on a stalled reader. Outside the binary (no output) a plain flushed write.
+local function plain_stdout(text)
+  io.stdout:write(text)
+  io.stdout:flush()
+end
+
 local function stdout_sink(line)
   local text = line .. "\n"
   local taken = core.output_log(text)
   if taken == nil then
-    io.stdout:write(text)
-    io.stdout:flush()
+    plain_stdout(text)
   end
   return taken
 end
@@ -107,8 +110,7 @@ end
 local function stdout_events(text)
   local taken, refused = core.output_write(text)
   if taken == nil then
-    io.stdout:write(text)
-    io.stdout:flush()
+    plain_stdout(text)
     return 0
   end
   return refused

@@ -54,6 +54,4 @@ function Report:report(force)
   return true
 end
 
-M.Report = Report
-
 return M
